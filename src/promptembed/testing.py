@@ -1,0 +1,189 @@
+"""Tiny random-weight models for tests, notebooks and benchmarks (no network needed).
+
+The builders write complete sentence-transformers folders: a locally trained word-level tokenizer, a
+random-weight transformer and the module stack of the model family they imitate. The vectors are
+meaningless, but every code path (prompts, title slots, Dense layers, Matryoshka truncation, dtype
+rules) runs exactly as on the real model.
+
+Example:
+    >>> import tempfile
+    >>> from promptembed.testing import build_tiny_embeddinggemma
+    >>> path = build_tiny_embeddinggemma(tempfile.mkdtemp())
+    >>> (path / "config_sentence_transformers.json").exists()
+    True
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+__all__ = ["EMBEDDINGGEMMA_PROMPTS", "build_tiny_bert", "build_tiny_embeddinggemma"]
+
+#: EmbeddingGemma's saved prompt table, as published in its release post.
+EMBEDDINGGEMMA_PROMPTS: dict[str, str] = {
+    "query": "task: search result | query: ",
+    "document": "title: none | text: ",
+    "BitextMining": "task: search result | query: ",
+    "Clustering": "task: clustering | query: ",
+    "Classification": "task: classification | query: ",
+    "InstructionRetrieval": "task: code retrieval | query: ",
+    "MultilabelClassification": "task: classification | query: ",
+    "PairClassification": "task: sentence similarity | query: ",
+    "Reranking": "task: search result | query: ",
+    "Retrieval-query": "task: search result | query: ",
+    "Retrieval-document": "title: none | text: ",
+    "STS": "task: sentence similarity | query: ",
+    "Summarization": "task: summarization | query: ",
+}
+
+_CORPUS = [
+    "task: search result | query: title: none | text: sentence similarity clustering classification",
+    "code retrieval summarization the a an of to in is are was were be been and or not",
+    "Which planet is known as the Red Planet? Mars Venus Jupiter Saturn Earth twin size",
+    "reddish appearance referred largest solar system prominent red spot famous rings mistaken",
+    "proximity often called because similar sometimes has its for with on by at from",
+    "query document passage text title hello world machine learning search engine retrieval",
+    "0 1 2 3 4 5 6 7 8 9 . , ? ! : ; | ' \" ( ) - _ / @ # $ % & * + = < > [ ] { }",
+]
+
+
+def _train_tokenizer(path: Path, *, bos: str, eos: str, pad: str, unk: str, lowercase: bool) -> None:
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.WordPiece(unk_token=unk, max_input_chars_per_word=100))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=lowercase)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    specials = [pad, unk, bos, eos]
+    trainer = trainers.WordPieceTrainer(vocab_size=400, special_tokens=specials, min_frequency=1)
+    tok.train_from_iterator(_CORPUS * 3, trainer=trainer)
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"{bos} $A {eos}",
+        pair=f"{bos} $A {eos} $B:1 {eos}:1",
+        special_tokens=[(bos, tok.token_to_id(bos)), (eos, tok.token_to_id(eos))],
+    )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token=bos, eos_token=eos, pad_token=pad, unk_token=unk, model_max_length=512
+    )
+    fast.save_pretrained(str(path))
+
+
+def _write_st_config(path: Path, prompts: dict[str, str], modules: list[dict[str, object]]) -> None:
+    (path / "modules.json").write_text(json.dumps(modules, indent=2))
+    config = {"prompts": prompts, "default_prompt_name": None, "similarity_fn_name": "cosine"}
+    (path / "config_sentence_transformers.json").write_text(json.dumps(config, indent=2))
+
+
+def build_tiny_embeddinggemma(
+    path: str | Path,
+    *,
+    hidden: int = 32,
+    dense: int = 128,
+    max_seq_length: int = 64,
+    prompts: dict[str, str] | None = None,
+    seed: int = 0,
+) -> Path:
+    """Write a tiny random Gemma3 encoder with EmbeddingGemma's module stack and prompt table.
+
+    The stack is Transformer -> mean Pooling -> Dense(hidden->dense) -> Dense(dense->hidden) -> Normalize,
+    as in EmbeddingGemma (768 -> 3072 -> 768), scaled down. Its README declares Matryoshka dims.
+
+    Args:
+        path: Folder to write (created if missing).
+        hidden: Transformer width and output dimension.
+        dense: Width of the middle Dense layer.
+        max_seq_length: Maximum tokens per input.
+        prompts: Prompt table; EmbeddingGemma's when None.
+        seed: Torch seed for the random weights.
+
+    Returns:
+        The folder, loadable by ``SentenceTransformer`` and ``PromptEmbedder``.
+    """
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.base.modules import Dense, Normalize, Transformer
+    from sentence_transformers.sentence_transformer.modules import Pooling
+    from transformers import Gemma3TextConfig, Gemma3TextModel
+
+    out = Path(path)
+    hf_dir = out / "_hf"
+    hf_dir.mkdir(parents=True, exist_ok=True)
+    _train_tokenizer(hf_dir, bos="<bos>", eos="<eos>", pad="<pad>", unk="<unk>", lowercase=False)
+    torch.manual_seed(seed)
+    config = Gemma3TextConfig(
+        vocab_size=400,
+        hidden_size=hidden,
+        intermediate_size=hidden * 2,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=16,
+        max_position_embeddings=max_seq_length * 2,
+        sliding_window=16,
+        layer_types=["sliding_attention", "full_attention"],
+        use_bidirectional_attention=True,
+        pad_token_id=0,
+        bos_token_id=2,
+        eos_token_id=3,
+    )
+    config.architectures = ["Gemma3TextModel"]
+    Gemma3TextModel(config).save_pretrained(str(hf_dir))
+    transformer = Transformer(str(hf_dir), max_seq_length=max_seq_length)
+    pooling = Pooling(hidden, pooling_mode="mean")
+    dense_up = Dense(hidden, dense, bias=False, activation_function=torch.nn.Identity())
+    dense_down = Dense(dense, hidden, bias=False, activation_function=torch.nn.Identity())
+    model = SentenceTransformer(
+        modules=[transformer, pooling, dense_up, dense_down, Normalize()],
+        prompts=dict(EMBEDDINGGEMMA_PROMPTS if prompts is None else prompts),
+        similarity_fn_name="cosine",
+    )
+    model.save(str(out))
+    _remove_tree(hf_dir)
+    return out
+
+
+def build_tiny_bert(path: str | Path, *, hidden: int = 32, max_seq_length: int = 32, seed: int = 0) -> Path:
+    """Write a tiny random BERT with mean pooling, no Normalize module and no prompts.
+
+    Args:
+        path: Folder to write (created if missing).
+        hidden: Transformer width and output dimension.
+        max_seq_length: Maximum tokens per input (small, so truncation is easy to trigger).
+        seed: Torch seed for the random weights.
+
+    Returns:
+        The folder, loadable by ``SentenceTransformer`` and ``PromptEmbedder``.
+    """
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.base.modules import Transformer
+    from sentence_transformers.sentence_transformer.modules import Pooling
+    from transformers import BertConfig, BertModel
+
+    out = Path(path)
+    hf_dir = out / "_hf"
+    hf_dir.mkdir(parents=True, exist_ok=True)
+    _train_tokenizer(hf_dir, bos="[CLS]", eos="[SEP]", pad="[PAD]", unk="[UNK]", lowercase=True)
+    torch.manual_seed(seed)
+    config = BertConfig(
+        vocab_size=400,
+        hidden_size=hidden,
+        intermediate_size=hidden * 2,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        max_position_embeddings=128,
+    )
+    config.architectures = ["BertModel"]
+    BertModel(config).save_pretrained(str(hf_dir))
+    transformer = Transformer(str(hf_dir), max_seq_length=max_seq_length)
+    model = SentenceTransformer(modules=[transformer, Pooling(hidden, pooling_mode="mean")])
+    model.save(str(out))
+    _remove_tree(hf_dir)
+    return out
+
+
+def _remove_tree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,91 @@
+"""Device and precision rules (pure functions, checked for every device kind without needing one)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from promptembed import ConfigError, PromptEmbedder, _st
+
+
+@pytest.fixture
+def cuda(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    return monkeypatch
+
+
+def test_cpu_auto_is_float32() -> None:
+    assert _st.resolve_precision("auto", "cpu", "bert") == "float32"
+    assert _st.resolve_precision("auto", "cpu", "gemma3_text") == "float32"
+
+
+def test_cuda_auto_prefers_bf16_then_fp16(cuda: pytest.MonkeyPatch) -> None:
+    import torch
+
+    cuda.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    assert _st.resolve_precision("auto", "cuda", "bert") == "bfloat16"
+    assert _st.resolve_precision("auto", "cuda:1", "gemma3_text") == "bfloat16"
+    cuda.setattr(torch.cuda, "is_bf16_supported", lambda: False)
+    assert _st.resolve_precision("auto", "cuda", "bert") == "float16"
+
+
+@pytest.mark.parametrize("model_type", sorted(_st.FP16_UNSAFE_MODEL_TYPES))
+def test_gemma_never_gets_fp16_under_auto(cuda: pytest.MonkeyPatch, model_type: str) -> None:
+    import torch
+
+    cuda.setattr(torch.cuda, "is_bf16_supported", lambda: False)
+    assert _st.resolve_precision("auto", "cuda", model_type) == "float32"
+    assert _st.resolve_precision("auto", "mps", model_type) == "float32"
+
+
+def test_explicit_fp16_on_gemma_is_refused_with_reason(tiny_gemma_dir: Path) -> None:
+    with pytest.raises(ConfigError, match=re.escape("precision='float16' on a gemma3_text model: Gemma-family")):
+        PromptEmbedder(model=tiny_gemma_dir, precision="float16")
+
+
+def test_explicit_precisions_honoured() -> None:
+    for p in ("float32", "bfloat16", "float16"):
+        assert _st.resolve_precision(p, "cpu", "bert") == p
+
+
+def test_model_type_read_from_folder(tiny_gemma_dir: Path, minilm_dir: Path) -> None:
+    assert _st.read_model_type(str(tiny_gemma_dir), True, trust_remote_code=False, revision=None) == "gemma3_text"
+    assert _st.read_model_type(str(minilm_dir), True, trust_remote_code=False, revision=None) == "bert"
+
+
+def test_auto_device_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert _st.pick_device("auto") == "mps"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert _st.pick_device("auto") == "cuda"
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert _st.pick_device("auto") == "cpu"
+
+
+def test_unavailable_device_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match=re.escape("device='cuda' but CUDA is not available")):
+        _st.pick_device("cuda")
+
+
+@pytest.mark.gpu
+def test_gpu_auto_precision_and_memory_release(tiny_gemma_dir: Path, minilm_dir: Path) -> None:
+    import torch
+
+    base = torch.cuda.memory_allocated()
+    with PromptEmbedder(model=minilm_dir, device="cuda") as emb:
+        assert emb.precision == ("bfloat16" if torch.cuda.is_bf16_supported() else "float16")
+        assert torch.cuda.memory_allocated() > base
+    assert torch.cuda.memory_allocated() == base
+    with PromptEmbedder(model=tiny_gemma_dir, device="cuda") as gemma:
+        assert gemma.precision in ("bfloat16", "float32")
