@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import re
 from pathlib import Path
 
@@ -79,13 +80,25 @@ def test_unavailable_device_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) ->
 
 
 @pytest.mark.gpu
-def test_gpu_auto_precision_and_memory_release(tiny_gemma_dir: Path, minilm_dir: Path) -> None:
+def test_gpu_auto_precision_and_memory_release(tiny_gemma_dir: Path, tiny_bert_dir: Path) -> None:
+    import numpy as np
     import torch
+    from sentence_transformers import SentenceTransformer
 
+    texts = ["Which planet is known as the Red Planet?", "Mars is red."]
+    gc.collect()
     base = torch.cuda.memory_allocated()
-    with PromptEmbedder(model=minilm_dir, device="cuda") as emb:
+    with PromptEmbedder(model=tiny_bert_dir, device="cuda") as emb:
+        assert emb.device == "cuda"
         assert emb.precision == ("bfloat16" if torch.cuda.is_bf16_supported() else "float16")
         assert torch.cuda.memory_allocated() > base
-    assert torch.cuda.memory_allocated() == base
+        ref = SentenceTransformer(str(tiny_bert_dir), device="cpu").encode(texts, normalize_embeddings=True)
+        cos = np.sum(emb.embed_queries(texts) * ref, axis=1)
+        assert (cos > 0.99).all(), cos
+    assert torch.cuda.memory_allocated() <= base
     with PromptEmbedder(model=tiny_gemma_dir, device="cuda") as gemma:
         assert gemma.precision in ("bfloat16", "float32")
+        ref = SentenceTransformer(str(tiny_gemma_dir), device="cpu").encode_query(texts)
+        cos = np.sum(gemma.embed_queries(texts) * ref, axis=1)
+        assert (cos > 0.99).all(), cos
+    assert torch.cuda.memory_allocated() <= base
