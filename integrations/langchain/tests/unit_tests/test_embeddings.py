@@ -1,0 +1,101 @@
+"""PromptEmbeddings against sentence-transformers' encode_query / encode_document on the same model."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from langchain_promptembed import PromptEmbeddings
+from pydantic import ValidationError
+from sentence_transformers import SentenceTransformer
+
+from promptembed import InputError, PromptEmbedder, PromptError
+
+QUERIES = ["Which planet is known as the Red Planet?", "Where did Amelia Earhart first fly?"]
+DOCS = ["Mars is red.", "", "Venus is Earth's twin because of its similar size."]
+
+
+@pytest.fixture(params=["minilm", "tiny_gemma"])
+def model_dir(request: pytest.FixtureRequest, minilm_dir: Path) -> Path:
+    if request.param == "minilm":
+        return minilm_dir
+    return Path(request.getfixturevalue("tiny_gemma_dir"))
+
+
+def test_vectors_equal_sentence_transformers(model_dir: Path) -> None:
+    ref = SentenceTransformer(str(model_dir), device="cpu")
+    with PromptEmbeddings(model=str(model_dir)) as emb:
+        q = [emb.embed_query(t) for t in QUERIES]
+        d = emb.embed_documents(DOCS)
+        assert all(isinstance(x, float) for x in q[0]) and all(isinstance(x, float) for x in d[0])
+        np.testing.assert_allclose(q, ref.encode_query(QUERIES), atol=2e-6)
+        np.testing.assert_allclose(d, ref.encode_document(DOCS), atol=2e-6)
+        with PromptEmbedder(model=model_dir) as core:
+            np.testing.assert_allclose(q, core.embed_queries(QUERIES), atol=1e-7)
+            np.testing.assert_allclose(d, core.embed_documents(DOCS), atol=1e-7)
+
+
+def test_async_equals_sync_and_does_not_block_the_loop(tiny_gemma_dir: Path) -> None:
+    texts = [f"document number {i} about the red planet Mars" for i in range(600)]
+
+    async def scenario(emb: PromptEmbeddings) -> tuple[list[list[float]], list[float], int]:
+        ticks = 0
+        done = asyncio.Event()
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while not done.is_set():
+                ticks += 1
+                await asyncio.sleep(0.001)
+
+        tick_task = asyncio.create_task(ticker())
+        docs = await emb.aembed_documents(texts)
+        query = await emb.aembed_query(QUERIES[0])
+        done.set()
+        await tick_task
+        return docs, query, ticks
+
+    with PromptEmbeddings(model=str(tiny_gemma_dir), batch_size=8) as emb:
+        start = time.perf_counter()
+        docs, query, ticks = asyncio.run(scenario(emb))
+        elapsed = time.perf_counter() - start
+        np.testing.assert_allclose(docs, emb.embed_documents(texts), atol=1e-7)
+        np.testing.assert_allclose(query, emb.embed_query(QUERIES[0]), atol=1e-7)
+    # The loop kept ticking while the model worked: at least a quarter of the ticks a free loop would make.
+    assert ticks > max(5, int(elapsed * 1000 / 4 * 0.25)), (ticks, elapsed)
+
+
+def test_prompt_name_for_non_retrieval_tasks(tiny_gemma_dir: Path) -> None:
+    ref = SentenceTransformer(str(tiny_gemma_dir), device="cpu")
+    with PromptEmbeddings(model=str(tiny_gemma_dir), prompt_name="Clustering") as emb:
+        np.testing.assert_allclose(emb.embed_documents(DOCS), ref.encode(DOCS, prompt_name="Clustering"), atol=2e-6)
+        np.testing.assert_allclose(
+            emb.embed_query(DOCS[0]), ref.encode(DOCS[:1], prompt_name="Clustering")[0], atol=2e-6
+        )
+    with pytest.raises(PromptError, match=re.escape("Prompt name 'Clustring' not found")):
+        PromptEmbeddings(model=str(tiny_gemma_dir), prompt_name="Clustring")
+
+
+def test_model_name_alias_truncate_dim_and_empty_list(tiny_gemma_dir: Path) -> None:
+    with PromptEmbeddings(model_name=str(tiny_gemma_dir), truncate_dim=8) as emb:
+        assert emb.model == str(tiny_gemma_dir)
+        v = emb.embed_query("x")
+        assert len(v) == 8 and abs(float(np.linalg.norm(v)) - 1.0) < 1e-5
+        assert emb.embed_documents([]) == []
+
+
+def test_unknown_field_is_rejected() -> None:
+    with pytest.raises(ValidationError, match="normalize_embeddings\n  Extra inputs are not permitted"):
+        PromptEmbeddings(normalize_embeddings=True)
+
+
+def test_wrong_input_types_name_the_position() -> None:
+    with PromptEmbeddings() as emb:
+        with pytest.raises(InputError, match=re.escape("texts[1] is NoneType, not str")):
+            emb.embed_documents(["ok", None])  # type: ignore[list-item]
+        with pytest.raises(InputError, match=re.escape("texts[0] is int, not str")):
+            emb.embed_query(3)  # type: ignore[arg-type]
