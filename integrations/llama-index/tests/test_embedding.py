@@ -1,0 +1,130 @@
+"""PromptEmbedding against sentence-transformers' encode_query / encode_document on the same model."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from llama_index.core.schema import TextNode
+from llama_index.embeddings.promptembed import PromptEmbedding
+from sentence_transformers import SentenceTransformer
+
+from promptembed import InputError, PromptEmbedder
+
+QUERIES = ["Which planet is known as the Red Planet?", "Where did Amelia Earhart first fly?"]
+DOCS = ["Mars is red.", "", "Venus is Earth's twin because of its similar size."]
+
+
+@pytest.fixture(params=["minilm", "tiny_gemma"])
+def model_dir(request: pytest.FixtureRequest, minilm_dir: Path) -> Path:
+    if request.param == "minilm":
+        return minilm_dir
+    return Path(request.getfixturevalue("tiny_gemma_dir"))
+
+
+def test_query_and_text_vectors_equal_sentence_transformers(model_dir: Path) -> None:
+    ref = SentenceTransformer(str(model_dir), device="cpu")
+    emb = PromptEmbedding(model=str(model_dir))
+    try:
+        q_ref, d_ref = ref.encode_query(QUERIES), ref.encode_document(DOCS)
+        q = [emb.get_query_embedding(t) for t in QUERIES]
+        assert isinstance(q[0][0], float)
+        np.testing.assert_allclose(q, q_ref, atol=2e-6)
+        np.testing.assert_allclose([emb.get_text_embedding(t) for t in DOCS], d_ref, atol=2e-6)
+        np.testing.assert_allclose(emb.get_text_embedding_batch(DOCS), d_ref, atol=2e-6)
+
+        async def run_async() -> tuple[list[float], list[float], list[list[float]]]:
+            return (
+                await emb.aget_query_embedding(QUERIES[0]),
+                await emb.aget_text_embedding(DOCS[0]),
+                await emb.aget_text_embedding_batch(DOCS),
+            )
+
+        aq, at, ab = asyncio.run(run_async())
+        np.testing.assert_allclose(aq, q_ref[0], atol=2e-6)
+        np.testing.assert_allclose(at, d_ref[0], atol=2e-6)
+        np.testing.assert_allclose(ab, d_ref, atol=2e-6)
+        with PromptEmbedder(model=model_dir) as core:
+            np.testing.assert_allclose(q, core.embed_queries(QUERIES), atol=1e-7)
+    finally:
+        emb.close()
+
+
+def test_node_title_fills_the_title_slot(tiny_gemma_dir: Path) -> None:
+    ref = SentenceTransformer(str(tiny_gemma_dir), device="cpu")
+    emb = PromptEmbedding(model=str(tiny_gemma_dir))
+    try:
+        nodes = [TextNode(text="Mars is red.", metadata={"title": "Mars"}), TextNode(text="Venus is hot.")]
+        emb(nodes)
+        np.testing.assert_allclose(
+            nodes[0].embedding, ref.encode_document(["Mars is red."], prompt="title: Mars | text: ")[0], atol=2e-6
+        )
+        np.testing.assert_allclose(nodes[1].embedding, ref.encode_document(["Venus is hot."])[0], atol=2e-6)
+        again = [TextNode(text="Mars is red.", metadata={"title": "Mars"})]
+        asyncio.run(emb.acall(again))
+        np.testing.assert_allclose(again[0].embedding, nodes[0].embedding, atol=1e-7)
+    finally:
+        emb.close()
+
+
+def test_node_title_without_slot_stays_in_metadata_text(minilm_dir: Path) -> None:
+    ref = SentenceTransformer(str(minilm_dir), device="cpu")
+    emb = PromptEmbedding()
+    try:
+        node = TextNode(text="Mars is red.", metadata={"title": "Mars"})
+        emb([node])
+        expected = ref.encode_document([node.get_content(metadata_mode="embed")])[0]  # type: ignore[arg-type]
+        np.testing.assert_allclose(node.embedding, expected, atol=2e-6)
+    finally:
+        emb.close()
+
+
+def test_to_dict_from_dict_keeps_every_setting(tiny_gemma_dir: Path) -> None:
+    emb = PromptEmbedding(
+        model=str(tiny_gemma_dir), truncate_dim=8, batch_size=4, prompts={"x": "x: "}, prompt_name="x", normalize=False
+    )
+    again = PromptEmbedding.from_dict(emb.to_dict())
+    try:
+        for field in (
+            "model",
+            "device",
+            "precision",
+            "truncate_dim",
+            "normalize",
+            "batch_size",
+            "prompts",
+            "prompt_name",
+        ):
+            assert getattr(again, field) == getattr(emb, field), field
+        assert again.to_dict() == emb.to_dict()
+        np.testing.assert_allclose(again.get_query_embedding("a"), emb.get_query_embedding("a"), atol=1e-7)
+        assert len(again.get_query_embedding("a")) == 8
+    finally:
+        emb.close()
+        again.close()
+
+
+def test_prompt_name_task_prompt(tiny_gemma_dir: Path) -> None:
+    ref = SentenceTransformer(str(tiny_gemma_dir), device="cpu")
+    emb = PromptEmbedding(model_name=str(tiny_gemma_dir), prompt_name="STS")
+    try:
+        np.testing.assert_allclose(emb.get_text_embedding_batch(DOCS), ref.encode(DOCS, prompt_name="STS"), atol=2e-6)
+        np.testing.assert_allclose(
+            emb.get_query_embedding(DOCS[0]), ref.encode(DOCS[:1], prompt_name="STS")[0], atol=2e-6
+        )
+    finally:
+        emb.close()
+
+
+def test_wrong_input_types() -> None:
+    emb = PromptEmbedding()
+    try:
+        with pytest.raises(InputError, match=re.escape("texts[1] is NoneType, not str")):
+            emb.get_text_embedding_batch(["ok", None])  # type: ignore[list-item]
+        with pytest.raises(InputError, match=re.escape("texts[0] is bytes, not str")):
+            emb.get_query_embedding(b"bytes")  # type: ignore[arg-type]
+    finally:
+        emb.close()
