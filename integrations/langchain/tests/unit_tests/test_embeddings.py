@@ -35,8 +35,8 @@ def test_vectors_equal_sentence_transformers(model_dir: Path) -> None:
         np.testing.assert_allclose(q, ref.encode_query(QUERIES), atol=2e-6)
         np.testing.assert_allclose(d, ref.encode_document(DOCS), atol=2e-6)
         with PromptEmbedder(model=model_dir) as core:
-            np.testing.assert_allclose(q, core.embed_queries(QUERIES), atol=1e-7)
-            np.testing.assert_allclose(d, core.embed_documents(DOCS), atol=1e-7)
+            np.testing.assert_allclose(q, core.embed_queries(QUERIES), atol=2e-6)
+            np.testing.assert_allclose(d, core.embed_documents(DOCS), atol=2e-6)
 
 
 def test_async_equals_sync_and_does_not_block_the_loop(tiny_gemma_dir: Path) -> None:
@@ -63,8 +63,8 @@ def test_async_equals_sync_and_does_not_block_the_loop(tiny_gemma_dir: Path) -> 
         start = time.perf_counter()
         docs, query, ticks = asyncio.run(scenario(emb))
         elapsed = time.perf_counter() - start
-        np.testing.assert_allclose(docs, emb.embed_documents(texts), atol=1e-7)
-        np.testing.assert_allclose(query, emb.embed_query(QUERIES[0]), atol=1e-7)
+        np.testing.assert_allclose(docs, emb.embed_documents(texts), atol=2e-6)
+        np.testing.assert_allclose(query, emb.embed_query(QUERIES[0]), atol=2e-6)
     # The loop kept ticking while the model worked: at least a quarter of the ticks a free loop would make.
     assert ticks > max(5, int(elapsed * 1000 / 4 * 0.25)), (ticks, elapsed)
 
