@@ -1,0 +1,35 @@
+"""End to end: indexing and query Pipelines with InMemoryDocumentStore + InMemoryEmbeddingRetriever."""
+
+from __future__ import annotations
+
+from haystack import Document, Pipeline
+from haystack.components.retrievers.in_memory import InMemoryEmbeddingRetriever
+from haystack.components.writers import DocumentWriter
+from haystack.document_stores.in_memory import InMemoryDocumentStore
+from haystack_integrations.components.embedders.promptembed import PromptDocumentEmbedder, PromptTextEmbedder
+
+QUERY = "Which planet is known as the Red Planet?"
+DOCS = [
+    "Venus is often called Earth's twin because of its similar size and proximity.",
+    "Mars, known for its reddish appearance, is often referred to as the Red Planet.",
+    "Jupiter, the largest planet in our solar system, has a prominent red spot.",
+    "Saturn, famous for its rings, is sometimes mistaken for the Red Planet.",
+]
+
+
+def test_pipeline_returns_mars_first() -> None:
+    store = InMemoryDocumentStore()
+    indexing = Pipeline()
+    indexing.add_component("embedder", PromptDocumentEmbedder(progress_bar=False))
+    indexing.add_component("writer", DocumentWriter(document_store=store))
+    indexing.connect("embedder.documents", "writer.documents")
+    indexing.run({"embedder": {"documents": [Document(content=d) for d in DOCS]}})
+    assert store.count_documents() == 4
+
+    query = Pipeline()
+    query.add_component("embedder", PromptTextEmbedder())
+    query.add_component("retriever", InMemoryEmbeddingRetriever(document_store=store, top_k=4))
+    query.connect("embedder.embedding", "retriever.query_embedding")
+    hits = query.run({"embedder": {"text": QUERY}})["retriever"]["documents"]
+    assert hits[0].content == DOCS[1]
+    assert len(hits) == 4
