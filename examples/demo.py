@@ -1,26 +1,57 @@
-"""`make demo`: semantic search with the bundled default model, prompts applied automatically."""
+"""`make demo`: the whole journey on real data, on the bundled default model, on CPU.
+
+1. The answers of the zaragoza-construction-faq package become "your documents" (one file per answer).
+2. promptembed generates query/passage pairs from them (no LLM), finetunes the bundled all-MiniLM-L6-v2 on CPU,
+   and evaluates base vs finetuned on the 503 REAL questions against all 503 answers.
+3. The finetuned model, prompts intact, answers two real questions through LangChain + FAISS.
+"""
 
 from __future__ import annotations
 
-from promptembed import PromptEmbedder
+import logging
+import sys
+import time
+from pathlib import Path
 
-QUERY = "Which planet is known as the Red Planet?"
-DOCUMENTS = [
-    "Venus is often called Earth's twin because of its similar size and proximity.",
-    "Mars, known for its reddish appearance, is often referred to as the Red Planet.",
-    "Jupiter, the largest planet in our solar system, has a prominent red spot.",
-    "Saturn, famous for its rings, is sometimes mistaken for the Red Planet.",
-]
+sys.path.insert(0, str(Path(__file__).parent))
+
+import zaragoza  # noqa: E402
+
+OUT = Path(__file__).resolve().parent.parent / "demo-output"
 
 
 def main() -> None:
-    with PromptEmbedder() as emb:
-        print(f"model: {emb.model_source}\ndevice: {emb.device}  precision: {emb.precision}  dim: {emb.dimension}")
-        print(f"query prompt: {emb.query_prompt!r}  document prompt: {emb.document_prompt!r}\n")
-        scores = (emb.embed_queries([QUERY]) @ emb.embed_documents(DOCUMENTS).T)[0]
-    print(f"query: {QUERY}")
-    for rank, i in enumerate(scores.argsort()[::-1], start=1):
-        print(f"  {rank}. {scores[i]:.3f}  {DOCUMENTS[i]}")
+    from langchain_community.vectorstores import FAISS
+    from langchain_promptembed import PromptEmbeddings
+
+    from promptembed.finetune import finetune
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    started = time.time()
+    print(zaragoza.CREDIT)
+    records = zaragoza.load_faq()
+    docs = zaragoza.write_documents(records, OUT / "documents")
+    questions = zaragoza.write_eval_queries(records, OUT / "real_questions.jsonl")
+    print(f"{len(records)} answers written to {docs} (the questions are used only for evaluation)\n")
+
+    result = finetune([docs], output=OUT / "finetuned-minilm", eval_queries=questions, overwrite=True, seed=0)
+
+    print("\nRetrieval on the 503 real questions, all 503 answers as the corpus:")
+    ev = result.evaluations["eval_queries"]
+    for label, key in (("nDCG@10", "ndcg_at_10"), ("MRR@10", "mrr_at_10"), ("recall@10", "recall_at_10")):
+        before, after = getattr(ev["base"], key), getattr(ev["finetuned"], key)
+        print(f"  {label:<10} base {before:.4f}   finetuned {after:.4f}   ({after - before:+.4f})")
+    print(f"\n{result.verdict}")
+    print(f"training pairs: {result.train_pairs}   report: {result.report_md}   plot: {result.plot}\n")
+
+    print("The finetuned model in LangChain + FAISS (its prompts are picked up automatically):")
+    with PromptEmbeddings(model=str(result.output)) as embeddings:
+        store = FAISS.from_texts([r["answer"] for r in records], embeddings)
+        for record in (records[0], records[len(records) // 2]):
+            hit = store.similarity_search(record["question"], k=1)[0].page_content
+            mark = "gold answer" if hit == record["answer"] else "not the gold answer"
+            print(f"  Q: {record['question']}\n  A: {hit[:220]}{'...' if len(hit) > 220 else ''}  [{mark}]\n")
+    print(f"done in {time.time() - started:.0f} s")
 
 
 if __name__ == "__main__":

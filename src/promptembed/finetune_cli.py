@@ -1,17 +1,128 @@
-"""CLI commands of the finetune helper (``finetune``, ``pairs``, ``eval``); filled by the finetune work."""
+"""CLI commands of the finetune helper: ``finetune``, ``pairs`` and ``eval`` (need the [train] extra)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 from typing import Any
 
 __all__ = ["add_commands"]
 
 
-def add_commands(sub: Any) -> None:  # argparse's _SubParsersAction is private
-    """Register the finetune subcommands on the ``promptembed`` parser."""
-    del sub
+def _finetune(args: argparse.Namespace) -> int:
+    from promptembed.finetune import finetune
+
+    llm = _load_llm(args.llm) if args.llm else None
+    result = finetune(
+        args.docs,
+        output=args.output,
+        base=args.base,
+        eval_queries=args.eval_queries,
+        supervision=args.pairs_file,
+        llm=llm,
+        strategies=args.strategies.split(","),
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        hard_negatives=args.hard_negatives,
+        max_steps=args.max_steps,
+        seed=args.seed,
+        device=args.device,
+        overwrite=args.overwrite,
+    )
+    for name, ev in result.evaluations.items():
+        b, t = ev["base"], ev["finetuned"]
+        print(f"{name}: {b.n_queries} queries, {b.n_corpus} passages")
+        for label, key in (("nDCG@10", "ndcg_at_10"), ("MRR@10", "mrr_at_10"), ("recall@10", "recall_at_10")):
+            before, after = getattr(b, key), getattr(t, key)
+            print(f"  {label:<10} base {before:.4f}  finetuned {after:.4f}  ({after - before:+.4f})")
+    for item in result.skipped:
+        print(f"skipped {item['path']}: {item['reason']}")
+    print(result.verdict)
+    print(f"model: {result.output}\nreport: {result.report_md}\nplot: {result.plot}")
+    return 0 if result.improved else 1
 
 
-def _unused(_: argparse.Namespace) -> int:  # pragma: no cover
+def _pairs(args: argparse.Namespace) -> int:
+    from sentence_transformers import SentenceTransformer
+
+    from promptembed import _st
+    from promptembed.finetune import chunk_documents, generate_pairs, load_documents, save_pairs_jsonl
+
+    source, is_local = _st.resolve_source(args.base)
+    model = SentenceTransformer(source, device="cpu", local_files_only=is_local)
+    loaded = load_documents(args.docs)
+    for item in loaded.skipped:
+        print(f"skipped {item.path}: {item.reason}")
+    chunks = chunk_documents(loaded.documents, tokenizer=model.tokenizer, max_tokens=int(model.max_seq_length) - 8)
+    result = generate_pairs(chunks, strategies=args.strategies.split(","), seed=args.seed)
+    save_pairs_jsonl(result.pairs, args.output)
+    print(json.dumps(result.stats, indent=2))
+    print(f"{len(result.pairs)} pairs from {len(chunks)} chunks written to {args.output}")
     return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from sentence_transformers import SentenceTransformer
+
+    from promptembed import _st
+    from promptembed.finetune.api import load_eval_queries
+    from promptembed.finetune.evaluate import evaluate_retrieval
+
+    queries, corpus, relevant = load_eval_queries(args.queries)
+    if args.corpus:
+        with open(args.corpus, encoding="utf-8") as f:
+            extra = [json.loads(line)["text"] for line in f if line.strip()]
+        known = set(corpus.values())
+        corpus.update({f"c{i}": t for i, t in enumerate(extra) if t not in known})
+    source, is_local = _st.resolve_source(args.model)
+    model = SentenceTransformer(source, device=_st.pick_device(args.device), local_files_only=is_local)
+    m = evaluate_retrieval(model, queries, corpus, relevant, name="eval", progress=True)
+    print(json.dumps(m.to_dict(), indent=2))
+    return 0
+
+
+def _load_llm(spec: str) -> Any:
+    """``module:attribute`` naming a LangChain chat model instance or a callable ``str -> list[str]``."""
+    import importlib
+
+    module, _, attr = spec.partition(":")
+    if not attr:
+        raise SystemExit(f"--llm must be 'module:attribute' (a chat model or callable), got {spec!r}")
+    return getattr(importlib.import_module(module), attr)
+
+
+def add_commands(sub: Any) -> None:  # argparse's _SubParsersAction is private
+    """Register ``finetune``, ``pairs`` and ``eval`` on the ``promptembed`` parser."""
+    ft = sub.add_parser("finetune", help="finetune a model on your documents, evaluate before/after, save")
+    ft.add_argument("docs", nargs="*", help="files and folders of .txt/.md/.rst/.html/.pdf")
+    ft.add_argument("--output", "-o", required=True, help="folder to create for the finetuned model")
+    ft.add_argument("--base", default=None, help="base model folder or hub id (default: bundled all-MiniLM-L6-v2)")
+    ft.add_argument("--eval-queries", default=None, help="CSV/JSONL of real questions: columns query,positive")
+    ft.add_argument("--pairs-file", default=None, help="your own pairs/triplets/scored pairs (CSV or JSONL)")
+    ft.add_argument("--llm", default=None, help="module:attribute of a LangChain chat model or callable")
+    ft.add_argument("--strategies", default="sentence,keyphrase", help="pair strategies, comma-separated")
+    ft.add_argument("--epochs", type=float, default=1.0)
+    ft.add_argument("--batch-size", type=int, default=32)
+    ft.add_argument("--learning-rate", type=float, default=2e-5)
+    ft.add_argument("--hard-negatives", action="store_true", help="mine one hard negative per pair")
+    ft.add_argument("--max-steps", type=int, default=None)
+    ft.add_argument("--seed", type=int, default=0)
+    ft.add_argument("--device", default="auto")
+    ft.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    ft.set_defaults(func=_finetune)
+
+    pairs = sub.add_parser("pairs", help="generate query/passage pairs from documents (to inspect or edit)")
+    pairs.add_argument("docs", nargs="+")
+    pairs.add_argument("--output", "-o", required=True, help="pairs.jsonl to write")
+    pairs.add_argument("--base", default=None, help="model whose tokenizer sets the chunk size")
+    pairs.add_argument("--strategies", default="sentence,keyphrase")
+    pairs.add_argument("--seed", type=int, default=0)
+    pairs.set_defaults(func=_pairs)
+
+    ev = sub.add_parser("eval", help="retrieval metrics of a model on your questions")
+    ev.add_argument("model")
+    ev.add_argument("--queries", required=True, help="CSV/JSONL with columns query,positive")
+    ev.add_argument("--corpus", default=None, help="JSONL of extra distractor passages (column text)")
+    ev.add_argument("--device", default="auto")
+    ev.set_defaults(func=_eval)

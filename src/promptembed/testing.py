@@ -87,7 +87,8 @@ def build_tiny_embeddinggemma(
     """Write a tiny random Gemma3 encoder with EmbeddingGemma's module stack and prompt table.
 
     The stack is Transformer -> mean Pooling -> Dense(hidden->dense) -> Dense(dense->hidden) -> Normalize,
-    as in EmbeddingGemma (768 -> 3072 -> 768), scaled down. Its README declares Matryoshka dims.
+    as in EmbeddingGemma (768 -> 3072 -> 768), scaled down. Its README declares Matryoshka dims
+    (``matryoshka_dims: [hidden, hidden/2, hidden/4]``) as EmbeddingGemma's card does.
 
     Args:
         path: Folder to write (created if missing).
@@ -140,6 +141,12 @@ def build_tiny_embeddinggemma(
     )
     model.save(str(out))
     _remove_tree(hf_dir)
+    dims = [d for d in (hidden, hidden // 2, hidden // 4) if d >= 4]
+    (out / "README.md").write_text(
+        "# tiny EmbeddingGemma-shaped test model\n\nRandom weights. Trained with MatryoshkaLoss "
+        f"(as EmbeddingGemma is, 768/512/256/128), matryoshka_dims: {dims}\n",
+        encoding="utf-8",
+    )
     return out
 
 

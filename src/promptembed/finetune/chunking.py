@@ -1,0 +1,149 @@
+"""Heading-aware chunking to the base model's token budget.
+
+Markdown ``#`` headings, reStructuredText underlined titles and HTML ``h1``-``h6`` (converted to Markdown by
+the loader) open sections; each chunk keeps the heading path it sits under. Section bodies are packed
+paragraph by paragraph, then sentence by sentence, then word by word, so no chunk exceeds ``max_tokens``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from promptembed.finetune.documents import Document
+
+__all__ = ["Chunk", "chunk_documents", "split_sentences"]
+
+_MD_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
+_RST_UNDERLINE = re.compile(r"^([=\-~^\"'`#*+<>_:.])\1{2,}\s*$")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9ÅÄÖÉ])")
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A piece of a document that fits the model's token budget."""
+
+    id: str
+    doc_path: str
+    heading_path: tuple[str, ...]
+    text: str
+    title: str | None
+
+
+def split_sentences(text: str) -> list[str]:
+    """Split text into sentences (a light rule-based splitter: end punctuation followed by a capital)."""
+    out: list[str] = []
+    for para in re.split(r"\n\s*\n", text):
+        flat = " ".join(para.split())
+        if flat:
+            out.extend(s.strip() for s in _SENTENCE_END.split(flat) if s.strip())
+    return out
+
+
+def _sections(doc: Document) -> Iterator[tuple[tuple[str, ...], str]]:
+    path: list[tuple[int, str]] = []
+    body: list[str] = []
+    rst_levels: list[str] = []
+    lines = doc.text.splitlines()
+
+    def flush() -> Iterator[tuple[tuple[str, ...], str]]:
+        text = "\n".join(body).strip()
+        if text:
+            yield tuple(h for _, h in path), text
+        body.clear()
+
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        md = _MD_HEADING.match(line) if doc.format in ("md", "html", "txt") else None
+        rst = (
+            doc.format == "rst"
+            and i + 1 < len(lines)
+            and line.strip()
+            and _RST_UNDERLINE.match(lines[i + 1])
+            and len(lines[i + 1].rstrip()) >= len(line.rstrip())
+        )
+        if md:
+            yield from flush()
+            level = len(md.group(1))
+            path = [(lv, h) for lv, h in path if lv < level] + [(level, md.group(2).strip())]
+        elif rst:
+            yield from flush()
+            char = lines[i + 1].strip()[0]
+            if char not in rst_levels:
+                rst_levels.append(char)
+            level = rst_levels.index(char) + 1
+            path = [(lv, h) for lv, h in path if lv < level] + [(level, line.strip())]
+            i += 1
+        else:
+            body.append(line)
+        i += 1
+    yield from flush()
+
+
+def chunk_documents(
+    documents: Sequence[Document], *, tokenizer: Any, max_tokens: int, progress: bool = True
+) -> list[Chunk]:
+    """Split documents into heading-aware chunks of at most ``max_tokens`` tokens (no special tokens).
+
+    Args:
+        documents: Documents from :func:`~promptembed.finetune.documents.load_documents`.
+        tokenizer: The base model's tokenizer (``SentenceTransformer.tokenizer``).
+        max_tokens: Token budget per chunk: the model's max_seq_length minus its document prompt and specials.
+        progress: Show a progress bar.
+
+    Returns:
+        Chunks with stable ids (a hash of the document path and position), in document order.
+    """
+    if max_tokens < 8:
+        raise ValueError(f"max_tokens={max_tokens} is too small to chunk text; use at least 8")
+
+    def n_tokens(text: str) -> int:
+        return len(tokenizer(text, add_special_tokens=False, truncation=False, verbose=False)["input_ids"])
+
+    chunks: list[Chunk] = []
+    for doc in tqdm(documents, desc="chunking", unit="doc", disable=not progress):
+        position = 0
+        for heading_path, body in _sections(doc):
+            for text in _pack(body, max_tokens, n_tokens):
+                digest = hashlib.sha1(f"{doc.path}\x00{position}\x00{text}".encode()).hexdigest()[:16]
+                chunks.append(
+                    Chunk(id=digest, doc_path=doc.path, heading_path=heading_path, text=text, title=doc.title)
+                )
+                position += 1
+    return chunks
+
+
+def _pack(body: str, budget: int, n_tokens: Any) -> Iterator[str]:
+    pieces: list[tuple[str, int]] = []
+    for sentence in split_sentences(body):
+        size = n_tokens(sentence)
+        if size <= budget:
+            pieces.append((sentence, size))
+            continue
+        words = sentence.split()  # an over-long sentence: split by words
+        part: list[str] = []
+        for word in words:
+            if part and n_tokens(" ".join([*part, word])) > budget:
+                text = " ".join(part)
+                pieces.append((text, n_tokens(text)))
+                part = []
+            part.append(word)
+        if part:
+            text = " ".join(part)
+            pieces.append((text, n_tokens(text)))
+    current: list[str] = []
+    used = 0
+    for text, size in pieces:
+        if current and used + size + 1 > budget:
+            yield " ".join(current)
+            current, used = [], 0
+        current.append(text)
+        used += size + (1 if len(current) > 1 else 0)
+    if current:
+        yield " ".join(current)

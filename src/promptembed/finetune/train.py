@@ -1,0 +1,117 @@
+"""Training with sentence-transformers' own trainer: losses, prompts mapped to columns, safe precision, resume."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from promptembed.prompts import resolve_role_prompt
+
+__all__ = ["detect_matryoshka_dims", "latest_checkpoint", "train_model"]
+
+LossKind = Literal["mnrl", "cached_mnrl", "cosent"]
+_DIMS = re.compile(r"matryoshka_dims\W+\[([0-9,\s]+)\]", re.IGNORECASE)
+
+
+def detect_matryoshka_dims(model_dir: str | Path | None, dimension: int) -> list[int] | None:
+    """Matryoshka dims a model was trained with, read from its model card (``matryoshka_dims``), else None."""
+    if model_dir is None:
+        return None
+    card = Path(model_dir) / "README.md"
+    if not card.is_file():
+        return None
+    text = card.read_text(encoding="utf-8", errors="replace")
+    match = _DIMS.search(text)
+    if match:
+        dims = sorted({int(d) for d in match.group(1).replace(" ", "").split(",") if d}, reverse=True)
+        return [d for d in dims if 0 < d <= dimension] or None
+    return None
+
+
+def latest_checkpoint(work_dir: Path) -> Path | None:
+    """The newest ``checkpoint-N`` folder written by the trainer, if any."""
+    found = [p for p in work_dir.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()]
+    complete = [p for p in found if (p / "trainer_state.json").is_file()]
+    return max(complete, key=lambda p: int(p.name.split("-")[-1]), default=None)
+
+
+def train_model(
+    model: Any,
+    rows: list[dict[str, Any]],
+    *,
+    loss: LossKind,
+    work_dir: Path,
+    epochs: float,
+    batch_size: int,
+    learning_rate: float,
+    seed: int,
+    matryoshka_dims: list[int] | None,
+    max_steps: int | None,
+    save_steps: int,
+    resume: bool,
+    progress: bool,
+) -> dict[str, Any]:
+    """Finetune ``model`` in place on ``rows`` (columns anchor/positive[/negative] or text1/text2/score).
+
+    The model's query prompt is mapped to ``anchor`` and its document prompt to ``positive``/``negative``, so
+    training sees the same prefixes as inference. Precision: bf16 on a GPU that supports it, else fp32; never fp16
+    (Gemma-family models overflow in it). Checkpoints go to ``work_dir``; with ``resume`` the newest one is used.
+
+    Returns:
+        The trainer's final metrics (``train_loss`` and timings).
+    """
+    import torch
+    from datasets import Dataset
+    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers.base.sampler import BatchSamplers
+    from sentence_transformers.sentence_transformer import losses
+
+    dataset = Dataset.from_list(rows)
+    prompts = dict(model.prompts)
+    q_prompt = resolve_role_prompt(prompts, "query")
+    d_prompt = resolve_role_prompt(prompts, "document")
+    if loss == "cosent":
+        train_loss: Any = losses.CoSENTLoss(model)
+        column_prompts = {}
+        sampler = BatchSamplers.BATCH_SAMPLER
+    else:
+        cls = (
+            losses.CachedMultipleNegativesRankingLoss if loss == "cached_mnrl" else losses.MultipleNegativesRankingLoss
+        )
+        train_loss = cls(model)
+        column_prompts = {c: p for c, p in (("anchor", q_prompt), ("positive", d_prompt), ("negative", d_prompt)) if p}
+        column_prompts = {c: p for c, p in column_prompts.items() if c in dataset.column_names}
+        sampler = BatchSamplers.NO_DUPLICATES
+    if matryoshka_dims:
+        train_loss = losses.MatryoshkaLoss(model, train_loss, matryoshka_dims=matryoshka_dims)
+    on_gpu = str(model.device).startswith("cuda")
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(work_dir),
+        num_train_epochs=epochs,
+        max_steps=max_steps if max_steps is not None else -1,
+        per_device_train_batch_size=batch_size,
+        learning_rate=learning_rate,
+        warmup_ratio=0.1,
+        seed=seed,
+        data_seed=seed,
+        bf16=bool(on_gpu and torch.cuda.is_bf16_supported()),
+        fp16=False,
+        batch_sampler=sampler,
+        prompts=column_prompts or None,
+        save_strategy="steps",
+        save_steps=save_steps,
+        save_total_limit=1,
+        logging_steps=max(1, save_steps),
+        report_to=[],
+        disable_tqdm=not progress,
+        dataloader_num_workers=0,
+    )
+    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset, loss=train_loss)
+    checkpoint = latest_checkpoint(work_dir) if resume else None
+    output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    metrics = dict(output.metrics)
+    metrics["resumed_from"] = checkpoint.name if checkpoint else None
+    (work_dir / "train_metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
+    return metrics

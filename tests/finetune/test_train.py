@@ -1,0 +1,228 @@
+"""finetune(): seed recipes on small local data, prompts and Matryoshka kept, no leakage, crash safety."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sentence_transformers import SentenceTransformer
+
+from promptembed import ConfigError, PromptEmbedder
+from promptembed.finetune import finetune
+from promptembed.testing import EMBEDDINGGEMMA_PROMPTS
+
+TOPICS = {
+    "permits": "A carport needs a building permit in most municipalities. The roof area decides whether it does.",
+    "energy": "Heat pumps lower energy bills for houses. Ground source pumps cost more to install than air pumps.",
+    "roofs": "Roof repairs with the same material need no permit. Changing the colour of the roof may need one.",
+    "insurance": "The contractor must have liability insurance. Ask for the certificate before any work starts.",
+    "drainage": "Drainage must be checked before the foundation is poured. Water damage is expensive to repair.",
+    "windows": "Replacing windows with the same look needs no permit. New window openings in a facade need one.",
+    "fences": "A fence taller than one metre near a street may need a permit. Hedges are usually exempt from it.",
+    "sheds": "Small sheds under fifteen square metres are often exempt. Larger outbuildings need a building permit.",
+}
+
+
+@pytest.fixture
+def docs(tmp_path: Path) -> Path:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for name, text in TOPICS.items():
+        (folder / f"{name}.md").write_text(f"# {name.title()}\n\n{text}\n")
+    (folder / "junk.bin.txt").write_bytes(b"\x00\x00binary")
+    return folder
+
+
+@pytest.fixture
+def eval_file(tmp_path: Path) -> Path:
+    path = tmp_path / "eval.jsonl"
+    qs = ["do I need a permit for a carport", "are heat pumps cheaper to run", "who needs liability insurance"]
+    keys = ["permits", "energy", "insurance"]
+    path.write_text(
+        "".join(json.dumps({"query": q, "positive": TOPICS[k]}) + "\n" for q, k in zip(qs, keys, strict=True))
+    )
+    return path
+
+
+def _changed(base: Path, tuned: Path) -> bool:
+    texts = ["carport permit", "heat pump"]
+    a = SentenceTransformer(str(base), device="cpu").encode(texts)
+    b = SentenceTransformer(str(tuned), device="cpu").encode(texts)
+    return not np.allclose(a, b)
+
+
+def test_documents_to_model_with_report_and_no_leakage(docs: Path, tmp_path: Path, minilm_dir: Path) -> None:
+    out = tmp_path / "model"
+    result = finetune(
+        [docs], output=out, base=minilm_dir, heldout_fraction=0.25, max_steps=2, batch_size=4, progress=False
+    )
+    assert result.output == out.resolve() and out.is_dir()
+    assert {"report.json", "report.md", "before_after.png", "README.md", "train_pairs.jsonl"} <= {
+        p.name for p in out.iterdir()
+    }
+    assert (out / "before_after.png").read_bytes()[:4] == b"\x89PNG"
+    assert [Path(s["path"]).name for s in result.skipped] == ["junk.bin.txt"]
+    report = json.loads((out / "report.json").read_text())
+    assert report["training"]["loss"] == "mnrl"
+    assert set(report["evaluations"]) == {"heldout_pseudo_queries"}
+    assert report["improved"] == result.improved
+    # No leakage: held-out chunks never appear in training pairs.
+    held_rows = [json.loads(line) for line in (out / "heldout_chunks.jsonl").read_text().splitlines()]
+    assert len(held_rows) == report["data"]["heldout_chunks"] > 0
+    held = [h["text"] for h in held_rows]
+    pairs = [json.loads(line) for line in (out / "train_pairs.jsonl").read_text().splitlines()]
+    assert len(pairs) == report["data"]["train_pairs"] > 0
+    assert {p["chunk_id"] for p in pairs}.isdisjoint({h["id"] for h in held_rows})
+    for h in held:
+        for p in pairs:
+            assert p["positive"] != h and p["anchor"] != h
+            if len(h) > 40:  # a real passage, not a two-word tail shared by chance
+                assert h not in p["positive"] and p["anchor"] not in h
+    assert _changed(minilm_dir, out)
+    assert not list(tmp_path.glob(".model.*"))  # no temp or work folders left behind
+    with PromptEmbedder(model=out) as emb:
+        assert emb.embed_queries(["x"]).shape == (1, 384)
+
+
+def test_pairs_file_mnrl_recipe(tmp_path: Path, tiny_bert_dir: Path, eval_file: Path) -> None:
+    """Seed 004 shape: (anchor, positive) pairs -> MultipleNegativesRankingLoss."""
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("anchor,positive\n" + "".join(f"{k} question,{v}\n" for k, v in TOPICS.items()))
+    out = tmp_path / "m"
+    result = finetune(
+        supervision=pairs,
+        output=out,
+        base=tiny_bert_dir,
+        eval_queries=eval_file,
+        max_steps=2,
+        batch_size=4,
+        progress=False,
+    )
+    report = json.loads((out / "report.json").read_text())
+    assert report["training"]["loss"] == "mnrl" and result.train_pairs == len(TOPICS)
+    assert set(result.evaluations) == {"eval_queries"}
+    assert _changed(tiny_bert_dir, out)
+
+
+def test_scored_pairs_cosent_recipe_with_korean(tmp_path: Path, tiny_bert_dir: Path, eval_file: Path) -> None:
+    """Seed 002 shape: (text1, text2, score) incl. Korean -> CoSENTLoss."""
+    scored = tmp_path / "scored.jsonl"
+    rows = [
+        {"sentence1": "오늘 날씨가 좋다", "sentence2": "날씨가 맑다", "score": 0.9},
+        {"sentence1": "오늘 날씨가 좋다", "sentence2": "주식 시장이 하락했다", "score": 0.1},
+        {"sentence1": "A carport needs a permit", "sentence2": "Permits are needed for carports", "score": 0.95},
+        {"sentence1": "A carport needs a permit", "sentence2": "Heat pumps save energy", "score": 0.05},
+    ]
+    scored.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    out = tmp_path / "m"
+    finetune(
+        supervision=scored,
+        output=out,
+        base=tiny_bert_dir,
+        eval_queries=eval_file,
+        max_steps=2,
+        batch_size=4,
+        progress=False,
+    )
+    assert json.loads((out / "report.json").read_text())["training"]["loss"] == "cosent"
+    assert _changed(tiny_bert_dir, out)
+
+
+def test_embeddinggemma_keeps_prompts_and_matryoshka(docs: Path, tmp_path: Path, tiny_gemma_dir: Path) -> None:
+    out = tmp_path / "gemma-tuned"
+    finetune([docs], output=out, base=tiny_gemma_dir, max_steps=2, batch_size=4, heldout_fraction=0.25, progress=False)
+    report = json.loads((out / "report.json").read_text())
+    assert report["training"]["matryoshka_dims"] == [32, 16, 8]
+    assert "matryoshka_dims: [32, 16, 8]" in (out / "README.md").read_text()
+    saved = json.loads((out / "config_sentence_transformers.json").read_text())["prompts"]
+    assert {k: saved[k] for k in EMBEDDINGGEMMA_PROMPTS} == EMBEDDINGGEMMA_PROMPTS
+    ref = SentenceTransformer(str(out), device="cpu")
+    with PromptEmbedder(model=out, truncate_dim=16) as emb:
+        assert emb.query_prompt == EMBEDDINGGEMMA_PROMPTS["query"]
+        full = ref.encode_query(["carport permit"])[:, :16]
+        np.testing.assert_allclose(emb.embed_queries(["carport permit"]), full / np.linalg.norm(full), atol=2e-6)
+
+
+def test_empty_or_binary_only_folder_is_a_clear_error(tmp_path: Path, tiny_bert_dir: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ConfigError, match="No readable documents"):
+        finetune([empty], output=tmp_path / "m", base=tiny_bert_dir, progress=False)
+    (empty / "a.txt").write_bytes(b"\x00\x01")
+    with pytest.raises(ConfigError, match=re.escape("binary file (NUL bytes), not text")):
+        finetune([empty], output=tmp_path / "m", base=tiny_bert_dir, progress=False)
+    assert not (tmp_path / "m").exists()
+
+
+def test_bad_output_checked_before_training(
+    docs: Path, tmp_path: Path, tiny_bert_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    with pytest.raises(ConfigError, match="Cannot create the output's parent folder"):
+        finetune([docs], output=blocker / "sub" / "model", base=tiny_bert_dir, progress=False)
+    existing = tmp_path / "exists"
+    existing.mkdir()
+    with pytest.raises(ConfigError, match="already exists; pass overwrite=True"):
+        finetune([docs], output=existing, base=tiny_bert_dir, progress=False)
+    import shutil
+
+    monkeypatch.setattr(shutil, "disk_usage", lambda _: shutil._ntuple_diskusage(10, 10, 0))  # type: ignore[attr-defined]
+    with pytest.raises(ConfigError, match="Only 0 MB free next to"):
+        finetune([docs], output=tmp_path / "m", base=tiny_bert_dir, progress=False)
+
+
+_KILLABLE = """
+import sys, time
+from sentence_transformers import SentenceTransformerTrainer
+step = SentenceTransformerTrainer.training_step
+def slow(self, *a, **k):
+    time.sleep(0.3)
+    return step(self, *a, **k)
+SentenceTransformerTrainer.training_step = slow
+from promptembed.finetune import finetune
+finetune([sys.argv[1]], output=sys.argv[2], base=sys.argv[3], max_steps=40, save_steps=2, batch_size=4, progress=False)
+"""
+
+
+def test_sigkill_mid_training_leaves_no_output_and_rerun_resumes(
+    docs: Path, tmp_path: Path, tiny_bert_dir: Path
+) -> None:
+    out = tmp_path / "model"
+    work = tmp_path / ".model.work"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _KILLABLE, str(docs), str(out), str(tiny_bert_dir)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )  # fmt: skip
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(work.glob("checkpoint-*/trainer_state.json")):
+        time.sleep(0.2)
+    assert list(work.glob("checkpoint-*/trainer_state.json")), "no checkpoint was written"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert not out.exists()
+    assert not list(tmp_path.glob(".model.tmp-*"))
+    result = finetune([docs], output=out, base=tiny_bert_dir, max_steps=6, save_steps=2, batch_size=4, progress=False)
+    report = json.loads((out / "report.json").read_text())
+    assert report["training"]["metrics"]["resumed_from"].startswith("checkpoint-")
+    assert result.output.is_dir() and not work.exists()
+    with PromptEmbedder(model=out) as emb:
+        assert np.isfinite(emb.embed_queries(["carport"])).all()
+
+
+def test_missing_extra_names_the_pip_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    from promptembed import MissingExtraError
+
+    for name in [m for m in sys.modules if m.startswith("promptembed.finetune")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "bm25s", None)
+    with pytest.raises(MissingExtraError, match=re.escape("install it with: pip install 'promptembed[train]'")):
+        import promptembed.finetune  # noqa: F401
