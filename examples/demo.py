@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import zaragoza  # noqa: E402
+import zaragoza
 
 OUT = Path(__file__).resolve().parent.parent / "demo-output"
 

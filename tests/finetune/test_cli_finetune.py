@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from promptembed.cli import main
+
+
+@pytest.fixture
+def docs(tmp_path: Path) -> Path:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    topics = [
+        "A carport needs a building permit in most places. The roof area decides whether it does.",
+        "Heat pumps lower energy bills for houses. Ground source pumps cost more to install than air pumps.",
+        "The contractor must have liability insurance. Ask for the certificate before any work starts.",
+        "Drainage must be checked before the foundation is poured. Water damage is expensive to repair later.",
+        "Replacing windows with the same look needs no permit. New window openings in a facade need one.",
+        "Small sheds under fifteen square metres are often exempt. Larger outbuildings need a building permit.",
+    ]
+    for i, text in enumerate(topics):
+        (folder / f"{i}.md").write_text(f"# Topic {i}\n\n{text}\n")
+    return folder
+
+
+def test_pairs_then_finetune_then_eval(
+    docs: Path, tmp_path: Path, tiny_bert_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pairs = tmp_path / "pairs.jsonl"
+    assert main(["pairs", str(docs), "-o", str(pairs), "--base", str(tiny_bert_dir)]) == 0
+    rows = [json.loads(line) for line in pairs.read_text().splitlines()]
+    assert rows and {"query", "positive", "chunk_id", "source"} <= set(rows[0])
+    assert "pairs from" in capsys.readouterr().out
+
+    questions = tmp_path / "q.jsonl"
+    questions.write_text(
+        json.dumps({"query": "carport permit", "positive": "A carport needs a building permit in most places."}) + "\n"
+        + json.dumps({"query": "heat pump cost", "positive": "Heat pumps lower energy bills for houses."}) + "\n"
+    )  # fmt: skip
+    out = tmp_path / "model"
+    code = main(["finetune", str(docs), "--output", str(out), "--base", str(tiny_bert_dir), "--eval-queries",
+                 str(questions), "--max-steps", "2", "--batch-size", "4"])  # fmt: skip
+    printed = capsys.readouterr().out
+    report = json.loads((out / "report.json").read_text())
+    assert code == (0 if report["improved"] else 1)
+    assert "eval_queries: 2 queries, 2 passages" in printed and "nDCG@10" in printed and f"plot: {out}" in printed
+    assert report["verdict"] in printed
+
+    assert main(["eval", str(out), "--queries", str(questions)]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["n_queries"] == 2 and 0.0 <= metrics["ndcg_at_10"] <= 1.0
+    assert metrics["ndcg_at_10"] == pytest.approx(report["evaluations"]["eval_queries"]["finetuned"]["ndcg_at_10"])
+
+
+def test_finetune_cli_error_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["finetune", str(empty), "--output", str(tmp_path / "m")]) == 2
+    err_lines = capsys.readouterr().err.strip().splitlines()  # progress bars first, then one error line
+    assert err_lines[-1].startswith("promptembed: error: No readable documents in")
