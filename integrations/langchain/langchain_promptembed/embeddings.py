@@ -6,7 +6,7 @@ import asyncio
 from typing import Any, Literal
 
 from langchain_core.embeddings import Embeddings
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from promptembed import PromptEmbedder
 
@@ -55,6 +55,17 @@ class PromptEmbeddings(BaseModel, Embeddings):
     """Progress bar while embedding (``None``: only for 1,000 texts or more)."""
 
     _embedder: PromptEmbedder = PrivateAttr()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _reject_unknown_fields(cls, data: Any) -> Any:
+        """Name the valid fields when given an unknown one (``extra="forbid"`` alone does not list them)."""
+        if isinstance(data, dict):
+            valid = [*cls.model_fields, "model_name"]
+            unknown = sorted(str(key) for key in data if key not in valid)
+            if unknown:
+                raise ValueError(f"Unknown field(s) {unknown} for PromptEmbeddings; valid fields are {valid}")
+        return data
 
     def __init__(self, **data: Any) -> None:
         """Validate the fields and load (or share) the model."""

@@ -76,6 +76,11 @@ def test_prompt_name_for_non_retrieval_tasks(tiny_gemma_dir: Path) -> None:
         np.testing.assert_allclose(
             emb.embed_query(DOCS[0]), ref.encode(DOCS[:1], prompt_name="Clustering")[0], atol=2e-6
         )
+    with PromptEmbeddings(model=str(tiny_gemma_dir), prompt_name="STS") as emb:
+        np.testing.assert_allclose(emb.embed_documents(DOCS), ref.encode(DOCS, prompt_name="STS"), atol=2e-6)
+        np.testing.assert_allclose(emb.embed_query(DOCS[0]), ref.encode(DOCS[:1], prompt_name="STS")[0], atol=2e-6)
+    # A task prompt really changes the vector: STS and Clustering prompts differ on this model.
+    assert not np.allclose(ref.encode(DOCS[:1], prompt_name="STS"), ref.encode(DOCS[:1], prompt_name="Clustering"))
     with pytest.raises(PromptError, match=re.escape("Prompt name 'Clustring' not found")):
         PromptEmbeddings(model=str(tiny_gemma_dir), prompt_name="Clustring")
 
@@ -88,9 +93,14 @@ def test_model_name_alias_truncate_dim_and_empty_list(tiny_gemma_dir: Path) -> N
         assert emb.embed_documents([]) == []
 
 
-def test_unknown_field_is_rejected() -> None:
-    with pytest.raises(ValidationError, match="normalize_embeddings\n  Extra inputs are not permitted"):
+def test_unknown_field_is_rejected_naming_the_valid_ones() -> None:
+    valid = [*PromptEmbeddings.model_fields, "model_name"]
+    with pytest.raises(
+        ValidationError,
+        match=re.escape(f"Unknown field(s) ['normalize_embeddings'] for PromptEmbeddings; valid fields are {valid}"),
+    ):
         PromptEmbeddings(normalize_embeddings=True)
+    assert "normalize" in valid and "prompt_name" in valid
 
 
 def test_wrong_input_types_name_the_position() -> None:
