@@ -62,6 +62,17 @@ class LoadedModel:
     model_type: str | None
     refs: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+    fingerprint: str | None = None
+
+
+def fingerprint(entry: LoadedModel) -> str:
+    """SHA-256 of the loaded weights, computed once per loaded model (the vector cache's model identity)."""
+    with entry.lock:
+        if entry.fingerprint is None:
+            from promptembed.cache import weights_fingerprint
+
+            entry.fingerprint = weights_fingerprint(entry.model)
+        return entry.fingerprint
 
 
 _registry: dict[ModelKey, LoadedModel] = {}

@@ -40,6 +40,7 @@ _OPTIONS = (
     "trust_remote_code",
     "allow_pickle",
     "show_progress_bar",
+    "cache_dir",
 )
 
 
@@ -61,6 +62,9 @@ class PromptEmbedder:
             whose code you have read or whose publisher you trust.
         allow_pickle: Allow models whose weights exist only as pickle (``.bin``) files.
         show_progress_bar: Show a progress bar while encoding (``None``: only for 1,000 texts or more).
+        cache_dir: Folder of a persistent vector cache (``None``: no cache). Keys cover the model's weights, the
+            precision, the resolved prompt, ``truncate_dim``, normalization and the text, so a changed model or
+            prompt never returns an old vector; safe across threads and processes.
 
     Raises:
         ConfigError: An invalid option, or an unknown keyword (the message lists the valid ones).
@@ -91,6 +95,7 @@ class PromptEmbedder:
         trust_remote_code: bool = False,
         allow_pickle: bool = False,
         show_progress_bar: bool | None = None,
+        cache_dir: str | Path | None = None,
         **unknown: Any,
     ) -> None:
         if unknown:
@@ -106,6 +111,9 @@ class PromptEmbedder:
         if show_progress_bar is not None and not isinstance(show_progress_bar, bool):
             raise ConfigError(f"show_progress_bar must be True, False or None, got {show_progress_bar!r}")
 
+        from promptembed.cache import VectorCache
+
+        self._cache = VectorCache(cache_dir) if cache_dir is not None else None
         source, is_local = _st.resolve_source(model)
         if is_local:
             _st.check_weights_safe(source, allow_pickle=allow_pickle)
@@ -150,6 +158,7 @@ class PromptEmbedder:
         self._trust_remote_code = trust_remote_code
         self._allow_pickle = allow_pickle
         self._show_progress_bar = show_progress_bar
+        self._cache_dir = str(cache_dir) if cache_dir is not None else None
 
     # ----------------------------------------------------------------------------------------- properties
     @property
@@ -236,6 +245,7 @@ class PromptEmbedder:
             "trust_remote_code": self._trust_remote_code,
             "allow_pickle": self._allow_pickle,
             "show_progress_bar": self._show_progress_bar,
+            "cache_dir": self._cache_dir,
         }
 
     # ----------------------------------------------------------------------------------------- embedding
@@ -312,6 +322,27 @@ class PromptEmbedder:
         entry = self._require()
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
+        if self._cache is None:
+            return self._compute(entry, texts, role=role, prompts=prompts)
+        from promptembed.cache import cached_embed
+
+        return cached_embed(
+            self._cache,
+            model=_st.fingerprint(entry),
+            precision=entry.key.precision,
+            truncate_dim=self._truncate_dim,
+            normalize=self._normalize,
+            prompts=prompts,
+            texts=texts,
+            compute=lambda idx: self._compute(
+                entry, [texts[i] for i in idx], role=role, prompts=[prompts[i] for i in idx]
+            ),
+            dim=self.dimension,
+        )
+
+    def _compute(
+        self, entry: _st.LoadedModel, texts: list[str], *, role: Role | None, prompts: list[str]
+    ) -> np.ndarray:
         over = _st.count_over_limit(entry.model, [p + t for p, t in zip(prompts, texts, strict=True)])
         if over:
             logger.warning(
@@ -363,6 +394,9 @@ class PromptEmbedder:
         entry, self._entry = self._entry, None
         if entry is not None:
             _st.release(entry)
+        cache = getattr(self, "_cache", None)
+        if cache is not None:
+            cache.close()
 
     def __enter__(self) -> PromptEmbedder:
         return self

@@ -1,0 +1,196 @@
+"""A persistent, prompt-safe vector cache (SQLite, safe across threads and processes).
+
+A vector is stored under a key that covers everything that decides it: the model's identity by its *weights*
+(a SHA-256 over the loaded parameters, so a folder replaced by a finetuned model under the same path misses),
+the precision, the resolved prompt text (so a query vector and a document vector of the same text never collide),
+``truncate_dim``, normalization, and the text. Each row carries a checksum; a row that fails it is a miss and is
+rewritten. A file that is not a readable SQLite database is moved aside and rebuilt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import sqlite3
+import struct
+import threading
+import time
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from promptembed.errors import CacheError
+
+__all__ = ["VectorCache", "cached_compute", "cached_embed", "weights_fingerprint"]
+
+logger = logging.getLogger("promptembed")
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS vectors "
+    "(key BLOB PRIMARY KEY, dim INTEGER NOT NULL, vec BLOB NOT NULL, crc INTEGER NOT NULL)"
+)
+_FILE = "vectors.sqlite3"
+
+
+def weights_fingerprint(model: Any) -> str:
+    """SHA-256 over a torch model's parameters and buffers (names, dtypes, shapes and bytes)."""
+    import torch
+
+    digest = hashlib.sha256()
+    with torch.no_grad():
+        for name, tensor in sorted(model.state_dict().items()):
+            t = tensor.detach().to("cpu").contiguous()
+            digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+            digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
+
+
+class VectorCache:
+    """Vectors on disk under ``folder`` (one SQLite file).
+
+    Example:
+        >>> import tempfile, numpy as np
+        >>> from promptembed.cache import VectorCache
+        >>> cache = VectorCache(tempfile.mkdtemp())
+        >>> key = cache.key(model="m", precision="float32", prompt="q: ", truncate_dim=None, normalize=True, text="hi")
+        >>> cache.put([key], np.ones((1, 3), dtype=np.float32))
+        >>> cache.get([key])[0].tolist()
+        [1.0, 1.0, 1.0]
+    """
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CacheError(f"Cannot create the cache folder {self.folder}: {exc}; pass a writable cache_dir") from exc
+        self.path = self.folder / _FILE
+        self._local = threading.local()
+        self._open_checked()
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA busy_timeout=60000")
+        conn.execute(_SCHEMA)
+        return conn
+
+    def _open_checked(self) -> None:
+        try:
+            conn = self._connect()
+            ok = conn.execute("PRAGMA quick_check").fetchone()
+            if ok is None or ok[0] != "ok":
+                raise sqlite3.DatabaseError(f"quick_check: {ok}")
+            conn.close()
+        except sqlite3.DatabaseError as exc:
+            aside = self.path.with_name(f"{_FILE}.corrupt-{int(time.time() * 1000)}")
+            logger.warning(
+                "Vector cache %s is unreadable (%s); moved it to %s and starting a new one", self.path, exc, aside
+            )
+            for suffix in ("", "-wal", "-shm"):
+                src = Path(str(self.path) + suffix)
+                if src.exists():
+                    src.rename(Path(str(aside) + suffix))
+            self._connect().close()
+
+    @property
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            self._local.conn = conn
+        return conn
+
+    @staticmethod
+    def key(*, model: str, precision: str, prompt: str, truncate_dim: int | None, normalize: bool, text: str) -> bytes:
+        """The cache key of one vector: a SHA-256 over every input that decides it (length-prefixed fields)."""
+        digest = hashlib.sha256()
+        for part in (model, precision, prompt, str(truncate_dim), str(normalize), text):
+            data = part.encode("utf-8")
+            digest.update(struct.pack("<Q", len(data)))
+            digest.update(data)
+        return digest.digest()
+
+    def get(self, keys: Sequence[bytes]) -> list[np.ndarray | None]:
+        """Vectors for ``keys`` (``None`` for a miss or a row that fails its checksum)."""
+        found: dict[bytes, np.ndarray] = {}
+        for start in range(0, len(keys), 500):
+            part = list(keys[start : start + 500])
+            marks = ",".join("?" * len(part))
+            try:
+                rows = self._conn.execute(
+                    f"SELECT key, dim, vec, crc FROM vectors WHERE key IN ({marks})", part
+                ).fetchall()
+            except sqlite3.DatabaseError as exc:
+                logger.warning("Vector cache read failed (%s); computing instead", exc)
+                return [None] * len(keys)
+            for key, dim, blob, crc in rows:
+                if zlib.crc32(bytes(key) + bytes(blob)) != crc or len(blob) != 4 * dim:
+                    logger.warning("Vector cache row failed its checksum; recomputing it")
+                    continue
+                found[bytes(key)] = np.frombuffer(blob, dtype="<f4").copy()
+        return [found.get(k) for k in keys]
+
+    def put(self, keys: Sequence[bytes], vectors: np.ndarray) -> None:
+        """Store vectors (float32 rows) under ``keys``; a write error is logged, never raised."""
+        rows = []
+        for key, vec in zip(keys, np.asarray(vectors, dtype="<f4"), strict=True):
+            blob = vec.tobytes()
+            rows.append((key, int(vec.shape[0]), blob, zlib.crc32(key + blob)))
+        try:
+            with self._conn:
+                self._conn.execute("BEGIN IMMEDIATE")
+                self._conn.executemany("INSERT OR REPLACE INTO vectors (key, dim, vec, crc) VALUES (?, ?, ?, ?)", rows)
+        except sqlite3.DatabaseError as exc:
+            logger.warning("Vector cache write failed (%s); vectors were computed but not stored", exc)
+
+    def __len__(self) -> int:
+        return int(self._conn.execute("SELECT COUNT(*) FROM vectors").fetchone()[0])
+
+    def close(self) -> None:
+        """Close this thread's connection."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+
+def cached_compute(cache: VectorCache, keys: Sequence[bytes], compute: Any, dim: int) -> np.ndarray:
+    """Rows for ``keys`` from ``cache``; the misses come from ``compute(indices) -> array`` and are stored."""
+    got = cache.get(keys)
+    missing = [i for i, v in enumerate(got) if v is None or v.shape[0] != dim]
+    out = np.empty((len(keys), dim), dtype=np.float32)
+    if missing:
+        fresh = compute(missing)
+        cache.put([keys[i] for i in missing], fresh)
+        out[missing] = fresh
+    missed = set(missing)
+    hits = [i for i in range(len(keys)) if i not in missed]
+    if hits:
+        out[hits] = np.stack([got[i] for i in hits])  # type: ignore[misc]
+    return out
+
+
+def cached_embed(
+    cache: VectorCache,
+    *,
+    model: str,
+    precision: str,
+    truncate_dim: int | None,
+    normalize: bool,
+    prompts: Sequence[str],
+    texts: Sequence[str],
+    compute: Any,
+    dim: int,
+) -> np.ndarray:
+    """Embed ``texts`` (each with its resolved prompt) through ``cache``; misses come from ``compute(indices)``."""
+    keys = [
+        VectorCache.key(
+            model=model, precision=precision, prompt=p, truncate_dim=truncate_dim, normalize=normalize, text=t
+        )
+        for p, t in zip(prompts, texts, strict=True)
+    ]
+    return cached_compute(cache, keys, compute, dim)

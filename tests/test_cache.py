@@ -1,0 +1,135 @@
+"""Vector cache correctness: every input that decides a vector is in its key; faults never give a wrong vector."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sentence_transformers import SentenceTransformer
+
+from promptembed import PromptEmbedder
+from promptembed.cache import VectorCache
+
+TEXTS = ["Which planet is red?", "Mars is red.", "Venus is hot."]
+
+
+def _rows(cache_dir: Path) -> int:
+    return len(VectorCache(cache_dir))
+
+
+def test_hit_returns_the_same_vectors_and_survives_restart(tiny_gemma_dir: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    with PromptEmbedder(model=tiny_gemma_dir, cache_dir=cache) as emb:
+        first = emb.embed_documents(TEXTS)
+    assert _rows(cache) == 3
+    with PromptEmbedder(model=tiny_gemma_dir, cache_dir=cache) as emb, PromptEmbedder(model=tiny_gemma_dir) as plain:
+        np.testing.assert_array_equal(emb.embed_documents(TEXTS), first)
+        np.testing.assert_allclose(first, plain.embed_documents(TEXTS), atol=1e-7)
+        assert _rows(cache) == 3  # all hits, nothing recomputed
+
+
+def test_query_and_document_entries_never_collide(tiny_gemma_dir: Path, tmp_path: Path) -> None:
+    ref = SentenceTransformer(str(tiny_gemma_dir), device="cpu")
+    with PromptEmbedder(model=tiny_gemma_dir, cache_dir=tmp_path) as emb:
+        d = emb.embed_documents(TEXTS)
+        q = emb.embed_queries(TEXTS)
+        s = emb.embed(TEXTS, prompt_name="STS")
+    assert _rows(tmp_path) == 9
+    np.testing.assert_allclose(q, ref.encode_query(TEXTS), atol=2e-6)
+    np.testing.assert_allclose(d, ref.encode_document(TEXTS), atol=2e-6)
+    np.testing.assert_allclose(s, ref.encode(TEXTS, prompt_name="STS"), atol=2e-6)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"truncate_dim": 16}, {"normalize": False}, {"precision": "bfloat16"}, {"prompts": {"document": "passage: "}}],
+)
+def test_changed_dim_normalization_precision_or_prompt_misses(
+    tiny_gemma_dir: Path, tmp_path: Path, change: dict[str, object]
+) -> None:
+    with PromptEmbedder(model=tiny_gemma_dir, cache_dir=tmp_path) as emb:
+        emb.embed_documents(TEXTS)
+    with PromptEmbedder(model=tiny_gemma_dir, cache_dir=tmp_path, **change) as changed:  # type: ignore[arg-type]
+        got = changed.embed_documents(TEXTS)
+    with PromptEmbedder(model=tiny_gemma_dir, **change) as fresh:  # type: ignore[arg-type]
+        np.testing.assert_allclose(got, fresh.embed_documents(TEXTS), atol=2e-6)
+    assert _rows(tmp_path) == 6
+
+
+def test_model_replaced_under_the_same_path_misses(tiny_gemma_dir: Path, tiny_bert_dir: Path, tmp_path: Path) -> None:
+    from promptembed.testing import build_tiny_embeddinggemma
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_gemma_dir, model)
+    with PromptEmbedder(model=model, cache_dir=tmp_path / "c") as emb:
+        old = emb.embed_documents(TEXTS)
+    shutil.rmtree(model)
+    build_tiny_embeddinggemma(model, seed=1)  # "finetuned": same path, same config, other weights
+    with PromptEmbedder(model=model, cache_dir=tmp_path / "c") as emb:
+        new = emb.embed_documents(TEXTS)
+    np.testing.assert_allclose(new, SentenceTransformer(str(model), device="cpu").encode_document(TEXTS), atol=2e-6)
+    assert not np.allclose(new, old)
+
+
+def test_corrupt_file_is_detected_and_rebuilt(tiny_gemma_dir: Path, tmp_path: Path) -> None:
+    with PromptEmbedder(model=tiny_gemma_dir, cache_dir=tmp_path) as emb:
+        good = emb.embed_documents(TEXTS)
+    db = tmp_path / "vectors.sqlite3"
+    for f in tmp_path.glob("vectors.sqlite3-*"):
+        f.unlink()
+    data = bytearray(db.read_bytes())
+    db.write_bytes(b"garbage!" * 16 + bytes(data[128:]))  # header destroyed
+    with PromptEmbedder(model=tiny_gemma_dir, cache_dir=tmp_path) as emb:
+        np.testing.assert_allclose(emb.embed_documents(TEXTS), good, atol=1e-7)
+    assert list(tmp_path.glob("vectors.sqlite3.corrupt-*"))
+    db.write_bytes(b"")  # truncated to nothing
+    with PromptEmbedder(model=tiny_gemma_dir, cache_dir=tmp_path) as emb:
+        np.testing.assert_allclose(emb.embed_documents(TEXTS), good, atol=1e-7)
+
+
+def test_flipped_vector_bytes_fail_the_checksum(tiny_gemma_dir: Path, tmp_path: Path) -> None:
+    import sqlite3
+
+    with PromptEmbedder(model=tiny_gemma_dir, cache_dir=tmp_path) as emb:
+        good = emb.embed_documents(TEXTS)
+    conn = sqlite3.connect(tmp_path / "vectors.sqlite3")
+    conn.execute("UPDATE vectors SET vec = zeroblob(length(vec))")
+    conn.commit()
+    conn.close()
+    with PromptEmbedder(model=tiny_gemma_dir, cache_dir=tmp_path) as emb:
+        np.testing.assert_allclose(emb.embed_documents(TEXTS), good, atol=1e-7)
+
+
+_WRITER = """
+import json, sys
+from promptembed import PromptEmbedder
+texts = [f"text {i} from a worker" for i in range(200)]
+with PromptEmbedder(model=sys.argv[1], cache_dir=sys.argv[2]) as emb:
+    for _ in range(3):
+        v = emb.embed_documents(texts)
+print(json.dumps(v[:2].tolist()))
+"""
+
+
+def test_two_processes_write_the_same_cache(tiny_gemma_dir: Path, tmp_path: Path) -> None:
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _WRITER, str(tiny_gemma_dir), str(tmp_path)], stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
+    outs = [p.communicate(timeout=180)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    texts = [f"text {i} from a worker" for i in range(200)]
+    with PromptEmbedder(model=tiny_gemma_dir) as emb:
+        expected = emb.embed_documents(texts)
+    for out in outs:
+        np.testing.assert_allclose(json.loads(out), expected[:2], atol=2e-6)
+    assert _rows(tmp_path) == 200
+    with PromptEmbedder(model=tiny_gemma_dir, cache_dir=tmp_path) as emb:
+        np.testing.assert_allclose(emb.embed_documents(texts), expected, atol=2e-6)
