@@ -66,3 +66,53 @@ def test_unknown_strategy_and_roundtrip(chunks: list[Chunk], tmp_path: Path) -> 
     pairs = generate_pairs(chunks, progress=False).pairs
     save_pairs_jsonl(pairs, tmp_path / "p.jsonl")
     assert load_pairs_jsonl(tmp_path / "p.jsonl") == pairs
+
+
+def test_every_strategy_by_name_is_deterministic_and_sourced(chunks: list[Chunk]) -> None:
+    for name in ("sentence", "keyphrase", "phrase", "question", "title"):
+        a = generate_pairs(chunks, strategies=[name], filter="none", seed=1, progress=False)
+        b = generate_pairs(chunks, strategies=[name], filter="none", seed=1, progress=False)
+        assert a.pairs and a.pairs == b.pairs, name
+        assert {p.source for p in a.pairs} == {name}
+        assert a.stats[name]["generated"] == a.stats[name]["kept"] + a.stats[name]["duplicates"]
+    questions = generate_pairs(chunks, strategies=["question"], filter="none", progress=False).pairs
+    assert all(q.query.endswith("?") and q.positive == TEXTS[int(q.chunk_id[1:])] for q in questions)
+    titles = generate_pairs(chunks, strategies=["title"], filter="none", progress=False).pairs
+    assert titles[0].query == "Guide Topic 0"
+
+
+def test_bm25_filter_matches_an_independent_bm25_top_k(chunks: list[Chunk]) -> None:
+    import bm25s
+
+    kept = generate_pairs(chunks, strategies=["keyphrase", "phrase", "question"], top_k=1, progress=False)
+    unfiltered = generate_pairs(chunks, strategies=["keyphrase", "phrase", "question"], filter="none", progress=False)
+    assert kept.pairs and len(kept.pairs) <= len(unfiltered.pairs)
+    retriever = bm25s.BM25()
+    retriever.index(bm25s.tokenize(TEXTS, stopwords="en", show_progress=False), show_progress=False)
+    queries = bm25s.tokenize([p.query for p in kept.pairs], stopwords="en", show_progress=False, return_ids=False)
+    docs, scores = retriever.retrieve(queries, k=1, show_progress=False, n_threads=1)
+    assert [f"c{int(d)}" for d in docs[:, 0]] == [p.chunk_id for p in kept.pairs]
+    assert (scores[:, 0] > 0).all()
+    # a query made only of stopwords matches nothing: it must not count as "retrievable" at score 0
+    assert _retrievable_bm25(["the of and", "drainage foundation"], chunks, [0, 4], top_k=5) == [False, True]
+
+
+def test_dedupe_across_chunks_and_cap(chunks: list[Chunk]) -> None:
+    twins = [*chunks, Chunk(id="twin", doc_path="t.md", heading_path=("Guide", "Topic 0"), text=TEXTS[0], title="t")]
+    result = generate_pairs(twins, strategies=["title", "keyphrase"], max_per_chunk=1, filter="none", progress=False)
+    queries = [p.query for p in result.pairs]
+    assert len(queries) == len(set(queries))
+    assert result.stats["title"]["duplicates"] + result.stats["keyphrase"]["duplicates"] >= 1  # the twin's
+    assert result.stats["title"]["capped"] >= 5  # keyphrase comes first in each chunk; a cap of 1 leaves no room
+    for st in result.stats.values():
+        assert st["generated"] == st["kept"] + st["duplicates"] + st["capped"] + st["filtered"]
+    assert max(sum(p.chunk_id == c for p in result.pairs) for c in {p.chunk_id for p in result.pairs}) == 1
+
+
+def test_bad_arguments_name_the_valid_values(chunks: list[Chunk]) -> None:
+    with pytest.raises(ValueError, match=re.escape("Unknown filter 'cosine'; use 'bm25', 'model' or 'none'")):
+        generate_pairs(chunks, filter="cosine")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=re.escape("filter='model' needs embedder=")):
+        generate_pairs(chunks, filter="model")
+    with pytest.raises(ValueError, match=re.escape("1 chunks (e.g. 'c4') are not in the filter corpus")):
+        generate_pairs(chunks, corpus=chunks[:4])
