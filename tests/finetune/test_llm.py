@@ -38,3 +38,25 @@ def test_langchain_chat_model_through_generate_pairs() -> None:
     result = generate_pairs(chunks[:1], corpus=chunks, strategies=["llm"], llm=llm, progress=False)
     assert [p.query for p in result.pairs] == ["carport building permit", "exempt small carport"]
     assert all(p.source == "llm" and p.chunk_id == "c0" for p in result.pairs)
+
+
+def test_parse_preambles_postscripts_fences_and_prefixes() -> None:
+    messy = "Here are three queries:\n```\n1. carport permit\n2. roof colour\n```\nHope this helps!"
+    assert parse_llm_output(messy) == ["carport permit", "roof colour"]
+    assert parse_llm_output('Sure, the JSON:\n```json\n{"queries": ["a b", "c d"]}\n```') == ["a b", "c d"]
+    assert parse_llm_output("Query 1: what is rot\nQuery 2: rut rules") == ["what is rot", "rut rules"]
+    assert parse_llm_output("**1.** bold query\n**2.** bold query") == ["bold query"]  # deduplicated
+    assert parse_llm_output("plain one\nplain two") == ["plain one", "plain two"]
+    assert parse_llm_output("Sure!\\n1. escaped newline") == ["escaped newline"]
+    assert parse_llm_output("Certainly! Here you go:") == []
+
+
+def test_callable_returning_a_list_and_n_cap() -> None:
+    calls = []
+
+    def listing(prompt: str) -> list[str]:
+        calls.append(prompt)
+        return [" a ", "b", "", "a", "c", "d"]
+
+    assert llm_queries("the passage", listing, n=3) == ["a", "b", "c"]
+    assert len(calls) == 1 and "the passage" in calls[0] and "3" in calls[0]

@@ -16,34 +16,45 @@ PROMPT = (
     "Return only the queries, one per line.\n\nPassage:\n{passage}"
 )
 
-_PREAMBLE = re.compile(r"^(sure|here|okay|ok|certainly|of course|below|these are|the following)\b.*:?$", re.IGNORECASE)
-_BULLET = re.compile(r"^\s*(?:[-*•]|\(?\d+[.)]|[a-z][.)]|q\d*[:.)])\s*", re.IGNORECASE)
+_PREAMBLE = re.compile(
+    r"^(sure|here|okay|ok|certainly|of course|below|these are|the following|i hope|hope|let me know)\b", re.IGNORECASE
+)
+_BULLET = re.compile(
+    r"^\s*(?:[-*•+]\s+|\(?\d+[.):]\s*|[a-z][.)]\s+|(?:query|question|q)\s*\d*\s*[:.)-]\s*)", re.IGNORECASE
+)
 
 
 def parse_llm_output(text: str) -> list[str]:
-    """Extract queries from an LLM answer: JSON arrays/objects, numbered or bulleted lines, code fences, preambles."""
+    r"""Extract queries from an LLM answer.
+
+    Handles JSON arrays and objects (the first list value), code fences, Markdown emphasis, numbered or bulleted
+    lines, ``Query 1:`` prefixes and escaped ``\\n`` line breaks. When some lines are list items, only those are
+    kept, so a preamble ("Sure! Here are ...") or a closing remark ("Hope this helps!") never becomes a query.
+
+    Example:
+        >>> parse_llm_output('Sure:\n```json\n{"queries": ["carport permit", "roof colour"]}\n```')
+        ['carport permit', 'roof colour']
+    """
+    if "\n" not in text and "\\n" in text:  # an answer passed on JSON-escaped: literal backslash-n line breaks
+        text = text.replace("\\n", "\n")
     body = re.sub(r"```[a-zA-Z]*", "", text).strip()
     start = min((i for i in (body.find("["), body.find("{")) if i >= 0), default=-1)
     if start >= 0:
+        end = max(body.rfind("]"), body.rfind("}"))
         try:
-            data = json.loads(body[start:])
+            data = json.loads(body[start : end + 1])
         except ValueError:
             data = None
         if isinstance(data, dict):
             data = next((v for v in data.values() if isinstance(v, list)), None)
         if isinstance(data, list):
             return _clean([str(x) for x in data if isinstance(x, str | int | float)])
-    lines = []
-    for raw in body.splitlines():
-        line = raw.strip()
-        if (
-            not line
-            or (_PREAMBLE.match(line) and line.endswith(":"))
-            or (_PREAMBLE.match(line) and not _BULLET.match(raw))
-        ):
-            continue
-        lines.append(_BULLET.sub("", line))
-    return _clean(lines)
+    lines = [re.sub(r"\*\*|__", "", raw).strip() for raw in body.splitlines()]
+    lines = [line for line in lines if line]
+    items = [_BULLET.sub("", line) for line in lines if _BULLET.match(line)]
+    if items:
+        return _clean(items)
+    return _clean([line for line in lines if not _PREAMBLE.match(line) and not line.endswith(":")])
 
 
 def _clean(items: list[str]) -> list[str]:
