@@ -106,11 +106,15 @@ def chunk_documents(
     def n_tokens(text: str) -> int:
         return len(tokenizer(text, add_special_tokens=False, truncation=False, verbose=False)["input_ids"])
 
+    def sizes_of(texts: list[str]) -> list[int]:
+        ids = tokenizer(texts, add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
+        return [len(i) for i in ids]
+
     chunks: list[Chunk] = []
     for doc in tqdm(documents, desc="chunking", unit="doc", disable=not progress):
         position = 0
         for heading_path, body in _sections(doc):
-            for text in _pack(body, max_tokens, n_tokens):
+            for text in _pack(body, max_tokens, n_tokens, sizes_of):
                 digest = hashlib.sha1(f"{doc.path}\x00{position}\x00{text}".encode()).hexdigest()[:16]
                 chunks.append(
                     Chunk(id=digest, doc_path=doc.path, heading_path=heading_path, text=text, title=doc.title)
@@ -119,31 +123,44 @@ def chunk_documents(
     return chunks
 
 
-def _pack(body: str, budget: int, n_tokens: Any) -> Iterator[str]:
+def _pack(body: str, budget: int, n_tokens: Any, sizes_of: Any) -> Iterator[str]:
     pieces: list[tuple[str, int]] = []
-    for sentence in split_sentences(body):
-        size = n_tokens(sentence)
-        if size <= budget:
-            pieces.append((sentence, size))
-            continue
-        words = sentence.split()  # an over-long sentence: split by words
-        part: list[str] = []
-        for word in words:
-            if part and n_tokens(" ".join([*part, word])) > budget:
+    sentences = split_sentences(body)
+    for start in range(0, len(sentences), 512):  # one tokenizer call per 512 sentences (fast on huge files)
+        batch = sentences[start : start + 512]
+        for sentence, size in zip(batch, sizes_of(batch), strict=True):
+            if size <= budget:
+                pieces.append((sentence, size))
+                continue
+            words = sentence.split()  # an over-long sentence: split by words
+            part: list[str] = []
+            for word in words:
+                if part and n_tokens(" ".join([*part, word])) > budget:
+                    text = " ".join(part)
+                    pieces.append((text, n_tokens(text)))
+                    part = []
+                part.append(word)
+            if part:
                 text = " ".join(part)
                 pieces.append((text, n_tokens(text)))
-                part = []
-            part.append(word)
-        if part:
-            text = " ".join(part)
-            pieces.append((text, n_tokens(text)))
     current: list[str] = []
     used = 0
     for text, size in pieces:
         if current and used + size + 1 > budget:
-            yield " ".join(current)
+            yield from _checked(current, budget, n_tokens)
             current, used = [], 0
         current.append(text)
         used += size + (1 if len(current) > 1 else 0)
     if current:
-        yield " ".join(current)
+        yield from _checked(current, budget, n_tokens)
+
+
+def _checked(parts: list[str], budget: int, n_tokens: Any) -> Iterator[str]:
+    """Join parts; if a tokenizer counts the joined text over budget (merges across spaces), split it in two."""
+    text = " ".join(parts)
+    if len(parts) > 1 and n_tokens(text) > budget:
+        half = len(parts) // 2
+        yield from _checked(parts[:half], budget, n_tokens)
+        yield from _checked(parts[half:], budget, n_tokens)
+    else:
+        yield text
