@@ -99,14 +99,15 @@ def test_bm25_filter_matches_an_independent_bm25_top_k(chunks: list[Chunk]) -> N
 
 def test_dedupe_across_chunks_and_cap(chunks: list[Chunk]) -> None:
     twins = [*chunks, Chunk(id="twin", doc_path="t.md", heading_path=("Guide", "Topic 0"), text=TEXTS[0], title="t")]
-    result = generate_pairs(twins, strategies=["title", "keyphrase"], max_per_chunk=1, filter="none", progress=False)
-    queries = [p.query for p in result.pairs]
-    assert len(queries) == len(set(queries))
-    assert result.stats["title"]["duplicates"] + result.stats["keyphrase"]["duplicates"] >= 1  # the twin's
-    assert result.stats["title"]["capped"] >= 5  # keyphrase comes first in each chunk; a cap of 1 leaves no room
-    for st in result.stats.values():
+    both = generate_pairs(twins, strategies=["title", "keyphrase"], max_per_chunk=2, filter="none", progress=False)
+    assert both.stats["title"]["duplicates"] == 1  # the twin's heading repeats chunk 0's
+    assert [p.query for p in both.pairs].count("Guide Topic 0") == 1
+    capped = generate_pairs(twins, strategies=["title", "keyphrase"], max_per_chunk=1, filter="none", progress=False)
+    assert len({p.query for p in capped.pairs}) == len(capped.pairs)
+    assert sorted(p.chunk_id for p in capped.pairs) == sorted(c.id for c in twins)  # exactly one per chunk
+    assert capped.stats["title"]["capped"] + capped.stats["keyphrase"]["capped"] >= 5
+    for st in capped.stats.values():
         assert st["generated"] == st["kept"] + st["duplicates"] + st["capped"] + st["filtered"]
-    assert max(sum(p.chunk_id == c for p in result.pairs) for c in {p.chunk_id for p in result.pairs}) == 1
 
 
 def test_bad_arguments_name_the_valid_values(chunks: list[Chunk]) -> None:

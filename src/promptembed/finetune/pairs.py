@@ -19,8 +19,9 @@ Strategies (select by name; each is deterministic given ``seed``):
 Every candidate is kept only if its source chunk is retrievable for it: within the top ``top_k`` of the
 corpus with a positive score by BM25 (``filter="bm25"``, bm25s) or by the base model (``filter="model"``).
 Duplicates (same normalized query) are dropped and each chunk contributes at most ``max_per_chunk`` pairs,
-taken round-robin over the strategies so one strategy cannot crowd out the others. Pairs come only from the
-chunks passed in: the caller passes training chunks, so held-out chunks never become training positives.
+taken round-robin over the strategies from a seeded starting strategy, so none crowds out the others.
+Pairs come only from the chunks passed in: the caller passes training chunks, so held-out chunks never become
+training positives.
 
 ``PairsResult.stats`` has, per strategy, ``generated``, ``filtered`` (not retrievable), ``duplicates``,
 ``capped`` and ``kept`` counts.
@@ -169,7 +170,7 @@ def _phrases(text: str, idf: dict[str, float], limit: int = 3) -> list[str]:
 
 
 def _candidates(chunk: Chunk, strategies: Sequence[str], idf: dict[str, float], rng: random.Random) -> list[Pair]:
-    """Candidates of one chunk, round-robin over strategies (so the per-chunk cap is shared fairly)."""
+    """Candidates of one chunk, round-robin over strategies from a seeded start (the per-chunk cap is shared fairly)."""
     per: list[list[Pair]] = []
     text = chunk.text
     if "sentence" in strategies:
@@ -203,6 +204,11 @@ def _candidates(chunk: Chunk, strategies: Sequence[str], idf: dict[str, float], 
     if "title" in strategies:
         heading = " ".join(re.sub(r"[-_]+", " ", h) for h in chunk.heading_path) or (chunk.title or "")
         per.append([Pair(heading, text, chunk.id, "title")] if len(_words(heading)) >= 2 else [])
+    per = [g for g in per if g]
+    per.sort(key=lambda g: strategies.index(g[0].source))
+    if per:
+        shift = rng.randrange(len(per))
+        per = per[shift:] + per[:shift]
     return [p for group in zip_longest(*per) for p in group if p is not None]
 
 
