@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 from haystack import Document
 from haystack_integrations.components.embedders.promptembed import PromptDocumentEmbedder, PromptTextEmbedder
 from langchain_promptembed import PromptEmbeddings
@@ -53,3 +54,44 @@ def test_three_frameworks_share_one_model_and_agree(tiny_gemma_dir: Path) -> Non
             close = getattr(obj, "close", None)
             if close is not None:
                 close()
+
+
+def test_adapters_pass_cache_dir_and_allow_pickle_to_the_core(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    import torch
+    from safetensors.torch import load_file
+
+    from promptembed import UnsafeModelError
+    from promptembed.cache import VectorCache
+
+    cache = tmp_path / "cache"
+    lc = PromptEmbeddings(model=str(tiny_bert_dir), cache_dir=str(cache))
+    li = PromptEmbedding(model=str(tiny_bert_dir), cache_dir=str(cache))
+    hs = PromptDocumentEmbedder(model=str(tiny_bert_dir), cache_dir=str(cache), progress_bar=False)
+    try:
+        first = lc.embed_documents([DOC, QUERY])
+        assert len(VectorCache(cache)) == 2
+        np.testing.assert_allclose(li.get_text_embedding_batch([DOC, QUERY]), first, atol=1e-7)
+        out = hs.run(documents=[Document(content=DOC), Document(content=QUERY)])["documents"]
+        np.testing.assert_allclose([d.embedding for d in out], first, atol=1e-7)
+        assert len(VectorCache(cache)) == 2  # the same prompt, text and weights: shared entries
+        lc.embed_query("a query not embedded before")
+        assert len(VectorCache(cache)) == 3
+    finally:
+        for obj in (lc, li, hs):
+            obj.close()
+    weights = tiny_bert_dir / "model.safetensors"
+    torch.save(load_file(str(weights)), tiny_bert_dir / "pytorch_model.bin")
+    weights.unlink()
+    for make in (
+        lambda **kw: PromptEmbeddings(model=str(tiny_bert_dir), **kw),
+        lambda **kw: PromptEmbedding(model=str(tiny_bert_dir), **kw),
+    ):
+        with pytest.raises(UnsafeModelError, match="has only pickle weights"):
+            make()
+        obj = make(allow_pickle=True)
+        obj.close()
+    with pytest.raises(UnsafeModelError, match="has only pickle weights"):
+        PromptTextEmbedder(model=str(tiny_bert_dir)).warm_up()
+    ok = PromptTextEmbedder(model=str(tiny_bert_dir), allow_pickle=True)
+    assert len(ok.run(text=QUERY)["embedding"]) == 32
+    ok.close()

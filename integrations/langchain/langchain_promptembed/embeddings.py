@@ -53,6 +53,10 @@ class PromptEmbeddings(BaseModel, Embeddings):
     """Run code shipped with a hub model; only for code you have read or a publisher you trust."""
     show_progress_bar: bool | None = None
     """Progress bar while embedding (``None``: only for 1,000 texts or more)."""
+    allow_pickle: bool = False
+    """Allow models whose weights exist only as pickle files (pickle can run code: trusted models only)."""
+    cache_dir: str | None = None
+    """Folder of promptembed's persistent vector cache (keys cover weights, prompt, dim, precision and text)."""
 
     _embedder: PromptEmbedder = PrivateAttr()
 
@@ -80,6 +84,8 @@ class PromptEmbeddings(BaseModel, Embeddings):
             prompts=self.prompts,
             trust_remote_code=self.trust_remote_code,
             show_progress_bar=self.show_progress_bar,
+            allow_pickle=self.allow_pickle,
+            cache_dir=self.cache_dir,
         )
         if self.prompt_name is not None:
             self._embedder.embed([], prompt_name=self.prompt_name)  # validates the name now, not at first use

@@ -46,6 +46,8 @@ class PromptEmbedding(BaseEmbedding):
     )
     trust_remote_code: bool = Field(default=False, description="Run code shipped with a hub model.")
     show_progress_bar: bool | None = Field(default=None, description="Progress bar while encoding.")
+    allow_pickle: bool = Field(default=False, description="Allow pickle-only weights (trusted models only).")
+    cache_dir: str | None = Field(default=None, description="Folder of promptembed's persistent vector cache.")
 
     _embedder: PromptEmbedder = PrivateAttr()
 
@@ -79,6 +81,8 @@ class PromptEmbedding(BaseEmbedding):
             prompts=self.prompts,
             trust_remote_code=self.trust_remote_code,
             show_progress_bar=self.show_progress_bar,
+            allow_pickle=self.allow_pickle,
+            cache_dir=self.cache_dir,
         )
         self.model_name = self._embedder.model_source  # the resolved folder or hub id
         if self.prompt_name is not None:

@@ -27,6 +27,8 @@ class EmbedderOptions:
         prompt_name: str | None,
         trust_remote_code: bool,
         progress_bar: bool,
+        allow_pickle: bool = False,
+        cache_dir: str | None = None,
     ) -> None:
         if device is not None and not isinstance(device, ComponentDevice | str):
             raise TypeError(
@@ -42,6 +44,8 @@ class EmbedderOptions:
         self.prompt_name = prompt_name
         self.trust_remote_code = trust_remote_code
         self.progress_bar = progress_bar
+        self.allow_pickle = allow_pickle
+        self.cache_dir = cache_dir
 
     def core_device(self) -> str:
         """The core's device string: ``"auto"`` for None (cuda, then mps, then cpu)."""
@@ -63,6 +67,8 @@ class EmbedderOptions:
             prompts=self.prompts,
             trust_remote_code=self.trust_remote_code,
             show_progress_bar=self.progress_bar,
+            allow_pickle=self.allow_pickle,
+            cache_dir=self.cache_dir,
         )
         if self.prompt_name is not None:
             try:
@@ -86,6 +92,8 @@ class EmbedderOptions:
             "prompt_name": self.prompt_name,
             "trust_remote_code": self.trust_remote_code,
             "progress_bar": self.progress_bar,
+            "allow_pickle": self.allow_pickle,
+            "cache_dir": self.cache_dir,
         }
 
 

@@ -47,6 +47,8 @@ class PromptDocumentEmbedder:
         prompt_name: str | None = None,
         trust_remote_code: bool = False,
         progress_bar: bool = True,
+        allow_pickle: bool = False,
+        cache_dir: str | None = None,
         meta_fields_to_embed: list[str] | None = None,
         embedding_separator: str = "\n",
         title_meta_field: str | None = "title",
@@ -64,6 +66,8 @@ class PromptDocumentEmbedder:
             prompt_name: A named task prompt (e.g. ``"Clustering"``) used instead of the document prompt.
             trust_remote_code: Run code shipped with a hub model (only for code you trust).
             progress_bar: Show a progress bar.
+            allow_pickle: Allow models whose weights exist only as pickle files (trusted models only).
+            cache_dir: Folder of promptembed's persistent vector cache (``None``: no cache).
             meta_fields_to_embed: Meta fields whose values are embedded before the content.
             embedding_separator: Separator between those values and the content.
             title_meta_field: Meta field that fills the model's title slot (if it has one); ``None`` disables it.
@@ -79,6 +83,8 @@ class PromptDocumentEmbedder:
             prompt_name=prompt_name,
             trust_remote_code=trust_remote_code,
             progress_bar=progress_bar,
+            allow_pickle=allow_pickle,
+            cache_dir=cache_dir,
         )
         self.meta_fields_to_embed = list(meta_fields_to_embed or [])
         self.embedding_separator = embedding_separator

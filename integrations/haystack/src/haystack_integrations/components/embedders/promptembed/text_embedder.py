@@ -42,6 +42,8 @@ class PromptTextEmbedder:
         prompt_name: str | None = None,
         trust_remote_code: bool = False,
         progress_bar: bool = False,
+        allow_pickle: bool = False,
+        cache_dir: str | None = None,
     ) -> None:
         """Create the component; the model loads in :meth:`warm_up` (or the first :meth:`run`).
 
@@ -56,6 +58,8 @@ class PromptTextEmbedder:
             prompt_name: A named task prompt (e.g. ``"STS"``) used instead of the query prompt.
             trust_remote_code: Run code shipped with a hub model (only for code you trust).
             progress_bar: Show a progress bar.
+            allow_pickle: Allow models whose weights exist only as pickle files (trusted models only).
+            cache_dir: Folder of promptembed's persistent vector cache (``None``: no cache).
         """
         self._options = EmbedderOptions(
             model=model,
@@ -68,6 +72,8 @@ class PromptTextEmbedder:
             prompt_name=prompt_name,
             trust_remote_code=trust_remote_code,
             progress_bar=progress_bar,
+            allow_pickle=allow_pickle,
+            cache_dir=cache_dir,
         )
         self._embedder: PromptEmbedder | None = None
 
