@@ -43,8 +43,10 @@ unit: setup ## pytest: every package's tests, doctests and notebooks
 
 test: lint typecheck unit ## Everything CI runs: lint, types, all tests
 
-bench: setup ## Side-by-side benchmarks, writes benchmarks/RESULTS.md
+bench: setup ## Side-by-side benchmarks vs the stock framework embedders, writes benchmarks/RESULTS.md
+	$(PIP) install -q -r requirements/bench.txt
 	$(PY) benchmarks/run.py
+	$(PY) benchmarks/stream.py
 
 clean: ## Remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

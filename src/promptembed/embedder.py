@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
@@ -294,6 +295,53 @@ class PromptEmbedder:
             prompts = [fill_title(base, t) for t in validate_titles(titles, len(checked))]
         return self._run(checked, role="document", prompts=prompts)
 
+    def embed_stream(
+        self,
+        texts: Iterable[str],
+        *,
+        role: Role | None = "document",
+        prompt_name: str | None = None,
+        chunk_size: int = 1024,
+        progress: bool = True,
+    ) -> Iterator[np.ndarray]:
+        """Embed a long iterable lazily, ``chunk_size`` texts at a time.
+
+        Only one chunk of texts (and its tokens) is held at once; the iterable is consumed as the result is.
+
+        Args:
+            texts: Any iterable of ``str`` (a generator over a file, a database cursor, ...).
+            role: ``"document"`` or ``"query"`` prompt; ``None`` with ``prompt_name`` for a named prompt.
+            prompt_name: A named prompt of the model (needs ``role=None``).
+            chunk_size: Texts per yielded array.
+            progress: Show a progress bar (counts texts).
+
+        Yields:
+            float32 arrays of shape ``(<= chunk_size, dimension)``, in input order.
+
+        Raises:
+            InputError: A non-``str`` item; the message gives its position in the whole stream.
+        """
+        _check_int("chunk_size", chunk_size, minimum=1)
+        if role is not None and prompt_name is not None:
+            raise PromptError("Pass role= or prompt_name= to embed_stream, not both; use role=None with prompt_name")
+        from tqdm.auto import tqdm
+
+        iterator = iter(texts)
+        done = 0
+        with tqdm(desc="embedding", unit="text", disable=not progress) as bar:
+            while True:
+                chunk = _check_texts(list(itertools.islice(iterator, chunk_size)), offset=done)
+                if not chunk:
+                    return
+                if role == "query":
+                    yield self.embed_queries(chunk)
+                elif role == "document":
+                    yield self.embed_documents(chunk)
+                else:
+                    yield self.embed(chunk, prompt_name=prompt_name)
+                done += len(chunk)
+                bar.update(len(chunk))
+
     def embed(self, texts: Sequence[str], *, prompt_name: str | None = None, prompt: str | None = None) -> np.ndarray:
         """Embed texts with any named prompt of the model, or a raw prefix.
 
@@ -420,13 +468,13 @@ def _check_int(name: str, value: object, *, minimum: int) -> None:
         raise ConfigError(f"{name} must be an int >= {minimum}, got {value!r}")
 
 
-def _check_texts(texts: object) -> list[str]:
+def _check_texts(texts: object, offset: int = 0) -> list[str]:
     """Validate texts: a list (or other sequence) of ``str``; name the first bad position and its type."""
     if isinstance(texts, str):
         raise InputError("texts must be a list of str, got a single str; wrap it in a list: [text]")
     if texts is None or isinstance(texts, bytes | bytearray | Mapping) or not isinstance(texts, Sequence):
         raise InputError(f"texts must be a list of str, got {type(texts).__name__}")
-    for i, text in enumerate(texts):
+    for i, text in enumerate(texts, start=offset):
         if not isinstance(text, str):
             hint = "decode it first: data.decode('utf-8')" if isinstance(text, bytes) else "convert it to str first"
             raise InputError(f"texts[{i}] is {type(text).__name__}, not str; {hint}, or drop it")

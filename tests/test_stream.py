@@ -1,0 +1,46 @@
+"""embed_stream: lazy, chunked, same vectors as one big call, errors give the position in the whole stream."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from promptembed import InputError, PromptEmbedder
+
+
+def test_stream_is_lazy_and_matches_one_call(tiny_gemma_dir: Path) -> None:
+    consumed = 0
+
+    def source() -> Iterator[str]:
+        nonlocal consumed
+        for i in range(250):
+            consumed += 1
+            yield f"text number {i} about roofs"
+
+    with PromptEmbedder(model=tiny_gemma_dir) as emb:
+        stream = emb.embed_stream(source(), chunk_size=100, progress=False)
+        first = next(stream)
+        assert first.shape == (100, 32) and consumed == 100  # nothing read beyond the first chunk
+        rest = list(stream)
+        assert [a.shape[0] for a in rest] == [100, 50] and consumed == 250
+        all_texts = [f"text number {i} about roofs" for i in range(250)]
+        np.testing.assert_allclose(np.vstack([first, *rest]), emb.embed_documents(all_texts), atol=2e-6)
+        queries = np.vstack(list(emb.embed_stream(all_texts[:30], role="query", chunk_size=7, progress=False)))
+        np.testing.assert_allclose(queries, emb.embed_queries(all_texts[:30]), atol=2e-6)
+        sts = np.vstack(list(emb.embed_stream(all_texts[:5], role=None, prompt_name="STS", progress=False)))
+        np.testing.assert_allclose(sts, emb.embed(all_texts[:5], prompt_name="STS"), atol=2e-6)
+        assert list(emb.embed_stream(iter([]), progress=False)) == []
+
+
+def test_stream_errors_name_the_global_position(tiny_gemma_dir: Path) -> None:
+    texts = [*(f"t{i}" for i in range(12)), None]
+    with PromptEmbedder(model=tiny_gemma_dir) as emb:
+        stream = emb.embed_stream(texts, chunk_size=5, progress=False)  # type: ignore[arg-type]
+        assert next(stream).shape == (5, 32)
+        assert next(stream).shape == (5, 32)
+        with pytest.raises(InputError, match=re.escape("texts[12] is NoneType, not str")):
+            next(stream)
