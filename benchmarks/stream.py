@@ -50,11 +50,11 @@ def main() -> None:
         seconds = time.perf_counter() - t0
     assert row == N and np.isfinite(out).all()
     line = (
-        f"- Streaming: {N:,} texts (6-word snippets of FAQ answer sentences, {len(sentences)} distinct) through `embed_stream`"
-        f" (chunk 1024) in {seconds:.0f} s ({N / seconds:.0f} texts/s). RSS beyond the preallocated"
+        f"- Streaming: {N:,} texts (6-word snippets of FAQ answer sentences, {len(sentences)} distinct) through"
+        f" `embed_stream` (chunk 1024) in {seconds:.0f} s ({N / seconds:.0f} texts/s). RSS beyond the preallocated"
         f" {out.nbytes / 2**20:.0f} MiB output array: {(after_first - start_rss) / 2**20:.0f} MiB after the first chunk"
         f" (torch's working set), peak {(peak - start_rss) / 2**20:.0f} MiB over all {N // 1024 + 1} chunks (polled"
-        " after every chunk): bounded by one chunk, not by the stream length."
+        " after every chunk); the input is never held as a whole (the generator is consumed chunk by chunk)."
     )
     print(line)
     text = OUT.read_text(encoding="utf-8") if OUT.exists() else "# Benchmarks\n\n"
