@@ -325,6 +325,7 @@ def encode(
     prompt: str,
     batch_size: int,
     show_progress_bar: bool,
+    pool: dict[str, Any] | None = None,
 ) -> np.ndarray:
     """Encode ``texts`` with ``prompt`` prepended; returns raw (un-normalized) float32 vectors."""
     model = entry.model
@@ -335,6 +336,8 @@ def encode(
         "convert_to_numpy": True,
         "normalize_embeddings": False,
     }
+    if pool is not None:
+        kwargs["pool"] = pool
     with entry.lock:
         if role == "query":
             out = model.encode_query(list(texts), **kwargs)

