@@ -47,7 +47,13 @@ def test_query_and_document_entries_never_collide(tiny_gemma_dir: Path, tmp_path
 
 @pytest.mark.parametrize(
     "change",
-    [{"truncate_dim": 16}, {"normalize": False}, {"precision": "bfloat16"}, {"prompts": {"document": "passage: "}}],
+    [
+        {"truncate_dim": 16},
+        {"normalize": False},
+        {"precision": "bfloat16"},
+        {"precision": "int8"},
+        {"prompts": {"document": "passage: "}},
+    ],
 )
 def test_changed_dim_normalization_precision_or_prompt_misses(
     tiny_gemma_dir: Path, tmp_path: Path, change: dict[str, object]

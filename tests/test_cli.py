@@ -16,6 +16,7 @@ def test_info_prints_resolved_prompts(tiny_gemma_dir: Path, capsys: pytest.Captu
     assert info["title_slot"] is True
     assert info["dimension"] == 32 and info["max_seq_length"] == 64
     assert info["device"] == "cpu" and info["precision"] == "float32"
+    assert info["cpu_fast_paths"][0] == "int8"
     assert info["prompts"]["STS"] == "task: sentence similarity | query: "
 
 
@@ -23,6 +24,7 @@ def test_info_default_model_text(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["info"]) == 0
     out = capsys.readouterr().out
     assert "dimension        384" in out and "max_seq_length   256" in out
+    assert "cpu_fast_paths   int8" in out
 
 
 def test_info_error_is_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -102,3 +102,23 @@ def test_gpu_auto_precision_and_memory_release(tiny_gemma_dir: Path, tiny_bert_d
         cos = np.sum(gemma.embed_queries(texts) * ref, axis=1)
         assert (cos > 0.99).all(), cos
     assert torch.cuda.memory_allocated() <= base
+
+
+def test_native_bf16_read_from_cpu_flags() -> None:
+    assert _st.cpu_native_bf16("flags\t\t: fpu sse2 avx2 avx512f\n") is None
+    assert _st.cpu_native_bf16("flags\t\t: fpu avx2 avx512f avx512_bf16 avx512_vnni\n") == "avx512_bf16"
+    assert _st.cpu_native_bf16("flags\t\t: avx512_bf16 amx_bf16 amx_tile\n") == "amx_bf16"
+    assert _st.cpu_native_bf16("Features\t: fp asimd bf16 i8mm\n") == "bf16"
+    assert _st.cpu_native_bf16("") is None
+
+
+def test_emulated_bf16_on_cpu_warns(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setattr(_st, "cpu_native_bf16", lambda: None)
+    with caplog.at_level("WARNING", logger="promptembed"):
+        assert _st.resolve_precision("bfloat16", "cpu", "bert") == "bfloat16"
+    assert "without avx512_bf16 or AMX" in caplog.text and "precision='int8'" in caplog.text
+    caplog.clear()
+    monkeypatch.setattr(_st, "cpu_native_bf16", lambda: "avx512_bf16")
+    with caplog.at_level("WARNING", logger="promptembed"):
+        _st.resolve_precision("bfloat16", "cpu", "bert")
+    assert caplog.text == ""

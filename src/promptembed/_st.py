@@ -27,8 +27,8 @@ __all__ = ["LoadedModel", "ModelKey", "Precision", "acquire", "default_model_pat
 
 logger = logging.getLogger("promptembed")
 
-Precision = Literal["float32", "bfloat16", "float16"]
-PRECISIONS: tuple[str, ...] = ("auto", "float32", "bfloat16", "float16")
+Precision = Literal["float32", "bfloat16", "float16", "int8"]
+PRECISIONS: tuple[str, ...] = ("auto", "float32", "bfloat16", "float16", "int8")
 
 # transformers model_type values of the Gemma family: activations overflow float16 (EmbeddingGemma's card).
 FP16_UNSAFE_MODEL_TYPES = frozenset({"gemma", "gemma2", "gemma3", "gemma3_text", "gemma3n", "gemma3n_text"})
@@ -197,15 +197,34 @@ def pick_device(device: str) -> str:
     return device
 
 
+def cpu_native_bf16(cpuinfo: str | None = None) -> str | None:
+    """The CPU feature that runs bfloat16 natively (``avx512_bf16``, ``amx_bf16`` or ARM ``bf16``), or ``None``.
+
+    Read from ``/proc/cpuinfo`` (Linux); ``None`` where it cannot be read. Without one of these, torch emulates
+    bfloat16 and a CPU encode runs several times slower than float32 (benchmarks/RESULTS.md).
+    """
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return None
+    flags: set[str] = set()
+    for line in cpuinfo.splitlines():
+        if line.startswith(("flags", "Features")):
+            flags.update(line.split(":", 1)[-1].split())
+    return next((f for f in ("amx_bf16", "avx512_bf16", "bf16") if f in flags), None)
+
+
 def resolve_precision(precision: str, device: str, model_type: str | None) -> Precision:
     """Choose the weight dtype.
 
     ``"auto"``: CUDA -> bfloat16 where supported, else float16, except fp16-unsafe (Gemma) models, which get
     float32 there; MPS -> float16 (float32 for Gemma); CPU -> float32. Explicit values are honoured, except
-    float16 on a Gemma-family model, which overflows and is refused.
+    float16 on a Gemma-family model, which overflows and is refused, and int8 (dynamic quantization, the CPU
+    fast path) anywhere but the CPU.
 
     Raises:
-        ConfigError: Unknown precision, or float16 on a Gemma-family model.
+        ConfigError: Unknown precision, float16 on a Gemma-family model, or int8 on a GPU.
     """
     import torch
 
@@ -217,9 +236,19 @@ def resolve_precision(precision: str, device: str, model_type: str | None) -> Pr
             f"precision='float16' on a {model_type} model: Gemma-family activations overflow in float16 and give "
             "NaN or wrong vectors. Use precision='bfloat16' (GPU) or 'float32', or leave precision='auto'."
         )
+    kind = device.split(":", 1)[0]
+    if precision == "int8" and kind != "cpu":
+        raise ConfigError(
+            f"precision='int8' is the CPU fast path (dynamic int8 quantization runs on CPU kernels only), but the "
+            f"device is {device!r}; on a GPU use precision='auto' or 'bfloat16', or pass device='cpu'"
+        )
+    if precision == "bfloat16" and kind == "cpu" and cpu_native_bf16() is None:
+        logger.warning(
+            "precision='bfloat16' on a CPU without avx512_bf16 or AMX: torch emulates it, several times slower "
+            "than float32. For a faster CPU encode use precision='int8'."
+        )
     if precision != "auto":
         return precision  # type: ignore[return-value]
-    kind = device.split(":", 1)[0]
     if kind == "cuda":
         if torch.cuda.is_bf16_supported():
             return "bfloat16"
@@ -235,9 +264,9 @@ def acquire(key: ModelKey, *, is_local: bool, model_type: str | None, allow_pick
     with _registry_lock:
         entry = _registry.get(key)
         if entry is None:
-            model = _load(key, is_local=is_local, allow_pickle=allow_pickle)
+            model, identity = _load(key, is_local=is_local, allow_pickle=allow_pickle)
             load_count += 1
-            entry = LoadedModel(key=key, model=model, model_type=model_type)
+            entry = LoadedModel(key=key, model=model, model_type=model_type, fingerprint=identity)
             _registry[key] = entry
         entry.refs += 1
         return entry
@@ -267,11 +296,13 @@ def loaded_keys() -> list[ModelKey]:
         return list(_registry)
 
 
-def _load(key: ModelKey, *, is_local: bool, allow_pickle: bool) -> SentenceTransformer:
+def _load(key: ModelKey, *, is_local: bool, allow_pickle: bool) -> tuple[SentenceTransformer, str | None]:
+    """Load the model; returns it and, for int8, its identity for the vector cache (else computed lazily)."""
     import torch
     from sentence_transformers import SentenceTransformer
 
-    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[key.precision]
+    dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "int8": torch.float32}
+    dtype = dtypes[key.precision]
     model_kwargs: dict[str, Any] = {"dtype": dtype}
     if not allow_pickle:
         model_kwargs["use_safetensors"] = True
@@ -294,7 +325,14 @@ def _load(key: ModelKey, *, is_local: bool, allow_pickle: bool) -> SentenceTrans
         raise ModelLoadError(f"Could not load model from the {where}: {type(exc).__name__}: {exc}. {hint}") from exc
     model.to(dtype)
     model.eval()
-    return model
+    if key.precision != "int8":
+        return model, None
+    from promptembed import _int8
+    from promptembed.cache import weights_fingerprint
+
+    kept, identity = _int8.quantize(model, weights_fingerprint(model))
+    logger.info("precision='int8': %s Linear layers with outlier inputs stay float32: %s", len(kept), kept)
+    return model, identity
 
 
 def max_seq_length(model: SentenceTransformer) -> int | None:

@@ -11,6 +11,7 @@ __all__ = ["main"]
 
 
 def _info(args: argparse.Namespace) -> int:
+    from promptembed._st import cpu_native_bf16
     from promptembed.embedder import PromptEmbedder
 
     with PromptEmbedder(
@@ -27,6 +28,7 @@ def _info(args: argparse.Namespace) -> int:
             "max_seq_length": emb.max_seq_length,
             "device": emb.device,
             "precision": emb.precision,
+            "cpu_fast_paths": ["int8"] + ([f"bfloat16 ({native})"] if (native := cpu_native_bf16()) else []),
             "query_prompt": emb.query_prompt,
             "document_prompt": emb.document_prompt,
             "title_slot": emb.has_title_slot,
@@ -37,7 +39,9 @@ def _info(args: argparse.Namespace) -> int:
         return 0
     width = max(len(k) for k in info if k != "prompts")
     for key, value in info.items():
-        if key != "prompts":
+        if isinstance(value, list):
+            print(f"{key:<{width}}  {', '.join(value)}")
+        elif key != "prompts":
             print(
                 f"{key:<{width}}  {value!r}"
                 if isinstance(value, str) and "prompt" in key
@@ -57,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="show a model's resolved prompts, dimension, device and precision")
     info.add_argument("model", nargs="?", default=None, help="model folder or hub id (default: bundled MiniLM)")
     info.add_argument("--device", default="auto")
-    info.add_argument("--precision", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
+    info.add_argument("--precision", default="auto", choices=["auto", "float32", "bfloat16", "float16", "int8"])
     info.add_argument("--truncate-dim", type=int, default=None)
     info.add_argument("--trust-remote-code", action="store_true", help="run code shipped with a hub model")
     info.add_argument("--json", action="store_true", help="print JSON")

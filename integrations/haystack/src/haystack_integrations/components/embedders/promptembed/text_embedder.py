@@ -34,7 +34,7 @@ class PromptTextEmbedder:
         *,
         model: str | None = None,
         device: ComponentDevice | str | None = None,
-        precision: Literal["auto", "float32", "bfloat16", "float16"] = "auto",
+        precision: Literal["auto", "float32", "bfloat16", "float16", "int8"] = "auto",
         truncate_dim: int | None = None,
         normalize: bool = True,
         batch_size: int = 32,
@@ -50,7 +50,8 @@ class PromptTextEmbedder:
         Args:
             model: Local sentence-transformers folder or hub id; ``None`` is the bundled all-MiniLM-L6-v2.
             device: A ``ComponentDevice``, a device string, or ``None`` for auto (cuda, then mps, then cpu).
-            precision: ``"auto"``, ``"float32"``, ``"bfloat16"`` or ``"float16"`` (never float16 for Gemma models).
+            precision: ``"auto"``, ``"float32"``, ``"bfloat16"``, ``"float16"`` (never for Gemma models)
+                or ``"int8"`` (the CPU fast path).
             truncate_dim: Matryoshka dimension to keep (re-normalized).
             normalize: L2-normalize the vector.
             batch_size: Texts per forward pass.
