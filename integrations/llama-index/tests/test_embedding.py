@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -128,3 +129,32 @@ def test_wrong_input_types() -> None:
             emb.get_query_embedding(b"bytes")  # type: ignore[arg-type]
     finally:
         emb.close()
+
+
+def _counting(fn: Any, sizes: list[int]) -> Any:
+    def wrapper(texts: list[str], **kwargs: Any) -> Any:
+        sizes.append(len(texts))
+        return fn(texts, **kwargs)
+
+    return wrapper
+
+
+def test_batches_reach_the_core_in_large_windows(tiny_bert_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """LlamaIndex cuts batches of ``embed_batch_size``; the default lets the core length-sort 1024 at a time."""
+    from llama_index.embeddings.promptembed.base import DEFAULT_EMBED_BATCH_SIZE
+
+    texts = [f"text number {i} " + "word " * (i % 7) for i in range(300)]
+    with PromptEmbedder(model=tiny_bert_dir) as core:
+        want_vectors = core.embed_documents(texts)
+    sizes: list[int] = []
+    for embed_batch_size, want in ((None, [300]), (128, [128, 128, 44])):
+        emb = PromptEmbedding(model=str(tiny_bert_dir), embed_batch_size=embed_batch_size)
+        try:
+            assert emb.embed_batch_size == (embed_batch_size or DEFAULT_EMBED_BATCH_SIZE)
+            sizes.clear()
+            monkeypatch.setattr(emb.embedder, "embed_documents", _counting(emb.embedder.embed_documents, sizes))
+            got = emb.get_text_embedding_batch(texts)
+            assert sizes == want
+            np.testing.assert_allclose(got, want_vectors, atol=2e-6)
+        finally:
+            emb.close()

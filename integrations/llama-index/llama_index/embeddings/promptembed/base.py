@@ -15,6 +15,10 @@ from promptembed import PromptEmbedder
 __all__ = ["PromptEmbedding"]
 
 _TITLE_KEY = "title"
+#: Texts per call into the core when LlamaIndex batches (``get_text_embedding_batch``). The core sorts a call's
+#: texts by length before cutting forward passes of ``batch_size``, so a larger window pads less: with
+#: LlamaIndex's usual 10-32 the same corpus ran about 5% slower than one sentence-transformers call.
+DEFAULT_EMBED_BATCH_SIZE = 1024
 
 
 class PromptEmbedding(BaseEmbedding):
@@ -62,7 +66,11 @@ class PromptEmbedding(BaseEmbedding):
         embed_batch_size: int | None = None,
         **kwargs: Any,
     ) -> None:
-        """Validate the settings and load (or share) the model; ``model_name`` is an alias of ``model``."""
+        """Validate the settings and load (or share) the model; ``model_name`` is an alias of ``model``.
+
+        ``batch_size`` is texts per forward pass; ``embed_batch_size`` is texts per call into the core
+        (default :data:`DEFAULT_EMBED_BATCH_SIZE`), which length-sorts them before batching.
+        """
         if model is not None and model_name is not None and model != model_name:
             raise ValueError(f"Pass model= or model_name=, not two different models ({model!r} vs {model_name!r})")
         chosen = model if model is not None else model_name
@@ -70,7 +78,7 @@ class PromptEmbedding(BaseEmbedding):
             model=chosen,
             model_name=chosen or "",
             batch_size=batch_size,
-            embed_batch_size=embed_batch_size or batch_size,
+            embed_batch_size=embed_batch_size or DEFAULT_EMBED_BATCH_SIZE,
             **kwargs,
         )
         self._embedder = PromptEmbedder(
