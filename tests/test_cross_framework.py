@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -95,3 +96,34 @@ def test_adapters_pass_cache_dir_and_allow_pickle_to_the_core(tiny_bert_dir: Pat
     ok = PromptTextEmbedder(model=str(tiny_bert_dir), allow_pickle=True)
     assert len(ok.run(text=QUERY)["embedding"]) == 32
     ok.close()
+
+
+def test_adapters_make_the_same_encode_call_as_raw_encode(minilm_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the benchmark's in-call overhead measure relies on: one encode call, the same texts and batch size."""
+    docs = [f"document {i}: " + "some words " * (i % 9) for i in range(200)]
+    calls: list[tuple[list[str], int]] = []
+    original = SentenceTransformer.encode
+
+    def spy(model: SentenceTransformer, *args: Any, **kwargs: Any) -> Any:
+        texts = kwargs["inputs"] if "inputs" in kwargs else args[0]
+        calls.append((list(texts), int(kwargs.get("batch_size", 32))))
+        return original(model, *args, **kwargs)
+
+    monkeypatch.setattr(SentenceTransformer, "encode", spy)
+    lc = PromptEmbeddings(model=str(minilm_dir), device="cpu")
+    li = PromptEmbedding(model=str(minilm_dir), device="cpu")
+    hs = PromptDocumentEmbedder(model=str(minilm_dir), device="cpu", progress_bar=False)
+    hs.warm_up()
+    try:
+        for run in (
+            lambda: lc.embed_documents(docs),
+            lambda: li.get_text_embedding_batch(docs),
+            lambda: hs.run(documents=[Document(content=d) for d in docs]),
+        ):
+            calls.clear()
+            run()
+            assert calls == [(docs, 32)]
+    finally:
+        lc.close()
+        li.close()
+        hs.close()
