@@ -6,7 +6,7 @@ inputs carry outlier features (a few channels far larger than the rest, typical 
 feed-forward output layers) loses too much precision when its activations share one int8 scale, so such
 layers stay float32: each layer's input is measured on a few built-in calibration sentences, and a layer whose
 largest |x| exceeds :data:`OUTLIER_RATIO` times its mean |x| is kept. On all-MiniLM-L6-v2 this keeps 3 of its
-37 Linear layers (the feed-forward outputs of layers 0-2) and gives about 2x float32's speed on 2 CPU cores
+37 Linear layers (the feed-forward outputs of layers 0-2) and ran at 1.9x float32's speed on 2 CPU cores
 with nDCG@10 within 0.2% (benchmarks/RESULTS.md).
 """
 

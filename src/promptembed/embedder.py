@@ -55,8 +55,8 @@ class PromptEmbedder:
             devices (e.g. ``["cuda:0", "cuda:1"]``) for one persistent worker pool that lives as long as this object.
         precision: ``"auto"``, ``"float32"``, ``"bfloat16"``, ``"float16"`` or ``"int8"``. ``"auto"`` is float32 on
             CPU, bfloat16 (else float16) on CUDA, and never float16 for Gemma-family models, which overflow in it.
-            ``"int8"`` is the CPU fast path: dynamic int8 quantization of the Linear layers (about 2x float32 on
-            CPU; vectors differ slightly from float32, so index and query with the same precision).
+            ``"int8"`` is the CPU fast path: dynamic int8 quantization of the Linear layers (1.9x float32 in
+            benchmarks/RESULTS.md; vectors differ slightly from float32, so index and query at one precision).
         truncate_dim: Matryoshka dimension to keep (``None`` keeps all); re-normalized when ``normalize``.
         normalize: L2-normalize output vectors (after truncation).
         batch_size: Texts per forward pass.

@@ -16,8 +16,8 @@ __all__ = ["PromptEmbedding"]
 
 _TITLE_KEY = "title"
 #: Texts per call into the core when LlamaIndex batches (``get_text_embedding_batch``). The core sorts a call's
-#: texts by length before cutting forward passes of ``batch_size``, so a larger window pads less: with
-#: LlamaIndex's usual 10-32 the same corpus ran about 5% slower than one sentence-transformers call.
+#: texts by length before cutting forward passes of ``batch_size``, so a larger window pads less: calls of 32
+#: pad the benchmark corpus 4.2% more than one call (benchmarks/RESULTS.md).
 DEFAULT_EMBED_BATCH_SIZE = 1024
 
 
