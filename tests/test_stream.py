@@ -44,3 +44,13 @@ def test_stream_errors_name_the_global_position(tiny_gemma_dir: Path) -> None:
         assert next(stream).shape == (5, 32)
         with pytest.raises(InputError, match=re.escape("texts[12] is NoneType, not str")):
             next(stream)
+
+
+def test_stream_bad_options_fail_at_the_call(tiny_bert_dir: Path) -> None:
+    from promptembed import ConfigError, PromptError
+
+    with PromptEmbedder(model=tiny_bert_dir) as emb:
+        with pytest.raises(ConfigError, match=re.escape("chunk_size must be an int >= 1, got 0")):
+            emb.embed_stream(["a"], chunk_size=0)
+        with pytest.raises(PromptError, match="not both"):
+            emb.embed_stream(["a"], role="query", prompt_name="STS")

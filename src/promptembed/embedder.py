@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -13,7 +12,8 @@ from typing import Any, Literal
 import numpy as np
 
 from promptembed import _st
-from promptembed.errors import ConfigError, InputError, PromptEmbedError, PromptError
+from promptembed._inputs import check_options, check_texts, device_list, stream_chunks
+from promptembed.errors import ConfigError, PromptEmbedError, PromptError
 from promptembed.prompts import (
     Role,
     fill_title,
@@ -28,21 +28,6 @@ from promptembed.prompts import (
 __all__ = ["PromptEmbedder"]
 
 logger = logging.getLogger("promptembed")
-
-_OPTIONS = (
-    "model",
-    "device",
-    "precision",
-    "truncate_dim",
-    "normalize",
-    "batch_size",
-    "prompts",
-    "revision",
-    "trust_remote_code",
-    "allow_pickle",
-    "show_progress_bar",
-    "cache_dir",
-)
 
 
 class PromptEmbedder:
@@ -102,18 +87,14 @@ class PromptEmbedder:
         cache_dir: str | Path | None = None,
         **unknown: Any,
     ) -> None:
-        if unknown:
-            raise ConfigError(
-                f"Unknown option(s) {sorted(unknown)} for PromptEmbedder; valid options are {list(_OPTIONS)}"
-            )
-        _check_int("batch_size", batch_size, minimum=1)
-        if truncate_dim is not None:
-            _check_int("truncate_dim", truncate_dim, minimum=1)
-        for name, flag in (("normalize", normalize), ("trust_remote_code", trust_remote_code)):
-            if not isinstance(flag, bool):
-                raise ConfigError(f"{name} must be True or False, got {flag!r}")
-        if show_progress_bar is not None and not isinstance(show_progress_bar, bool):
-            raise ConfigError(f"show_progress_bar must be True, False or None, got {show_progress_bar!r}")
+        check_options(
+            unknown,
+            batch_size=batch_size,
+            truncate_dim=truncate_dim,
+            normalize=normalize,
+            trust_remote_code=trust_remote_code,
+            show_progress_bar=show_progress_bar,
+        )
 
         from promptembed.cache import VectorCache
 
@@ -121,9 +102,7 @@ class PromptEmbedder:
         source, is_local = _st.resolve_source(model)
         if is_local:
             _st.check_weights_safe(source, allow_pickle=allow_pickle)
-        devices = [device] if isinstance(device, str) else list(device) if isinstance(device, Sequence) else [device]
-        if not devices:
-            raise ConfigError("device=[] names no device; pass a device string or a list of them")
+        devices = device_list(device)
         pool_devices = [_st.pick_device(d) for d in devices] if len(devices) > 1 else None
         resolved_device = pool_devices[0] if pool_devices else _st.pick_device(devices[0])
         model_type = _st.read_model_type(source, is_local, trust_remote_code=trust_remote_code, revision=revision)
@@ -279,7 +258,7 @@ class PromptEmbedder:
         Raises:
             InputError: ``texts`` is not a list of ``str``.
         """
-        checked = _check_texts(texts)
+        checked = check_texts(texts)
         return self._run(checked, role="query", prompts=[self.query_prompt] * len(checked))
 
     def embed_documents(self, texts: Sequence[str], titles: Sequence[str | None] | None = None) -> np.ndarray:
@@ -297,7 +276,7 @@ class PromptEmbedder:
             InputError: ``texts`` is not a list of ``str``.
             PromptError: ``titles`` given for a model without a title slot, or of the wrong length.
         """
-        checked = _check_texts(texts)
+        checked = check_texts(texts)
         base = self.document_prompt
         if titles is None:
             prompts = [base] * len(checked)
@@ -338,26 +317,7 @@ class PromptEmbedder:
         Raises:
             InputError: A non-``str`` item; the message gives its position in the whole stream.
         """
-        _check_int("chunk_size", chunk_size, minimum=1)
-        if role is not None and prompt_name is not None:
-            raise PromptError("Pass role= or prompt_name= to embed_stream, not both; use role=None with prompt_name")
-        from tqdm.auto import tqdm
-
-        iterator = iter(texts)
-        done = 0
-        with tqdm(desc="embedding", unit="text", disable=not progress) as bar:
-            while True:
-                chunk = _check_texts(list(itertools.islice(iterator, chunk_size)), offset=done)
-                if not chunk:
-                    return
-                if role == "query":
-                    yield self.embed_queries(chunk)
-                elif role == "document":
-                    yield self.embed_documents(chunk)
-                else:
-                    yield self.embed(chunk, prompt_name=prompt_name)
-                done += len(chunk)
-                bar.update(len(chunk))
+        return stream_chunks(self, texts, role=role, prompt_name=prompt_name, chunk_size=chunk_size, progress=progress)
 
     def embed(self, texts: Sequence[str], *, prompt_name: str | None = None, prompt: str | None = None) -> np.ndarray:
         """Embed texts with any named prompt of the model, or a raw prefix.
@@ -380,7 +340,7 @@ class PromptEmbedder:
         text = resolve_named_prompt(
             self._prompts, prompt_name=prompt_name, prompt=prompt, default_prompt_name=self._default_prompt_name
         )
-        checked = _check_texts(texts)
+        checked = check_texts(texts)
         return self._run(checked, role=None, prompts=[text] * len(checked))
 
     def _run(self, texts: list[str], *, role: Role | None, prompts: list[str]) -> np.ndarray:
@@ -484,28 +444,3 @@ class PromptEmbedder:
     def __repr__(self) -> str:
         state = "closed" if self._entry is None else f"device={self.device!r}, precision={self.precision!r}"
         return f"PromptEmbedder(model={self._source!r}, dimension={self.dimension}, {state})"
-
-
-def _check_int(name: str, value: object, *, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{name} must be an int >= {minimum}, got {value!r}")
-
-
-def _check_texts(texts: object, offset: int = 0) -> list[str]:
-    """Validate texts: a list (or other sequence) of ``str``; name the first bad position and its type."""
-    if isinstance(texts, str):
-        raise InputError("texts must be a list of str, got a single str; wrap it in a list: [text]")
-    if texts is None or isinstance(texts, bytes | bytearray | Mapping) or not isinstance(texts, Sequence):
-        raise InputError(f"texts must be a list of str, got {type(texts).__name__}")
-    for i, text in enumerate(texts, start=offset):
-        if not isinstance(text, str):
-            hint = "decode it first: data.decode('utf-8')" if isinstance(text, bytes) else "convert it to str first"
-            raise InputError(f"texts[{i}] is {type(text).__name__}, not str; {hint}, or drop it")
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise InputError(
-                f"texts[{i}] contains an unpaired surrogate {text[exc.start]!r} at character {exc.start}, which is "
-                "not valid Unicode text; decode the source with errors='replace' or remove it"
-            ) from None
-    return list(texts)

@@ -1,0 +1,128 @@
+"""Input and option checks of :class:`promptembed.PromptEmbedder`, and its chunked stream loop."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from promptembed.errors import ConfigError, InputError, PromptError
+
+if TYPE_CHECKING:
+    from promptembed.embedder import PromptEmbedder
+    from promptembed.prompts import Role
+
+_OPTIONS = (
+    "model",
+    "device",
+    "precision",
+    "truncate_dim",
+    "normalize",
+    "batch_size",
+    "prompts",
+    "revision",
+    "trust_remote_code",
+    "allow_pickle",
+    "show_progress_bar",
+    "cache_dir",
+)
+
+
+def check_options(
+    unknown: Mapping[str, Any],
+    *,
+    batch_size: object,
+    truncate_dim: object,
+    normalize: object,
+    trust_remote_code: object,
+    show_progress_bar: object,
+) -> None:
+    """Refuse unknown options and values of the wrong type, naming the option and what it accepts."""
+    if unknown:
+        raise ConfigError(f"Unknown option(s) {sorted(unknown)} for PromptEmbedder; valid options are {list(_OPTIONS)}")
+    check_int("batch_size", batch_size, minimum=1)
+    if truncate_dim is not None:
+        check_int("truncate_dim", truncate_dim, minimum=1)
+    for name, flag in (("normalize", normalize), ("trust_remote_code", trust_remote_code)):
+        if not isinstance(flag, bool):
+            raise ConfigError(f"{name} must be True or False, got {flag!r}")
+    if show_progress_bar is not None and not isinstance(show_progress_bar, bool):
+        raise ConfigError(f"show_progress_bar must be True, False or None, got {show_progress_bar!r}")
+
+
+def device_list(device: object) -> list[Any]:
+    """``device`` as a non-empty list (one entry, or several for a worker pool)."""
+    devices = [device] if isinstance(device, str) else list(device) if isinstance(device, Sequence) else [device]
+    if not devices:
+        raise ConfigError("device=[] names no device; pass a device string or a list of them")
+    return devices
+
+
+def check_int(name: str, value: object, *, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{name} must be an int >= {minimum}, got {value!r}")
+
+
+def check_texts(texts: object, offset: int = 0) -> list[str]:
+    """Validate texts: a list (or other sequence) of ``str``; name the first bad position and its type."""
+    if isinstance(texts, str):
+        raise InputError("texts must be a list of str, got a single str; wrap it in a list: [text]")
+    if texts is None or isinstance(texts, bytes | bytearray | Mapping) or not isinstance(texts, Sequence):
+        raise InputError(f"texts must be a list of str, got {type(texts).__name__}")
+    for i, text in enumerate(texts, start=offset):
+        if not isinstance(text, str):
+            hint = "decode it first: data.decode('utf-8')" if isinstance(text, bytes) else "convert it to str first"
+            raise InputError(f"texts[{i}] is {type(text).__name__}, not str; {hint}, or drop it")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InputError(
+                f"texts[{i}] contains an unpaired surrogate {text[exc.start]!r} at character {exc.start}, which is "
+                "not valid Unicode text; decode the source with errors='replace' or remove it"
+            ) from None
+    return list(texts)
+
+
+def stream_chunks(
+    embedder: PromptEmbedder,
+    texts: Iterable[str],
+    *,
+    role: Role | None,
+    prompt_name: str | None,
+    chunk_size: int,
+    progress: bool,
+) -> Iterator[np.ndarray]:
+    """The loop behind :meth:`PromptEmbedder.embed_stream` (see there)."""
+    check_int("chunk_size", chunk_size, minimum=1)
+    if role is not None and prompt_name is not None:
+        raise PromptError("Pass role= or prompt_name= to embed_stream, not both; use role=None with prompt_name")
+    return _chunks(embedder, iter(texts), role=role, prompt_name=prompt_name, chunk_size=chunk_size, progress=progress)
+
+
+def _chunks(
+    embedder: PromptEmbedder,
+    iterator: Iterator[str],
+    *,
+    role: Role | None,
+    prompt_name: str | None,
+    chunk_size: int,
+    progress: bool,
+) -> Iterator[np.ndarray]:
+    from tqdm.auto import tqdm
+
+    done = 0
+    with tqdm(desc="embedding", unit="text", disable=not progress) as bar:
+        while True:
+            chunk = check_texts(list(itertools.islice(iterator, chunk_size)), offset=done)
+            if not chunk:
+                return
+            if role == "query":
+                yield embedder.embed_queries(chunk)
+            elif role == "document":
+                yield embedder.embed_documents(chunk)
+            else:
+                yield embedder.embed(chunk, prompt_name=prompt_name)
+            done += len(chunk)
+            bar.update(len(chunk))
