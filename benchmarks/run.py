@@ -28,12 +28,12 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
 
 import zaragoza
+from stream import SECTION as STREAM_SECTION
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "7"))
 LOAD_AT_START = os.getloadavg()[0]
 N_DOCS = int(os.environ.get("BENCH_DOCS", "256"))
 OUT = Path(__file__).resolve().parent / "RESULTS.md"
-STREAM_SECTION = "## Streaming (`benchmarks/stream.py`)"
 
 
 class EncodeClock:
@@ -94,7 +94,6 @@ def why_int8_is_not_faster(
     """Where one int8 encode spends its time (torch profiler), and what quantizing every Linear layer would give."""
     import copy
 
-    import torch
     from torch.profiler import ProfilerActivity, profile
 
     from promptembed import _int8
@@ -111,20 +110,15 @@ def why_int8_is_not_faster(
         "GELU": self_us.get("aten::gelu", 0) / total,
     }
     every = copy.deepcopy(raw)
-    ratio, _int8.OUTLIER_RATIO = _int8.OUTLIER_RATIO, float("inf")
-    try:
-        _int8.quantize(every, weights_fingerprint(every))
-    finally:
-        _int8.OUTLIER_RATIO = ratio
+    _int8.quantize(every, weights_fingerprint(every), outlier_ratio=float("inf"))
     runs = {"kept": [], "every": []}
     for _ in range(3):
         for label, fn in (("kept", lambda: int8.embed_documents(docs)), ("every", lambda: every.encode(docs))):
             t0 = time.perf_counter()
             fn()
             runs[label].append(time.perf_counter() - t0)
-    with torch.inference_mode():
-        q = every.encode(questions, normalize_embeddings=True)
-        d = every.encode(answers, normalize_embeddings=True)
+    q = every.encode(questions, normalize_embeddings=True)
+    d = every.encode(answers, normalize_embeddings=True)
     return {
         **share,
         "every_speed_vs_kept": statistics.median(runs["kept"]) / statistics.median(runs["every"]),
@@ -137,13 +131,6 @@ def ndcg10(q: np.ndarray, d: np.ndarray) -> float:
     scores = q @ d.T
     rank = (scores > scores[np.arange(len(q)), np.arange(len(q))][:, None]).sum(axis=1)
     return float(np.mean(np.where(rank < 10, 1.0 / np.log2(rank + 2), 0.0)))
-
-
-def cpu_flags() -> set[str]:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("flags"):
-            return set(line.split(":", 1)[1].split())
-    return set()
 
 
 def cpu_name() -> str:
@@ -168,10 +155,9 @@ def main() -> None:
     from llama_index.embeddings.promptembed import PromptEmbedding
     from sentence_transformers import SentenceTransformer
 
-    from promptembed import PromptEmbedder
-    from promptembed._st import cpu_native_bf16, default_model_path
+    from promptembed import PromptEmbedder, _st
 
-    model = str(default_model_path())
+    model = str(_st.default_model_path())
     records = zaragoza.load_faq()
     docs = [r["answer"] for r in records][:N_DOCS]
     raw = SentenceTransformer(model, device="cpu")
@@ -245,20 +231,23 @@ def main() -> None:
 
     # Batch-size sweep: raw encode (what every stock embedder runs) vs the two fast paths, interleaved.
     sweep_sizes = (8, 16, 32, 64)
+    by_batch = {
+        (p, bs): PromptEmbedder(model=model, device="cpu", precision=p, batch_size=bs)  # shares the loaded weights
+        for p in ("int8", "bfloat16")
+        for bs in sweep_sizes
+    }
     sweepers: dict[str, Callable[[int], object]] = {
         "float32 (raw encode)": lambda bs: raw.encode(docs, batch_size=bs),
-        "int8": lambda _bs: int8.embed_documents(docs),  # batch size set on the embedder below
-        "bfloat16": lambda _bs: bf16.embed_documents(docs),
+        "int8": lambda bs: by_batch[("int8", bs)].embed_documents(docs),
+        "bfloat16": lambda bs: by_batch[("bfloat16", bs)].embed_documents(docs),
     }
     sweep: dict[tuple[str, int], list[float]] = {}
     for _ in range(3):
         for bs in sweep_sizes:
-            int8._batch_size = bf16._batch_size = bs
             for label, fn in sweepers.items():
                 t0 = time.perf_counter()
                 fn(bs)
                 sweep.setdefault((label, bs), []).append(time.perf_counter() - t0)
-    int8._batch_size = bf16._batch_size = 32
     sweep_rate = {key: len(docs) / statistics.median(v) for key, v in sweep.items()}
     print("sweep:", {f"{k[0]}@{k[1]}": round(v, 1) for k, v in sweep_rate.items()}, flush=True)
 
@@ -304,8 +293,8 @@ def main() -> None:
     fast_vs_stock = {p: rate / stock[best_stock_name] for p, rate in fast.items()}
     rel = {p: quality[p] / quality["float32"] - 1 for p in ("int8", "bfloat16")}
     cache_hits = med["promptembed cache_dir (all hits)"]
-    flags = [f for f in ("avx512_bf16", "amx_bf16", "avx512_vnni", "avx512f", "avx2") if f in cpu_flags()]
-    native = cpu_native_bf16()
+    flags = [f for f in ("avx512_bf16", "amx_bf16", "avx512_vnni", "avx512f", "avx2") if f in _st.cpu_flags()]
+    native = _st.cpu_native_bf16()
     lines = [
         "# Benchmarks",
         "",

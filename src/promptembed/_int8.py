@@ -86,8 +86,13 @@ def outlier_ratios(model: SentenceTransformer) -> dict[str, float]:
     return {name: (mx / (total / count) if total > 0 else 0.0) for name, (mx, total, count) in stats.items()}
 
 
-def quantize(model: SentenceTransformer, weights_fingerprint: str) -> tuple[list[str], str]:
+def quantize(
+    model: SentenceTransformer, weights_fingerprint: str, *, outlier_ratio: float | None = None
+) -> tuple[list[str], str]:
     """Quantize ``model`` in place; return (names of the Linear layers kept float32, the int8 model's identity).
+
+    ``outlier_ratio`` overrides :data:`OUTLIER_RATIO` (``float("inf")`` quantizes every Linear layer; the
+    benchmark uses it to show what keeping the outlier layers buys).
 
     Raises:
         ConfigError: This torch has no dynamic quantization, or the model has no Linear layer to quantize.
@@ -96,7 +101,8 @@ def quantize(model: SentenceTransformer, weights_fingerprint: str) -> tuple[list
 
     quantize_dynamic, qconfig = _quantize_dynamic()
     ratios = outlier_ratios(model)
-    kept = sorted(name for name, ratio in ratios.items() if ratio > OUTLIER_RATIO)
+    limit = OUTLIER_RATIO if outlier_ratio is None else outlier_ratio
+    kept = sorted(name for name, ratio in ratios.items() if ratio > limit)
     spec = {name: qconfig for name in ratios if name not in kept}
     if not spec:
         raise ConfigError(
@@ -109,5 +115,5 @@ def quantize(model: SentenceTransformer, weights_fingerprint: str) -> tuple[list
         warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*")
         warnings.filterwarnings("ignore", message=".*quantize_per_channel.*")
         quantize_dynamic(model, spec, dtype=torch.qint8, inplace=True)
-    identity = hashlib.sha256(f"{weights_fingerprint}|{RULE}|{','.join(kept)}".encode()).hexdigest()
+    identity = hashlib.sha256(f"{weights_fingerprint}|{RULE}|{limit:g}|{','.join(kept)}".encode()).hexdigest()
     return kept, identity

@@ -197,21 +197,27 @@ def pick_device(device: str) -> str:
     return device
 
 
-def cpu_native_bf16(cpuinfo: str | None = None) -> str | None:
-    """The CPU feature that runs bfloat16 natively (``avx512_bf16``, ``amx_bf16`` or ARM ``bf16``), or ``None``.
-
-    Read from ``/proc/cpuinfo`` (Linux); ``None`` where it cannot be read. Without one of these, torch emulates
-    bfloat16 and a CPU encode runs several times slower than float32 (benchmarks/RESULTS.md).
-    """
+def cpu_flags(cpuinfo: str | None = None) -> set[str]:
+    """The CPU's feature flags from ``/proc/cpuinfo`` (x86 ``flags``, ARM ``Features``); empty where unreadable."""
     if cpuinfo is None:
         try:
             cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
         except OSError:
-            return None
+            return set()
     flags: set[str] = set()
     for line in cpuinfo.splitlines():
         if line.startswith(("flags", "Features")):
             flags.update(line.split(":", 1)[-1].split())
+    return flags
+
+
+def cpu_native_bf16(cpuinfo: str | None = None) -> str | None:
+    """The CPU feature that runs bfloat16 natively (``avx512_bf16``, ``amx_bf16`` or ARM ``bf16``), or ``None``.
+
+    ``None`` also where the flags cannot be read. Without one of these, torch emulates bfloat16 and a CPU encode
+    runs several times slower than float32 (benchmarks/RESULTS.md).
+    """
+    flags = cpu_flags(cpuinfo)
     return next((f for f in ("amx_bf16", "avx512_bf16", "bf16") if f in flags), None)
 
 

@@ -315,7 +315,9 @@ class PromptEmbedder:
             float32 arrays of shape ``(<= chunk_size, dimension)``, in input order.
 
         Raises:
-            InputError: A non-``str`` item; the message gives its position in the whole stream.
+            ConfigError: ``chunk_size`` is not an int >= 1 (at the call).
+            PromptError: Both ``role`` and ``prompt_name`` given (at the call).
+            InputError: A non-``str`` item (while iterating); the message gives its position in the whole stream.
         """
         return stream_chunks(self, texts, role=role, prompt_name=prompt_name, chunk_size=chunk_size, progress=progress)
 
