@@ -40,7 +40,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(scope="session")
 def minilm_dir() -> Path:
     """The bundled all-MiniLM-L6-v2 folder (read-only: do not write into it)."""
-    from promptembed._st import default_model_path
+    from promptembed._loading import default_model_path
 
     return default_model_path()
 
@@ -78,9 +78,9 @@ def tiny_bert_dir(_tiny_bert_session: Path, tmp_path: Path) -> Path:
 @pytest.fixture
 def no_model_leaks() -> Iterator[None]:
     """Fail a test that leaves models loaded in the process registry."""
-    from promptembed import _st
+    from promptembed import _registry
 
-    before = set(_st.loaded_keys())
+    before = set(_registry.loaded_keys())
     yield
-    leaked = set(_st.loaded_keys()) - before
+    leaked = set(_registry.loaded_keys()) - before
     assert not leaked, f"models left loaded: {leaked}"

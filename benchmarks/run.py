@@ -155,9 +155,9 @@ def main() -> None:
     from llama_index.embeddings.promptembed import PromptEmbedding
     from sentence_transformers import SentenceTransformer
 
-    from promptembed import PromptEmbedder, _st
+    from promptembed import PromptEmbedder, _loading
 
-    model = str(_st.default_model_path())
+    model = str(_loading.default_model_path())
     records = zaragoza.load_faq()
     docs = [r["answer"] for r in records][:N_DOCS]
     raw = SentenceTransformer(model, device="cpu")
@@ -293,8 +293,8 @@ def main() -> None:
     fast_vs_stock = {p: rate / stock[best_stock_name] for p, rate in fast.items()}
     rel = {p: quality[p] / quality["float32"] - 1 for p in ("int8", "bfloat16")}
     cache_hits = med["promptembed cache_dir (all hits)"]
-    flags = [f for f in ("avx512_bf16", "amx_bf16", "avx512_vnni", "avx512f", "avx2") if f in _st.cpu_flags()]
-    native = _st.cpu_native_bf16()
+    flags = [f for f in ("avx512_bf16", "amx_bf16", "avx512_vnni", "avx512f", "avx2") if f in _loading.cpu_flags()]
+    native = _loading.cpu_native_bf16()
     lines = [
         "# Benchmarks",
         "",

@@ -13,7 +13,7 @@ from langchain_promptembed import PromptEmbeddings
 from llama_index.embeddings.promptembed import PromptEmbedding
 from sentence_transformers import SentenceTransformer
 
-from promptembed import _st
+from promptembed import _registry
 
 QUERY = "Which planet is known as the Red Planet?"
 DOC = "Mars, known for its reddish appearance, is often referred to as the Red Planet."
@@ -21,7 +21,7 @@ DOC = "Mars, known for its reddish appearance, is often referred to as the Red P
 
 def test_three_frameworks_share_one_model_and_agree(tiny_gemma_dir: Path) -> None:
     model = str(tiny_gemma_dir)
-    before = _st.load_count
+    before = _registry.load_count
     lc = PromptEmbeddings(model=model)
     li = PromptEmbedding(model=model)
     hs_text = PromptTextEmbedder(model=model)
@@ -29,8 +29,8 @@ def test_three_frameworks_share_one_model_and_agree(tiny_gemma_dir: Path) -> Non
     hs_text.warm_up()
     hs_docs.warm_up()
     try:
-        assert _st.load_count == before + 1
-        assert len([k for k in _st.loaded_keys() if k.source == str(tiny_gemma_dir.resolve())]) == 1
+        assert _registry.load_count == before + 1
+        assert len([k for k in _registry.loaded_keys() if k.source == str(tiny_gemma_dir.resolve())]) == 1
 
         ref = SentenceTransformer(model, device="cpu")
         q_ref = ref.encode_query([QUERY])[0]

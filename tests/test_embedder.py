@@ -11,7 +11,15 @@ import numpy as np
 import pytest
 from sentence_transformers import SentenceTransformer
 
-from promptembed import ConfigError, InputError, ModelLoadError, PromptEmbedder, PromptError, UnsafeModelError, _st
+from promptembed import (
+    ConfigError,
+    InputError,
+    ModelLoadError,
+    PromptEmbedder,
+    PromptError,
+    UnsafeModelError,
+    _registry,
+)
 from promptembed.testing import EMBEDDINGGEMMA_PROMPTS
 
 QUERIES = ["Which planet is known as the Red Planet?", "", "  whitespace  ", "Ünïcödé 火星 🚀"]
@@ -139,20 +147,20 @@ def test_truncate_dim_larger_than_model_names_the_dimension(tiny_gemma_dir: Path
 
 
 def test_shared_weights_one_load(tiny_gemma_dir: Path) -> None:
-    before = _st.load_count
+    before = _registry.load_count
     q = PromptEmbedder(model=tiny_gemma_dir)
     d = PromptEmbedder(model=str(tiny_gemma_dir), truncate_dim=8, prompts={"query": "other: "})
-    assert _st.load_count == before + 1
+    assert _registry.load_count == before + 1
     assert q._require().model is d._require().model
     q.close()
     assert d.embed_queries(["still works"]).shape == (1, 8)
     d.close()
-    assert not any(k.source == str(tiny_gemma_dir.resolve()) for k in _st.loaded_keys())
+    assert not any(k.source == str(tiny_gemma_dir.resolve()) for k in _registry.loaded_keys())
     with pytest.raises(Exception, match="closed"):
         d.embed_queries(["x"])
     # After the last close, the next embedder loads again.
     with PromptEmbedder(model=tiny_gemma_dir):
-        assert _st.load_count == before + 2
+        assert _registry.load_count == before + 2
 
 
 def test_different_precision_is_a_different_model(tiny_bert_dir: Path) -> None:

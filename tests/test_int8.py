@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import zaragoza_construction_faq
 
-from promptembed import ConfigError, PromptEmbedder, _int8, _st
+from promptembed import ConfigError, PromptEmbedder, _int8, _loading, _registry
 
 ANSWERS = [r["a"] for r in zaragoza_construction_faq.load(lang="en")][:64]
 QUESTIONS = [r["q"] for r in zaragoza_construction_faq.load(lang="en")][:64]
@@ -30,11 +30,11 @@ def _linears(emb: PromptEmbedder) -> dict[str, type]:
 def test_int8_is_cpu_only(monkeypatch: pytest.MonkeyPatch) -> None:
     import torch
 
-    assert _st.resolve_precision("int8", "cpu", "bert") == "int8"
+    assert _loading.resolve_precision("int8", "cpu", "bert") == "int8"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     for device in ("cuda", "cuda:1", "mps"):
         with pytest.raises(ConfigError, match=re.escape("precision='int8' is the CPU fast path")):
-            _st.resolve_precision("int8", device, "bert")
+            _loading.resolve_precision("int8", device, "bert")
 
 
 def test_int8_with_a_device_pool_is_refused() -> None:
@@ -43,7 +43,7 @@ def test_int8_with_a_device_pool_is_refused() -> None:
 
 
 def test_auto_never_picks_int8() -> None:
-    assert _st.resolve_precision("auto", "cpu", "bert") == "float32"
+    assert _loading.resolve_precision("auto", "cpu", "bert") == "float32"
 
 
 def test_outlier_layers_stay_float32_the_rest_is_int8(minilm_dir: Path) -> None:
@@ -102,7 +102,7 @@ def test_int8_identity_differs_from_float32(minilm_dir: Path) -> None:
         PromptEmbedder(model=minilm_dir, device="cpu") as fp32,
         PromptEmbedder(model=minilm_dir, device="cpu", precision="int8") as q,
     ):
-        ids = {_st.fingerprint(fp32._require()), _st.fingerprint(q._require())}
+        ids = {_registry.fingerprint(fp32._require()), _registry.fingerprint(q._require())}
     assert len(ids) == 2
 
 

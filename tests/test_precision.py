@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from promptembed import ConfigError, PromptEmbedder, _st
+from promptembed import ConfigError, PromptEmbedder, _loading
 
 
 @pytest.fixture
@@ -20,27 +20,27 @@ def cuda(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
 
 
 def test_cpu_auto_is_float32() -> None:
-    assert _st.resolve_precision("auto", "cpu", "bert") == "float32"
-    assert _st.resolve_precision("auto", "cpu", "gemma3_text") == "float32"
+    assert _loading.resolve_precision("auto", "cpu", "bert") == "float32"
+    assert _loading.resolve_precision("auto", "cpu", "gemma3_text") == "float32"
 
 
 def test_cuda_auto_prefers_bf16_then_fp16(cuda: pytest.MonkeyPatch) -> None:
     import torch
 
     cuda.setattr(torch.cuda, "is_bf16_supported", lambda: True)
-    assert _st.resolve_precision("auto", "cuda", "bert") == "bfloat16"
-    assert _st.resolve_precision("auto", "cuda:1", "gemma3_text") == "bfloat16"
+    assert _loading.resolve_precision("auto", "cuda", "bert") == "bfloat16"
+    assert _loading.resolve_precision("auto", "cuda:1", "gemma3_text") == "bfloat16"
     cuda.setattr(torch.cuda, "is_bf16_supported", lambda: False)
-    assert _st.resolve_precision("auto", "cuda", "bert") == "float16"
+    assert _loading.resolve_precision("auto", "cuda", "bert") == "float16"
 
 
-@pytest.mark.parametrize("model_type", sorted(_st.FP16_UNSAFE_MODEL_TYPES))
+@pytest.mark.parametrize("model_type", sorted(_loading.FP16_UNSAFE_MODEL_TYPES))
 def test_gemma_never_gets_fp16_under_auto(cuda: pytest.MonkeyPatch, model_type: str) -> None:
     import torch
 
     cuda.setattr(torch.cuda, "is_bf16_supported", lambda: False)
-    assert _st.resolve_precision("auto", "cuda", model_type) == "float32"
-    assert _st.resolve_precision("auto", "mps", model_type) == "float32"
+    assert _loading.resolve_precision("auto", "cuda", model_type) == "float32"
+    assert _loading.resolve_precision("auto", "mps", model_type) == "float32"
 
 
 def test_explicit_fp16_on_gemma_is_refused_with_reason(tiny_gemma_dir: Path) -> None:
@@ -50,12 +50,12 @@ def test_explicit_fp16_on_gemma_is_refused_with_reason(tiny_gemma_dir: Path) -> 
 
 def test_explicit_precisions_honoured() -> None:
     for p in ("float32", "bfloat16", "float16"):
-        assert _st.resolve_precision(p, "cpu", "bert") == p
+        assert _loading.resolve_precision(p, "cpu", "bert") == p
 
 
 def test_model_type_read_from_folder(tiny_gemma_dir: Path, minilm_dir: Path) -> None:
-    assert _st.read_model_type(str(tiny_gemma_dir), True, trust_remote_code=False, revision=None) == "gemma3_text"
-    assert _st.read_model_type(str(minilm_dir), True, trust_remote_code=False, revision=None) == "bert"
+    assert _loading.read_model_type(str(tiny_gemma_dir), True, trust_remote_code=False, revision=None) == "gemma3_text"
+    assert _loading.read_model_type(str(minilm_dir), True, trust_remote_code=False, revision=None) == "bert"
 
 
 def test_auto_device_order(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -63,12 +63,12 @@ def test_auto_device_order(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
-    assert _st.pick_device("auto") == "mps"
+    assert _loading.pick_device("auto") == "mps"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert _st.pick_device("auto") == "cuda"
+    assert _loading.pick_device("auto") == "cuda"
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert _st.pick_device("auto") == "cpu"
+    assert _loading.pick_device("auto") == "cpu"
 
 
 def test_unavailable_device_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -76,7 +76,7 @@ def test_unavailable_device_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) ->
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(ConfigError, match=re.escape("device='cuda' but CUDA is not available")):
-        _st.pick_device("cuda")
+        _loading.pick_device("cuda")
 
 
 @pytest.mark.gpu
@@ -105,20 +105,20 @@ def test_gpu_auto_precision_and_memory_release(tiny_gemma_dir: Path, tiny_bert_d
 
 
 def test_native_bf16_read_from_cpu_flags() -> None:
-    assert _st.cpu_native_bf16("flags\t\t: fpu sse2 avx2 avx512f\n") is None
-    assert _st.cpu_native_bf16("flags\t\t: fpu avx2 avx512f avx512_bf16 avx512_vnni\n") == "avx512_bf16"
-    assert _st.cpu_native_bf16("flags\t\t: avx512_bf16 amx_bf16 amx_tile\n") == "amx_bf16"
-    assert _st.cpu_native_bf16("Features\t: fp asimd bf16 i8mm\n") == "bf16"
-    assert _st.cpu_native_bf16("") is None
+    assert _loading.cpu_native_bf16("flags\t\t: fpu sse2 avx2 avx512f\n") is None
+    assert _loading.cpu_native_bf16("flags\t\t: fpu avx2 avx512f avx512_bf16 avx512_vnni\n") == "avx512_bf16"
+    assert _loading.cpu_native_bf16("flags\t\t: avx512_bf16 amx_bf16 amx_tile\n") == "amx_bf16"
+    assert _loading.cpu_native_bf16("Features\t: fp asimd bf16 i8mm\n") == "bf16"
+    assert _loading.cpu_native_bf16("") is None
 
 
 def test_emulated_bf16_on_cpu_warns(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
-    monkeypatch.setattr(_st, "cpu_native_bf16", lambda: None)
+    monkeypatch.setattr(_loading, "cpu_native_bf16", lambda: None)
     with caplog.at_level("WARNING", logger="promptembed"):
-        assert _st.resolve_precision("bfloat16", "cpu", "bert") == "bfloat16"
+        assert _loading.resolve_precision("bfloat16", "cpu", "bert") == "bfloat16"
     assert "without avx512_bf16 or AMX" in caplog.text and "precision='int8'" in caplog.text
     caplog.clear()
-    monkeypatch.setattr(_st, "cpu_native_bf16", lambda: "avx512_bf16")
+    monkeypatch.setattr(_loading, "cpu_native_bf16", lambda: "avx512_bf16")
     with caplog.at_level("WARNING", logger="promptembed"):
-        _st.resolve_precision("bfloat16", "cpu", "bert")
+        _loading.resolve_precision("bfloat16", "cpu", "bert")
     assert caplog.text == ""

@@ -11,7 +11,7 @@ __all__ = ["main"]
 
 
 def _info(args: argparse.Namespace) -> int:
-    from promptembed._st import cpu_native_bf16
+    from promptembed._loading import cpu_native_bf16
     from promptembed.embedder import PromptEmbedder
 
     with PromptEmbedder(

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from promptembed import _st
+from promptembed import _loading, _registry, engine
 from promptembed._inputs import check_options, check_texts, device_list, stream_chunks
 from promptembed.errors import ConfigError, PromptEmbedError, PromptError
 from promptembed.prompts import (
@@ -99,40 +99,42 @@ class PromptEmbedder:
         from promptembed.cache import VectorCache
 
         self._cache = VectorCache(cache_dir) if cache_dir is not None else None
-        source, is_local = _st.resolve_source(model)
+        source, is_local = _loading.resolve_source(model)
         if is_local:
-            _st.check_weights_safe(source, allow_pickle=allow_pickle)
+            _loading.check_weights_safe(source, allow_pickle=allow_pickle)
         devices = device_list(device)
-        pool_devices = [_st.pick_device(d) for d in devices] if len(devices) > 1 else None
-        resolved_device = pool_devices[0] if pool_devices else _st.pick_device(devices[0])
-        model_type = _st.read_model_type(source, is_local, trust_remote_code=trust_remote_code, revision=revision)
-        resolved_precision = _st.resolve_precision(precision, resolved_device, model_type)
+        pool_devices = [_loading.pick_device(d) for d in devices] if len(devices) > 1 else None
+        resolved_device = pool_devices[0] if pool_devices else _loading.pick_device(devices[0])
+        model_type = _loading.read_model_type(source, is_local, trust_remote_code=trust_remote_code, revision=revision)
+        resolved_precision = _loading.resolve_precision(precision, resolved_device, model_type)
         if pool_devices is not None and resolved_precision == "int8":
             raise ConfigError(
                 "precision='int8' runs in this process only (quantized weights cannot be sent to pool workers); "
                 "pass a single device='cpu', or use precision='float32' with a list of devices"
             )
-        key = _st.ModelKey(
+        key = _registry.ModelKey(
             source=source,
             revision=revision,
             device=resolved_device,
             precision=resolved_precision,
             trust_remote_code=trust_remote_code,
         )
-        self._entry: _st.LoadedModel | None = _st.acquire(
-            key, is_local=is_local, model_type=model_type, allow_pickle=allow_pickle
+        self._entry: _registry.LoadedModel | None = _registry.acquire(
+            key,
+            load=lambda: _loading.load_model(key, is_local=is_local, allow_pickle=allow_pickle),
+            model_type=model_type,
         )
         try:
             st_model = self._entry.model
             self._prompts = merge_prompts(st_model.prompts, prompts)
             self._default_prompt_name: str | None = st_model.default_prompt_name
-            self._full_dim = _st.embedding_dimension(st_model)
+            self._full_dim = _loading.embedding_dimension(st_model)
             if truncate_dim is not None and truncate_dim > self._full_dim:
                 raise ConfigError(
                     f"truncate_dim={truncate_dim} is larger than the model's dimension {self._full_dim}; "
                     f"pick a value from 1 to {self._full_dim} (Matryoshka models: one of their trained dims)"
                 )
-            self._max_seq_length = _st.max_seq_length(st_model)
+            self._max_seq_length = _loading.max_seq_length(st_model)
         except BaseException:
             self.close()
             raise
@@ -355,7 +357,7 @@ class PromptEmbedder:
 
         return cached_embed(
             self._cache,
-            model=_st.fingerprint(entry),
+            model=_registry.fingerprint(entry),
             precision=entry.key.precision,
             truncate_dim=self._truncate_dim,
             normalize=self._normalize,
@@ -368,9 +370,9 @@ class PromptEmbedder:
         )
 
     def _compute(
-        self, entry: _st.LoadedModel, texts: list[str], *, role: Role | None, prompts: list[str]
+        self, entry: _registry.LoadedModel, texts: list[str], *, role: Role | None, prompts: list[str]
     ) -> np.ndarray:
-        over = _st.count_over_limit(entry.model, [p + t for p, t in zip(prompts, texts, strict=True)])
+        over = engine.count_over_limit(entry.model, [p + t for p, t in zip(prompts, texts, strict=True)])
         if over:
             logger.warning(
                 "%d of %d texts are longer than the model's max_seq_length (%s tokens, prompt included) and were "
@@ -386,7 +388,7 @@ class PromptEmbedder:
             groups.setdefault(p, []).append(i)
         for prompt_text, idx in groups.items():
             batch = [texts[i] for i in idx]
-            out[idx] = _st.encode(
+            out[idx] = engine.encode(
                 entry,
                 batch,
                 role=role,
@@ -412,7 +414,7 @@ class PromptEmbedder:
         return vectors.astype(np.float32, copy=False)
 
     # ----------------------------------------------------------------------------------------- lifecycle
-    def _require(self) -> _st.LoadedModel:
+    def _require(self) -> _registry.LoadedModel:
         if self._entry is None:
             raise PromptEmbedError("This PromptEmbedder is closed; create a new one to embed again")
         return self._entry
@@ -426,7 +428,7 @@ class PromptEmbedder:
             SentenceTransformer.stop_multi_process_pool(pool)
         entry, self._entry = self._entry, None
         if entry is not None:
-            _st.release(entry)
+            _registry.release(entry)
         cache = getattr(self, "_cache", None)
         if cache is not None:
             cache.close()

