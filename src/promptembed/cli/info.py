@@ -1,13 +1,12 @@
-"""Command line: ``promptembed info [MODEL]`` (and the finetune commands, with the [train] extra)."""
+"""``promptembed info [MODEL]``: a model's resolved prompts, dimension, device and precision."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
-from collections.abc import Sequence
+from typing import Any
 
-__all__ = ["main"]
+__all__ = ["add_command"]
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -53,11 +52,8 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``promptembed`` argument parser."""
-    parser = argparse.ArgumentParser(prog="promptembed", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def add_command(sub: Any) -> None:  # argparse's _SubParsersAction is private
+    """Register ``info`` on the ``promptembed`` parser."""
     info = sub.add_parser("info", help="show a model's resolved prompts, dimension, device and precision")
     info.add_argument("model", nargs="?", default=None, help="model folder or hub id (default: bundled MiniLM)")
     info.add_argument("--device", default="auto")
@@ -66,24 +62,3 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--trust-remote-code", action="store_true", help="run code shipped with a hub model")
     info.add_argument("--json", action="store_true", help="print JSON")
     info.set_defaults(func=_info)
-
-    from promptembed.finetune_cli import add_commands
-
-    add_commands(sub)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit code. Errors of promptembed print one line, exit code 2."""
-    from promptembed.errors import PromptEmbedError
-
-    args = build_parser().parse_args(argv)
-    try:
-        return int(args.func(args))
-    except PromptEmbedError as exc:
-        print(f"promptembed: error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
