@@ -6,28 +6,38 @@ import json
 import logging
 import os
 import random
+import resource
 import shutil
 import time
 import warnings
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+import numpy as np
 
 from promptembed import _loading
 from promptembed.errors import ConfigError
 from promptembed.finetune.chunking import Chunk, chunk_documents
 from promptembed.finetune.documents import load_documents
-from promptembed.finetune.evaluate import RetrievalMetrics, evaluate_retrieval
-from promptembed.finetune.pairs import DEFAULT_STRATEGIES, generate_pairs
-from promptembed.finetune.report import write_reports
+from promptembed.finetune.evaluate import RetrievalMetrics, embed_texts, evaluate_retrieval
+from promptembed.finetune.heldout import heldout_queries
+from promptembed.finetune.negatives import margin_rows, mine_chunk_negatives
+from promptembed.finetune.pairs import DEFAULT_STRATEGIES, Pair, generate_pairs
+from promptembed.finetune.report import build_report, write_card, write_reports
 from promptembed.finetune.supervision import load_supervision
-from promptembed.finetune.train import detect_matryoshka_dims, train_model
-from promptembed.prompts import resolve_role_prompt
+from promptembed.finetune.teacher import load_teacher
+from promptembed.finetune.teacher_eval import evaluate_teacher
+from promptembed.finetune.train import detect_matryoshka_dims, interpolate_weights, train_model
+from promptembed.prompts import Role, resolve_role_prompt
 
-__all__ = ["FinetuneResult", "finetune", "load_eval_queries"]
+__all__ = ["FinetuneResult", "FinetuneWorseWarning", "finetune", "load_eval_queries"]
 
 logger = logging.getLogger("promptembed")
+EvalSet = tuple[dict[str, str], dict[str, str], dict[str, set[str]]]
 
 
 class FinetuneWorseWarning(UserWarning):
@@ -45,6 +55,7 @@ class FinetuneResult:
     skipped: list[dict[str, str]] = field(default_factory=list)
     report_md: Path | None = None
     plot: Path | None = None
+    timings: dict[str, float] = field(default_factory=dict)
 
     @property
     def verdict(self) -> str:
@@ -63,10 +74,14 @@ def _headline(evaluations: dict[str, Any]) -> str:
     return "eval_queries" if "eval_queries" in evaluations else next(iter(evaluations))
 
 
-def load_eval_queries(path: str | Path) -> tuple[dict[str, str], dict[str, str], dict[str, set[str]]]:
+def load_eval_queries(path: str | Path, extra_corpus: str | Path | None = None) -> EvalSet:
     """Read real questions with their gold passages (JSONL/CSV columns ``query`` and ``positive``).
 
-    Returns ``(queries, corpus, relevant)``; the corpus is every distinct gold passage.
+    Args:
+        path: The questions file.
+        extra_corpus: Optional JSONL of distractor passages (one object per line with a ``text`` column).
+
+    Returns ``(queries, corpus, relevant)``; the corpus is every distinct gold passage, then the distractors.
     """
     sup = load_supervision(path)
     if sup.kind != "pairs":
@@ -78,7 +93,19 @@ def load_eval_queries(path: str | Path) -> tuple[dict[str, str], dict[str, str],
         pid = corpus_ids.setdefault(row["positive"], f"p{len(corpus_ids)}")
         queries[f"q{i}"] = row["anchor"]
         relevant[f"q{i}"] = {pid}
-    return queries, {v: k for k, v in corpus_ids.items()}, relevant
+    corpus = {v: k for k, v in corpus_ids.items()}
+    if extra_corpus is not None:
+        with Path(extra_corpus).open(encoding="utf-8") as f:
+            for n, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                row = json.loads(line)
+                if not isinstance(row, dict) or not isinstance(row.get("text"), str):
+                    raise ConfigError(f"{extra_corpus}:{n}: each line needs a JSON object with a text column 'text'")
+                if row["text"] not in corpus_ids:
+                    corpus_ids[row["text"]] = f"x{n}"
+                    corpus[f"x{n}"] = row["text"]
+    return queries, corpus, relevant
 
 
 def _preflight(output: Path, overwrite: bool, base_source: str) -> None:
@@ -113,22 +140,75 @@ def _split(chunks: list[Chunk], heldout_fraction: float, seed: int) -> tuple[lis
     return [c for i, c in enumerate(chunks) if i not in held], [c for i, c in enumerate(chunks) if i in held]
 
 
+def _cap(pairs: list[Pair], limit: int | None) -> list[Pair]:
+    """At most ``limit`` pairs: every chunk's first pair, then every chunk's second, ... (coverage first)."""
+    if limit is None or len(pairs) <= limit:
+        return pairs
+    rank: dict[str, int] = defaultdict(int)
+    keyed = []
+    for i, pair in enumerate(pairs):
+        keyed.append((rank[pair.chunk_id], i))
+        rank[pair.chunk_id] += 1
+    keep = {i for _, i in sorted(keyed)[:limit]}
+    return [p for i, p in enumerate(pairs) if i in keep]
+
+
+class _BaseEncoder:
+    """The base model's embeddings, each distinct text embedded once (filter, mining and evaluation share them)."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self.cache: dict[tuple[str, str], np.ndarray] = {}
+
+    def embed(self, texts: list[str], role: Role) -> np.ndarray:
+        todo = list(dict.fromkeys(t for t in texts if (role, t) not in self.cache))
+        if todo:
+            vectors = embed_texts(self.model, todo, role).cpu().numpy()
+            self.cache.update({(role, t): v for t, v in zip(todo, vectors, strict=True)})
+        dim = int(self.model.get_embedding_dimension() or 0)
+        return np.stack([self.cache[(role, t)] for t in texts]) if texts else np.zeros((0, dim), np.float32)
+
+    def embed_queries(self, texts: list[str]) -> np.ndarray:
+        return self.embed(texts, "query")
+
+    def embed_documents(self, texts: list[str]) -> np.ndarray:
+        return self.embed(texts, "document")
+
+
+@contextmanager
+def _stage(timings: dict[str, float], name: str) -> Iterator[None]:
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[name] = round(timings.get(name, 0.0) + time.perf_counter() - started, 2)
+
+
 def finetune(
     docs: Sequence[str | Path] = (),
     *,
     output: str | Path,
     base: str | Path | None = None,
     eval_queries: str | Path | None = None,
+    eval_corpus: str | Path | None = None,
     supervision: str | Path | None = None,
     llm: Any = None,
+    teacher: Any = None,
     strategies: Sequence[str] = DEFAULT_STRATEGIES,
     max_pairs_per_chunk: int = 3,
+    max_train_pairs: int | None = None,
+    filter: Literal["bm25", "model", "both", "none"] = "bm25",
+    filter_top_k: int = 10,
     heldout_fraction: float = 0.1,
     epochs: float = 1.0,
     batch_size: int = 32,
     learning_rate: float = 2e-5,
+    lr_scheduler: str = "linear",
+    warmup_ratio: float = 0.1,
     loss: Literal["auto", "mnrl", "cached_mnrl", "cosent"] = "auto",
-    hard_negatives: bool = False,
+    hard_negatives: int = 0,
+    negative_margin: float = 0.05,
+    interpolate: float = 1.0,
     max_steps: int | None = None,
     save_steps: int = 50,
     seed: int = 0,
@@ -140,26 +220,43 @@ def finetune(
     """Finetune a sentence-transformers model on your documents (and/or your own supervision file).
 
     Chunks are split into training and held-out chunks *before* any pair is generated, so no held-out text is
-    ever trained on. Both the base and the finetuned model are evaluated on held-out pseudo-queries (the whole
-    corpus as distractors) and on ``eval_queries`` when given. The model, a model card, report.json, report.md
-    and before_after.png are written to a temporary folder next to ``output`` and renamed into place at the end,
-    so a crash never leaves a half-written ``output``; checkpoints in ``.<name>.work`` let a rerun resume.
+    ever trained on. Both the base and the finetuned model are evaluated on held-out pseudo-queries (one sentence
+    of each held-out chunk, cut out of it, the whole corpus as distractors: a fixed generator, so the estimate
+    does not reward the training templates) and on ``eval_queries`` when given. The model, a model card,
+    report.json, report.md and before_after.png are written to a temporary folder next to ``output`` and renamed
+    into place at the end, so a crash never leaves a half-written ``output``; checkpoints in ``.<name>.work`` let
+    a rerun resume.
 
     Args:
         docs: Files and folders of .txt/.md/.rst/.html/.pdf.
         output: Folder to create for the finetuned model.
         base: Base model folder or hub id (default: the bundled all-MiniLM-L6-v2).
         eval_queries: CSV/JSONL of real questions with their gold passages (columns ``query``, ``positive``).
+        eval_corpus: JSONL of extra distractor passages (column ``text``) for ``eval_queries``.
         supervision: Your own pairs/triplets/scored pairs (see :mod:`promptembed.finetune.supervision`).
         llm: LangChain chat model or callable for LLM-written queries (adds the ``"llm"`` strategy).
+        teacher: A stronger model (folder, hub id or instance of a sentence-transformers bi-encoder or
+            ``CrossEncoder``): it scores (query, positive, mined negatives) and the student learns its margins
+            with margin-MSE (GPL's recipe), keeping its own prompts; the teacher is evaluated too.
         strategies: Pair strategies (see :mod:`promptembed.finetune.pairs`).
         max_pairs_per_chunk: Cap of generated pairs per chunk.
+        max_train_pairs: Cap of training pairs (each chunk's first pair first), so large corpora train in bounded
+            time; None: no cap.
+        filter: Keep a generated pair only if its chunk is found for its query: ``"bm25"``, ``"model"`` (the base
+            model, round-trip filtering), ``"both"`` or ``"none"``.
+        filter_top_k: ... within the top ``filter_top_k`` chunks.
         heldout_fraction: Share of chunks kept out of training for evaluation.
         epochs: Training epochs.
         batch_size: Training batch size (in-batch negatives for MNRL).
         learning_rate: Peak learning rate.
-        loss: ``"auto"`` (MNRL for pairs/triplets, CoSENT for scored pairs), or one explicitly.
-        hard_negatives: Mine one hard negative per pair with sentence-transformers' ``mine_hard_negatives``.
+        lr_scheduler: transformers scheduler name (``"linear"``, ``"cosine"``, ``"constant_with_warmup"``...).
+        warmup_ratio: Share of the steps spent warming up the learning rate.
+        loss: ``"auto"`` (MNRL for pairs/triplets, CoSENT for scored pairs, margin-MSE with a teacher), or one
+            explicitly.
+        hard_negatives: Negatives mined per pair with the base model (0: in-batch negatives only); never the
+            pair's own chunk, never within ``negative_margin`` of the positive's score. With a teacher: 1 if 0.
+        negative_margin: Relative margin protecting against false negatives.
+        interpolate: WiSE-FT: final weights ``interpolate * finetuned + (1 - interpolate) * base`` (1: no mixing).
         max_steps: Stop after this many optimizer steps (overrides ``epochs``).
         save_steps: Checkpoint every this many steps.
         seed: Seed for the split, pair generation and training.
@@ -169,11 +266,19 @@ def finetune(
         progress: Progress bars.
 
     Raises:
-        ConfigError: Bad output location, no usable documents or supervision, too little disk space.
+        ConfigError: Bad output location, no usable documents or supervision, too little disk space, a bad option.
     """
     from sentence_transformers import SentenceTransformer
 
+    config = {k: v for k, v in locals().items() if k not in ("docs", "output", "llm", "progress", "overwrite")}
+    config["teacher"] = None if teacher is None else str(teacher if isinstance(teacher, str | Path) else type(teacher))
+    config["llm"] = None if llm is None else type(llm).__name__
+    if not 0.0 <= interpolate <= 1.0:
+        raise ConfigError(f"interpolate={interpolate} must be in [0, 1] (1 = the finetuned weights, 0 = the base)")
+    if hard_negatives < 0 or (max_train_pairs is not None and max_train_pairs < 2):
+        raise ConfigError(f"hard_negatives={hard_negatives} must be >= 0 and max_train_pairs={max_train_pairs} >= 2")
     started = time.time()
+    timings: dict[str, float] = {}
     output = Path(output).resolve()
     source, is_local = _loading.resolve_source(base)
     if is_local:
@@ -181,154 +286,184 @@ def finetune(
     _preflight(output, overwrite, source)
     work_dir = output.parent / f".{output.name}.work"
 
-    loaded = load_documents(list(docs), progress=progress) if docs else None
-    skipped = [{"path": s.path, "reason": s.reason} for s in (loaded.skipped if loaded else [])]
-    for item in skipped:
-        logger.warning("skipped %s: %s", item["path"], item["reason"])
-    if not (loaded and loaded.documents) and supervision is None:
-        detail = f" (skipped: {', '.join(s['path'] + ' - ' + s['reason'] for s in skipped[:5])})" if skipped else ""
-        raise ConfigError(
-            f"No readable documents in {[str(d) for d in docs]}{detail}; give .txt/.md/.rst/.html/.pdf files"
-        )
+    with _stage(timings, "reading_chunking"):
+        loaded = load_documents(list(docs), progress=progress) if docs else None
+        skipped = [{"path": s.path, "reason": s.reason} for s in (loaded.skipped if loaded else [])]
+        for item in skipped:
+            logger.warning("skipped %s: %s", item["path"], item["reason"])
+        if not (loaded and loaded.documents) and supervision is None:
+            detail = f" (skipped: {', '.join(s['path'] + ' - ' + s['reason'] for s in skipped[:5])})" if skipped else ""
+            raise ConfigError(
+                f"No readable documents in {[str(d) for d in docs]}{detail}; give .txt/.md/.rst/.html/.pdf files"
+            )
+        model = SentenceTransformer(source, device=_loading.pick_device(device), local_files_only=is_local)
+        prompts = dict(model.prompts)
 
-    model = SentenceTransformer(source, device=_loading.pick_device(device), local_files_only=is_local)
-    prompts = dict(model.prompts)
-    max_len = int(model.max_seq_length or 256)
-    doc_prompt_tokens = len(
-        model.tokenizer(resolve_role_prompt(prompts, "document"), add_special_tokens=False)["input_ids"]
-    )
-    budget = max(16, max_len - doc_prompt_tokens - 4)
-    chunks = (
-        chunk_documents(loaded.documents, tokenizer=model.tokenizer, max_tokens=budget, progress=progress)
-        if loaded
-        else []
-    )
-    unique: dict[str, Chunk] = {}
-    for chunk in chunks:  # identical passages would sit on both sides of the split
-        unique.setdefault(" ".join(chunk.text.split()), chunk)
-    chunks = list(unique.values())
-    train_chunks, held_chunks = _split(chunks, heldout_fraction, seed)
+        doc_prompt = resolve_role_prompt(prompts, "document")
+        doc_prompt_tokens = len(model.tokenizer(doc_prompt, add_special_tokens=False)["input_ids"])
+        budget = max(16, int(model.max_seq_length or 256) - doc_prompt_tokens - 4)
+        chunks = (
+            chunk_documents(loaded.documents, tokenizer=model.tokenizer, max_tokens=budget, progress=progress)
+            if loaded
+            else []
+        )
+        unique: dict[str, Chunk] = {}
+        for chunk in chunks:  # identical passages would sit on both sides of the split
+            unique.setdefault(" ".join(chunk.text.split()), chunk)
+        chunks = list(unique.values())
+        train_chunks, held_chunks = _split(chunks, heldout_fraction, seed)
+    encoder = _BaseEncoder(model)
+    index = {c.id: i for i, c in enumerate(chunks)}
 
     rows: list[dict[str, Any]] = []
     origins: list[dict[str, str]] = []
+    pairs: list[Pair] = []
     pair_stats: dict[str, Any] = {}
     kind = "pairs"
-    if train_chunks:
-        generated = generate_pairs(
-            train_chunks,
-            strategies=[*strategies, "llm"] if llm is not None and "llm" not in strategies else strategies,
-            max_per_chunk=max_pairs_per_chunk,
-            llm=llm,
-            seed=seed,
-            progress=progress,
-        )
-        pair_stats = generated.stats
-        rows = [{"anchor": p.query, "positive": p.positive} for p in generated.pairs]
-        origins = [{"chunk_id": p.chunk_id, "source": p.source} for p in generated.pairs]
-    if supervision is not None:
-        sup = load_supervision(supervision)
-        if sup.kind == "scored" and rows:
+    with _stage(timings, "pairs"):
+        if train_chunks:
+            generated = generate_pairs(
+                train_chunks,
+                strategies=[*strategies, "llm"] if llm is not None and "llm" not in strategies else strategies,
+                max_per_chunk=max_pairs_per_chunk, filter=filter, top_k=filter_top_k, corpus=chunks,
+                embedder=encoder, llm=llm, seed=seed, progress=progress,
+            )  # fmt: skip
+            pair_stats = generated.stats
+            pairs = _cap(generated.pairs, max_train_pairs)
+            rows = [{"anchor": p.query, "positive": p.positive} for p in pairs]
+            origins = [{"chunk_id": p.chunk_id, "source": p.source} for p in pairs]
+        if supervision is not None:
+            sup = load_supervision(supervision)
+            if sup.kind == "scored" and rows:
+                raise ConfigError(
+                    "Scored pairs (text1,text2,score) cannot be mixed with generated pairs; pass docs=() with them"
+                )
+            kind = "scored" if sup.kind == "scored" else ("triplets" if sup.kind == "triplets" else "pairs")
+            rows = rows + sup.rows if kind != "triplets" else sup.rows
+            origins = (origins if kind != "triplets" else []) + [{"source": "supervision"}] * len(sup.rows)
+            pairs = pairs if kind == "pairs" else []
+        if len(rows) < 2:
             raise ConfigError(
-                "Scored pairs (text1,text2,score) cannot be mixed with generated pairs; pass docs=() with them"
+                f"Only {len(rows)} training pairs could be made; add more documents, "
+                "or pass a supervision file of pairs"
             )
-        kind = "scored" if sup.kind == "scored" else ("triplets" if sup.kind == "triplets" else "pairs")
-        rows = rows + sup.rows if kind != "triplets" else sup.rows
-    if len(rows) < 2:
-        raise ConfigError(
-            f"Only {len(rows)} training pairs could be made; add more documents, or pass a supervision file of pairs"
-        )
-    if hard_negatives and kind == "pairs":
-        from datasets import Dataset
-        from sentence_transformers.util import mine_hard_negatives
 
-        mined = mine_hard_negatives(
-            Dataset.from_list(rows),
-            model,
-            num_negatives=1,
-            range_min=5,
-            range_max=50,
-            output_format="triplet",
-            use_faiss=False,
-            verbose=progress,
-        )
-        rows, kind = [dict(r) for r in mined], "triplets"
-    chosen_loss = ("cosent" if kind == "scored" else "mnrl") if loss == "auto" else loss
+    teacher_model = None
+    n_negatives = max(int(hard_negatives), 1 if teacher is not None else 0)
+    with _stage(timings, "mining"):
+        if teacher is not None:
+            if kind != "pairs" or len(pairs) != len(rows):
+                raise ConfigError("teacher= works with generated pairs only (not with a supervision file)")
+            teacher_model = load_teacher(teacher, device=device)
+        if n_negatives and kind == "pairs" and len(pairs) == len(rows) and len(chunks) > 2:
+            chunk_vectors = encoder.embed_documents([c.text for c in chunks])
+            query_vectors = encoder.embed_queries([p.query for p in pairs])
+            found = mine_chunk_negatives(
+                query_vectors, chunk_vectors, [index[p.chunk_id] for p in pairs], num_negatives=n_negatives,
+                range_min=0, range_max=50, relative_margin=negative_margin,
+            )  # fmt: skip
+            negatives = [[chunks[i].text for i in got] for got in found]
+            if teacher_model is not None:
+                rows, kept = margin_rows(rows, negatives, teacher_model, progress=progress)
+                kind = "margin_mse"
+            else:
+                kept = [i for i, n in enumerate(negatives) if len(n) == n_negatives]
+                rows = [{**rows[i], **{f"negative_{j + 1}": t for j, t in enumerate(negatives[i])}} for i in kept]
+                kind = "triplets"
+            origins = [origins[i] for i in kept]
+            if len(rows) < 2:
+                raise ConfigError("Too few pairs had hard negatives; lower negative_margin or hard_negatives")
+        elif teacher_model is not None:
+            raise ConfigError("A teacher needs at least 3 chunks to mine negatives from; give more documents")
+    chosen_loss = (
+        ("cosent" if kind == "scored" else "margin_mse" if kind == "margin_mse" else "mnrl") if loss == "auto" else loss
+    )
+    if kind == "margin_mse" and chosen_loss != "margin_mse":
+        raise ConfigError(f"loss={loss!r} cannot train on teacher margins; use loss='auto' with teacher=")
 
-    evals: dict[str, tuple[dict[str, str], dict[str, str], dict[str, set[str]]]] = {}
-    if held_chunks:
-        held_pairs = generate_pairs(
-            held_chunks, strategies=strategies, corpus=chunks, max_per_chunk=1, seed=seed + 1, progress=False
-        ).pairs
-        if held_pairs:
-            evals["heldout_pseudo_queries"] = (
-                {f"h{i}": p.query for i, p in enumerate(held_pairs)},
-                {c.id: c.text for c in chunks},
-                {f"h{i}": {p.chunk_id} for i, p in enumerate(held_pairs)},
-            )
-    if eval_queries is not None:
-        evals["eval_queries"] = load_eval_queries(eval_queries)
-    if not evals:
-        raise ConfigError("Nothing to evaluate on: give more documents (for held-out chunks) or eval_queries=")
-    before = {name: evaluate_retrieval(model, *ev, name=name, progress=progress) for name, ev in evals.items()}
+    evals: dict[str, EvalSet] = {}
+    corpus_vectors: dict[str, Any] = {}
+    with _stage(timings, "evaluation"):
+        if held_chunks:
+            held = heldout_queries(held_chunks, chunks, seed=seed + 1)
+            if held[0]:
+                evals["heldout_pseudo_queries"] = held
+        if eval_queries is not None:
+            evals["eval_queries"] = load_eval_queries(eval_queries, eval_corpus)
+        if not evals:
+            raise ConfigError("Nothing to evaluate on: give more documents (for held-out chunks) or eval_queries=")
+        import torch
+
+        for name, (_, corpus, _) in evals.items():
+            corpus_vectors[name] = torch.from_numpy(encoder.embed_documents(list(corpus.values())))
+        before = {
+            name: evaluate_retrieval(model, *ev, name=name, progress=progress, corpus_embeddings=corpus_vectors[name])
+            for name, ev in evals.items()
+        }
+        teacher_scores = (
+            {name: evaluate_teacher(teacher_model, *ev, progress=progress) for name, ev in evals.items()}
+            if teacher_model is not None
+            else {}
+        )
+    del teacher_model, encoder
 
     dimension = int(model.get_embedding_dimension() or 0)
     dims = detect_matryoshka_dims(source if is_local else None, dimension)
+    base_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()} if interpolate < 1 else None
     work_dir.mkdir(exist_ok=True)
     (work_dir / "run.json").write_text(json.dumps({"base": source, "rows": len(rows), "seed": seed}))
-    train_metrics = train_model(
-        model, rows, loss=chosen_loss, work_dir=work_dir, epochs=epochs, batch_size=batch_size,
-        learning_rate=learning_rate, seed=seed, matryoshka_dims=dims, max_steps=max_steps, save_steps=save_steps,
-        resume=resume, progress=progress,
-    )  # fmt: skip
-    model.prompts = prompts  # the trainer must not change the prompts the model was trained with
-    after = {name: evaluate_retrieval(model, *ev, name=name, progress=progress) for name, ev in evals.items()}
-    evaluations = {name: {"base": before[name], "finetuned": after[name]} for name in evals}
+    with _stage(timings, "training"):
+        train_metrics = train_model(
+            model, rows, loss=chosen_loss, work_dir=work_dir, epochs=epochs, batch_size=batch_size,
+            learning_rate=learning_rate, seed=seed, matryoshka_dims=dims, max_steps=max_steps, save_steps=save_steps,
+            resume=resume, progress=progress, lr_scheduler=lr_scheduler, warmup_ratio=warmup_ratio,
+        )  # fmt: skip
+        model.prompts = prompts  # the trainer must not change the prompts the model was trained with
+        if base_state is not None:
+            interpolate_weights(model, base_state, interpolate)
+    with _stage(timings, "evaluation"):
+        after = {name: evaluate_retrieval(model, *ev, name=name, progress=progress) for name, ev in evals.items()}
+    evaluations: dict[str, dict[str, RetrievalMetrics]] = {
+        name: {"base": before[name], "finetuned": after[name]} for name in evals
+    }
+    for name, score in teacher_scores.items():
+        evaluations[name]["teacher"] = score
     head = _headline(evaluations)
     improved = evaluations[head]["finetuned"].ndcg_at_10 > evaluations[head]["base"].ndcg_at_10
 
     tmp = output.parent / f".{output.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
+    result = FinetuneResult(
+        output=output, evaluations=evaluations, improved=improved, train_pairs=len(rows), skipped=skipped,
+        timings=timings,
+    )  # fmt: skip
     try:
-        model.save(str(tmp))
-        _write_card(tmp, source, dims, evaluations, len(rows), chosen_loss)
-        result = FinetuneResult(
-            output=output, evaluations=evaluations, improved=improved, train_pairs=len(rows), skipped=skipped
-        )
-        report = {
-            "output_name": output.name,
-            "base_model": source,
-            "verdict": result.verdict,
-            "improved": improved,
-            "evaluations": {n: {k: m.to_dict() for k, m in ev.items()} for n, ev in evaluations.items()},
-            "data": {
-                "documents": len(loaded.documents) if loaded else 0,
-                "skipped": skipped,
-                "chunks": len(chunks),
-                "train_chunks": len(train_chunks),
-                "heldout_chunks": len(held_chunks),
-                "train_pairs": len(rows),
-                "pair_stats": pair_stats,
-            },
-            "training": {"loss": chosen_loss, "matryoshka_dims": dims, "epochs": epochs, "batch_size": batch_size,
-                         "learning_rate": learning_rate, "seed": seed, "metrics": train_metrics},
-            "prompts": prompts,
-            "seconds": round(time.time() - started, 1),
-        }  # fmt: skip
-        write_reports(tmp, report)
-        with (tmp / "train_pairs.jsonl").open("w", encoding="utf-8") as f:
-            for i, row in enumerate(rows):
-                origin = origins[i] if i < len(origins) and kind != "triplets" else {"source": "supervision"}
-                f.write(json.dumps({**row, **origin}, ensure_ascii=False) + "\n")
-        with (tmp / "heldout_chunks.jsonl").open("w", encoding="utf-8") as f:
-            for c in held_chunks:
-                f.write(json.dumps({"id": c.id, "doc_path": c.doc_path, "text": c.text}, ensure_ascii=False) + "\n")
-        if output.exists():
-            old = output.parent / f".{output.name}.old-{os.getpid()}"
-            output.rename(old)
-            tmp.rename(output)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(output)
+        with _stage(timings, "saving"):
+            model.save(str(tmp))
+            write_card(tmp, source, dims, evaluations, len(rows), chosen_loss)
+            timings["total"] = round(time.time() - started, 1)
+            report = build_report(
+                output_name=output.name, base=source, verdict=result.verdict, improved=improved,
+                evaluations=evaluations, config=config, timings=timings,
+                data={
+                    "documents": len(loaded.documents) if loaded else 0, "skipped": skipped, "chunks": len(chunks),
+                    "train_chunks": len(train_chunks), "heldout_chunks": len(held_chunks), "train_pairs": len(rows),
+                    "pair_stats": pair_stats,
+                },
+                training={"loss": chosen_loss, "matryoshka_dims": dims, "epochs": epochs, "batch_size": batch_size,
+                          "learning_rate": learning_rate, "seed": seed, "metrics": train_metrics},
+                prompts=prompts,
+                peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            )  # fmt: skip
+            write_reports(tmp, report)
+            _write_rows(tmp, rows, origins, held_chunks)
+            if output.exists():
+                old = output.parent / f".{output.name}.old-{os.getpid()}"
+                output.rename(old)
+                tmp.rename(output)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                tmp.rename(output)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -340,26 +475,10 @@ def finetune(
     return result
 
 
-def _write_card(
-    folder: Path, base: str, dims: list[int] | None, evaluations: dict[str, Any], n_pairs: int, loss: str
-) -> None:
-    lines = [
-        "---",
-        "library_name: sentence-transformers",
-        "tags: [sentence-transformers, promptembed, finetuned]",
-        "---",
-        "",
-        f"# {folder.name.split('.tmp-')[0].lstrip('.')}",
-        "",
-        f"Finetuned from `{base}` with promptembed on {n_pairs} pairs (loss: {loss}).",
-        "The model's query/document prompts are saved in config_sentence_transformers.json and applied by promptembed.",
-        "",
-    ]
-    if dims:
-        lines += [f"Matryoshka: trained with MatryoshkaLoss, matryoshka_dims: {dims}", ""]
-    for name, ev in evaluations.items():
-        b, t = ev["base"], ev["finetuned"]
-        lines.append(
-            f"- {name}: nDCG@10 {b.ndcg_at_10:.4f} -> {t.ndcg_at_10:.4f}, MRR@10 {b.mrr_at_10:.4f} -> {t.mrr_at_10:.4f}"
-        )
-    (folder / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+def _write_rows(folder: Path, rows: list[dict[str, Any]], origins: list[dict[str, str]], held: list[Chunk]) -> None:
+    with (folder / "train_pairs.jsonl").open("w", encoding="utf-8") as f:
+        for row, origin in zip(rows, origins, strict=True):
+            f.write(json.dumps({**row, **origin}, ensure_ascii=False) + "\n")
+    with (folder / "heldout_chunks.jsonl").open("w", encoding="utf-8") as f:
+        for c in held:
+            f.write(json.dumps({"id": c.id, "doc_path": c.doc_path, "text": c.text}, ensure_ascii=False) + "\n")

@@ -17,7 +17,8 @@ Strategies (select by name; each is deterministic given ``seed``):
 - ``"llm"``: queries written by an LLM (``llm=``), see :mod:`promptembed.finetune.llm`.
 
 Every candidate is kept only if its source chunk is retrievable for it: within the top ``top_k`` of the
-corpus with a positive score by BM25 (``filter="bm25"``, bm25s) or by the base model (``filter="model"``).
+corpus with a positive score by BM25 (``filter="bm25"``, bm25s), by the base model (``filter="model"``: round-trip
+filtering as in InPars and Promptagator), or by both (``filter="both"``).
 Duplicates (same normalized query) are dropped and each chunk contributes at most ``max_per_chunk`` pairs,
 taken round-robin over the strategies from a seeded starting strategy, so none crowds out the others.
 Pairs come only from the chunks passed in: the caller passes training chunks, so held-out chunks never become
@@ -46,7 +47,15 @@ from tqdm.auto import tqdm
 from promptembed.finetune.chunking import Chunk, split_sentences
 
 if TYPE_CHECKING:
-    from promptembed.embedder import PromptEmbedder
+    from typing import Protocol
+
+    class TextEncoder(Protocol):
+        """What the ``"model"`` filter needs: a :class:`~promptembed.PromptEmbedder` or anything alike."""
+
+        def embed_queries(self, texts: list[str]) -> np.ndarray: ...
+
+        def embed_documents(self, texts: list[str]) -> np.ndarray: ...
+
 
 __all__ = [
     "DEFAULT_STRATEGIES",
@@ -228,7 +237,7 @@ def _retrievable_bm25(queries: list[str], corpus: Sequence[Chunk], targets: list
 
 
 def _retrievable_model(
-    queries: list[str], corpus: Sequence[Chunk], targets: list[int], top_k: int, embedder: PromptEmbedder
+    queries: list[str], corpus: Sequence[Chunk], targets: list[int], top_k: int, embedder: TextEncoder
 ) -> list[bool]:
     d = embedder.embed_documents([c.text for c in corpus])
     out: list[bool] = []
@@ -245,10 +254,10 @@ def generate_pairs(
     *,
     strategies: Sequence[str] = DEFAULT_STRATEGIES,
     max_per_chunk: int = 3,
-    filter: Literal["bm25", "model", "none"] = "bm25",
+    filter: Literal["bm25", "model", "both", "none"] = "bm25",
     top_k: int = 10,
     corpus: Sequence[Chunk] | None = None,
-    embedder: PromptEmbedder | None = None,
+    embedder: TextEncoder | None = None,
     llm: Any = None,
     seed: int = 0,
     progress: bool = True,
@@ -259,7 +268,8 @@ def generate_pairs(
         chunks: Chunks to make pairs from (training chunks only: held-out chunks must not be passed).
         strategies: Names from :data:`STRATEGIES` (see the module docstring).
         max_per_chunk: Cap of pairs per chunk.
-        filter: ``"bm25"``, ``"model"`` (needs ``embedder``) or ``"none"``.
+        filter: ``"bm25"``, ``"model"`` (round-trip filtering with the base model, InPars/Promptagator; needs
+            ``embedder``), ``"both"`` (BM25 and the model must both find the chunk) or ``"none"``.
         top_k: A pair is kept if its chunk ranks within the top ``top_k`` of ``corpus`` for the query.
         corpus: Chunks searched by the filter (default: ``chunks``); must contain ``chunks``.
         embedder: Base model for ``filter="model"``.
@@ -279,10 +289,10 @@ def generate_pairs(
         raise ValueError(f"Unknown pair strategies {unknown or strategies!r}; choose from {list(STRATEGIES)}")
     if "llm" in strategies and llm is None:
         raise ValueError("The 'llm' strategy needs llm= (a LangChain chat model or a callable str -> list[str])")
-    if filter not in ("bm25", "model", "none"):
-        raise ValueError(f"Unknown filter {filter!r}; use 'bm25', 'model' or 'none'")
-    if filter == "model" and embedder is None:
-        raise ValueError("filter='model' needs embedder= (a PromptEmbedder on the base model)")
+    if filter not in ("bm25", "model", "both", "none"):
+        raise ValueError(f"Unknown filter {filter!r}; use 'bm25', 'model', 'both' or 'none'")
+    if filter in ("model", "both") and embedder is None:
+        raise ValueError(f"filter={filter!r} needs embedder= (a PromptEmbedder on the base model)")
     if max_per_chunk < 1 or top_k < 1:
         raise ValueError(f"max_per_chunk={max_per_chunk} and top_k={top_k} must both be at least 1")
     corpus = list(corpus) if corpus is not None else list(chunks)
@@ -312,10 +322,11 @@ def generate_pairs(
     if filter != "none" and candidates:
         queries = [p.query for p in candidates]
         targets = [index[p.chunk_id] for p in candidates]
-        if filter == "bm25":
+        if filter in ("bm25", "both"):
             ok = _retrievable_bm25(queries, corpus, targets, top_k)
-        elif embedder is not None:
-            ok = _retrievable_model(queries, corpus, targets, top_k, embedder)
+        if filter in ("model", "both") and embedder is not None:
+            by_model = _retrievable_model(queries, corpus, targets, top_k, embedder)
+            ok = [a and b for a, b in zip(ok, by_model, strict=True)]
     seen: set[str] = set()
     per_chunk: Counter[str] = Counter()
     kept: list[Pair] = []

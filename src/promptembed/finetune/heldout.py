@@ -1,0 +1,72 @@
+"""Held-out pseudo-queries that do not reward the training templates.
+
+The estimate a user without real questions sees must not go up just because the model learned the pair
+generator's own templates (a "What is X?" model scored on "What is X?" queries). So held-out queries come from one
+fixed generator, whatever strategies trained the model: one natural sentence of each held-out chunk, with that
+sentence cut out of the chunk in the corpus, so the query is never a substring of its gold passage. Every other
+chunk of the corpus (training chunks included) is a distractor. A held-out chunk too short for that (one
+sentence, as with a tiny model's short chunks) gets a keyphrase query (its most salient words) instead.
+``make bench-finetune`` reports how well this estimate ranks configurations the way real questions do.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+from promptembed.finetune.chunking import Chunk, split_sentences
+
+__all__ = ["heldout_queries"]
+
+_MIN_WORDS = 5
+
+
+def heldout_queries(
+    held: Sequence[Chunk], corpus: Sequence[Chunk], *, seed: int
+) -> tuple[dict[str, str], dict[str, str], dict[str, set[str]]]:
+    """One sentence query per held-out chunk; the corpus holds every chunk, held-out ones without their query.
+
+    Args:
+        held: Held-out chunks (never trained on).
+        corpus: All chunks (must include ``held``).
+        seed: Picks the sentence of each chunk.
+
+    Returns:
+        ``(queries, corpus, relevant)`` for :func:`~promptembed.finetune.evaluate.evaluate_retrieval`; empty
+        queries when no held-out chunk has two usable sentences.
+
+    Example:
+        >>> from promptembed.finetune.chunking import Chunk
+        >>> c = Chunk("c1", "a.md", (), "Roofs need care every year. Moss grows on old tiles quickly.", None)
+        >>> q, corpus, rel = heldout_queries([c], [c], seed=0)
+        >>> q["h0"] in corpus["c1"], rel
+        (False, {'h0': {'c1'}})
+    """
+    from promptembed.finetune.pairs import generate_pairs
+
+    rng = random.Random(seed)
+    texts = {c.id: c.text for c in corpus}
+    queries: dict[str, str] = {}
+    relevant: dict[str, set[str]] = {}
+    short: list[Chunk] = []
+    for chunk in held:
+        sentences = split_sentences(chunk.text)
+        usable = [i for i, s in enumerate(sentences) if len(s.split()) >= _MIN_WORDS]
+        pick = rng.choice(usable) if len(sentences) >= 2 and usable else -1
+        rest = " ".join(s for i, s in enumerate(sentences) if i != pick)
+        if pick < 0 or len(rest.split()) < _MIN_WORDS:
+            short.append(chunk)
+            continue
+        qid = f"h{len(queries)}"
+        queries[qid] = sentences[pick]
+        relevant[qid] = {chunk.id}
+        texts[chunk.id] = rest
+    if short:
+        fallback = generate_pairs(
+            short, strategies=("keyphrase",), corpus=list(corpus), max_per_chunk=1, seed=seed, progress=False
+        )
+        for pair in fallback.pairs:
+            qid = f"h{len(queries)}"
+            queries[qid] = pair.query
+            relevant[qid] = {pair.chunk_id}
+    return queries, texts, relevant
