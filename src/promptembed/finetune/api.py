@@ -422,7 +422,15 @@ def finetune(
         if base_state is not None:
             interpolate_weights(model, base_state, interpolate)
     with _stage(timings, "evaluation"):
-        after = {name: evaluate_retrieval(model, *ev, name=name, progress=progress) for name, ev in evals.items()}
+        tuned = _BaseEncoder(model)  # the finetuned model's embeddings, shared by the evaluation sets
+        after = {
+            name: evaluate_retrieval(
+                model, *ev, name=name, progress=progress,
+                corpus_embeddings=torch.from_numpy(tuned.embed_documents(list(ev[1].values()))),
+            )
+            for name, ev in evals.items()
+        }  # fmt: skip
+        del tuned
     evaluations: dict[str, dict[str, RetrievalMetrics]] = {
         name: {"base": before[name], "finetuned": after[name]} for name in evals
     }
@@ -441,29 +449,30 @@ def finetune(
         with _stage(timings, "saving"):
             model.save(str(tmp))
             write_card(tmp, source, dims, evaluations, len(rows), chosen_loss)
-            timings["total"] = round(time.time() - started, 1)
-            report = build_report(
-                output_name=output.name, base=source, verdict=result.verdict, improved=improved,
-                evaluations=evaluations, config=config, timings=timings,
-                data={
-                    "documents": len(loaded.documents) if loaded else 0, "skipped": skipped, "chunks": len(chunks),
-                    "train_chunks": len(train_chunks), "heldout_chunks": len(held_chunks), "train_pairs": len(rows),
-                    "pair_stats": pair_stats,
-                },
-                training={"loss": chosen_loss, "matryoshka_dims": dims, "epochs": epochs, "batch_size": batch_size,
-                          "learning_rate": learning_rate, "seed": seed, "metrics": train_metrics},
-                prompts=prompts,
-                peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-            )  # fmt: skip
-            write_reports(tmp, report)
-            _write_rows(tmp, rows, origins, held_chunks)
-            if output.exists():
-                old = output.parent / f".{output.name}.old-{os.getpid()}"
-                output.rename(old)
-                tmp.rename(output)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                tmp.rename(output)
+        timings["total"] = round(time.time() - started, 1)
+        # the reports last, so they include every stage's time
+        report = build_report(
+            output_name=output.name, base=source, verdict=result.verdict, improved=improved,
+            evaluations=evaluations, config=config, timings=timings,
+            data={
+                "documents": len(loaded.documents) if loaded else 0, "skipped": skipped, "chunks": len(chunks),
+                "train_chunks": len(train_chunks), "heldout_chunks": len(held_chunks), "train_pairs": len(rows),
+                "pair_stats": pair_stats,
+            },
+            training={"loss": chosen_loss, "matryoshka_dims": dims, "epochs": epochs, "batch_size": batch_size,
+                      "learning_rate": learning_rate, "seed": seed, "metrics": train_metrics},
+            prompts=prompts,
+            peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        )  # fmt: skip
+        write_reports(tmp, report)
+        _write_rows(tmp, rows, origins, held_chunks)
+        if output.exists():
+            old = output.parent / f".{output.name}.old-{os.getpid()}"
+            output.rename(old)
+            tmp.rename(output)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(output)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
