@@ -116,7 +116,9 @@ def test_hard_negatives_never_the_own_chunk_and_respect_the_margin() -> None:
         mine_chunk_negatives(queries, chunks, targets, num_negatives=0)
 
 
-def test_hard_negative_finetune_trains_on_triplets_of_other_chunks(docs: Path, tmp_path: Path, minilm_dir: Path) -> None:
+def test_hard_negative_finetune_trains_on_triplets_of_other_chunks(
+    docs: Path, tmp_path: Path, minilm_dir: Path
+) -> None:
     out = tmp_path / "m"
     finetune(
         [docs], output=out, base=minilm_dir, hard_negatives=1, max_steps=1, batch_size=4, heldout_fraction=0.2,
