@@ -5,25 +5,30 @@ from __future__ import annotations
 import json
 import logging
 import os
-import random
 import resource
 import shutil
 import time
 import warnings
-from collections import defaultdict
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
-
 from promptembed import _loading
 from promptembed.errors import ConfigError
+from promptembed.finetune._steps import (
+    BaseEncoder,
+    EvalSet,
+    cap_pairs,
+    load_eval_queries,
+    preflight,
+    split_chunks,
+    stage,
+    write_rows,
+)
 from promptembed.finetune.chunking import Chunk, chunk_documents
 from promptembed.finetune.documents import load_documents
-from promptembed.finetune.evaluate import RetrievalMetrics, embed_texts, evaluate_retrieval
+from promptembed.finetune.evaluate import RetrievalMetrics, evaluate_retrieval
 from promptembed.finetune.heldout import heldout_queries
 from promptembed.finetune.negatives import margin_rows, mine_chunk_negatives
 from promptembed.finetune.pairs import DEFAULT_STRATEGIES, Pair, generate_pairs
@@ -32,12 +37,11 @@ from promptembed.finetune.supervision import load_supervision
 from promptembed.finetune.teacher import load_teacher
 from promptembed.finetune.teacher_eval import evaluate_teacher
 from promptembed.finetune.train import detect_matryoshka_dims, interpolate_weights, train_model
-from promptembed.prompts import Role, resolve_role_prompt
+from promptembed.prompts import resolve_role_prompt
 
 __all__ = ["FinetuneResult", "FinetuneWorseWarning", "finetune", "load_eval_queries"]
 
 logger = logging.getLogger("promptembed")
-EvalSet = tuple[dict[str, str], dict[str, str], dict[str, set[str]]]
 
 
 class FinetuneWorseWarning(UserWarning):
@@ -72,116 +76,6 @@ class FinetuneResult:
 
 def _headline(evaluations: dict[str, Any]) -> str:
     return "eval_queries" if "eval_queries" in evaluations else next(iter(evaluations))
-
-
-def load_eval_queries(path: str | Path, extra_corpus: str | Path | None = None) -> EvalSet:
-    """Read real questions with their gold passages (JSONL/CSV columns ``query`` and ``positive``).
-
-    Args:
-        path: The questions file.
-        extra_corpus: Optional JSONL of distractor passages (one object per line with a ``text`` column).
-
-    Returns ``(queries, corpus, relevant)``; the corpus is every distinct gold passage, then the distractors.
-    """
-    sup = load_supervision(path)
-    if sup.kind != "pairs":
-        raise ConfigError(f"{path}: eval queries need columns query,positive (got a {sup.kind} file)")
-    corpus_ids: dict[str, str] = {}
-    queries: dict[str, str] = {}
-    relevant: dict[str, set[str]] = {}
-    for i, row in enumerate(sup.rows):
-        pid = corpus_ids.setdefault(row["positive"], f"p{len(corpus_ids)}")
-        queries[f"q{i}"] = row["anchor"]
-        relevant[f"q{i}"] = {pid}
-    corpus = {v: k for k, v in corpus_ids.items()}
-    if extra_corpus is not None:
-        with Path(extra_corpus).open(encoding="utf-8") as f:
-            for n, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                row = json.loads(line)
-                if not isinstance(row, dict) or not isinstance(row.get("text"), str):
-                    raise ConfigError(f"{extra_corpus}:{n}: each line needs a JSON object with a text column 'text'")
-                if row["text"] not in corpus_ids:
-                    corpus_ids[row["text"]] = f"x{n}"
-                    corpus[f"x{n}"] = row["text"]
-    return queries, corpus, relevant
-
-
-def _preflight(output: Path, overwrite: bool, base_source: str) -> None:
-    parent = output.parent
-    if output.exists() and not overwrite:
-        raise ConfigError(f"Output folder {output} already exists; pass overwrite=True (--overwrite) or another path")
-    if not parent.exists():
-        try:
-            parent.mkdir(parents=True)
-        except OSError as exc:
-            raise ConfigError(f"Cannot create the output's parent folder {parent}: {exc}") from exc
-    if not os.access(parent, os.W_OK):
-        raise ConfigError(f"Output folder's parent {parent} is not writable; choose another --output")
-    size = (
-        sum(p.stat().st_size for p in Path(base_source).rglob("*") if p.is_file()) if Path(base_source).is_dir() else 0
-    )
-    free = shutil.disk_usage(parent).free
-    if size and free < 4 * size:
-        raise ConfigError(
-            f"Only {free / 2**20:.0f} MB free next to {output}; finetuning this {size / 2**20:.0f} MB model needs "
-            f"about {4 * size / 2**20:.0f} MB (checkpoints + the saved model). Free space or choose another --output"
-        )
-
-
-def _split(chunks: list[Chunk], heldout_fraction: float, seed: int) -> tuple[list[Chunk], list[Chunk]]:
-    if len(chunks) < 5 or heldout_fraction <= 0:
-        return chunks, []
-    order = list(range(len(chunks)))
-    random.Random(seed).shuffle(order)
-    n_held = max(1, round(len(chunks) * heldout_fraction))
-    held = set(order[:n_held])
-    return [c for i, c in enumerate(chunks) if i not in held], [c for i, c in enumerate(chunks) if i in held]
-
-
-def _cap(pairs: list[Pair], limit: int | None) -> list[Pair]:
-    """At most ``limit`` pairs: every chunk's first pair, then every chunk's second, ... (coverage first)."""
-    if limit is None or len(pairs) <= limit:
-        return pairs
-    rank: dict[str, int] = defaultdict(int)
-    keyed = []
-    for i, pair in enumerate(pairs):
-        keyed.append((rank[pair.chunk_id], i))
-        rank[pair.chunk_id] += 1
-    keep = {i for _, i in sorted(keyed)[:limit]}
-    return [p for i, p in enumerate(pairs) if i in keep]
-
-
-class _BaseEncoder:
-    """The base model's embeddings, each distinct text embedded once (filter, mining and evaluation share them)."""
-
-    def __init__(self, model: Any) -> None:
-        self.model = model
-        self.cache: dict[tuple[str, str], np.ndarray] = {}
-
-    def embed(self, texts: list[str], role: Role) -> np.ndarray:
-        todo = list(dict.fromkeys(t for t in texts if (role, t) not in self.cache))
-        if todo:
-            vectors = embed_texts(self.model, todo, role).cpu().numpy()
-            self.cache.update({(role, t): v for t, v in zip(todo, vectors, strict=True)})
-        dim = int(self.model.get_embedding_dimension() or 0)
-        return np.stack([self.cache[(role, t)] for t in texts]) if texts else np.zeros((0, dim), np.float32)
-
-    def embed_queries(self, texts: list[str]) -> np.ndarray:
-        return self.embed(texts, "query")
-
-    def embed_documents(self, texts: list[str]) -> np.ndarray:
-        return self.embed(texts, "document")
-
-
-@contextmanager
-def _stage(timings: dict[str, float], name: str) -> Iterator[None]:
-    started = time.perf_counter()
-    try:
-        yield
-    finally:
-        timings[name] = round(timings.get(name, 0.0) + time.perf_counter() - started, 2)
 
 
 def finetune(
@@ -268,9 +162,9 @@ def finetune(
     Raises:
         ConfigError: Bad output location, no usable documents or supervision, too little disk space, a bad option.
     """
+    config = {k: v for k, v in locals().items() if k not in ("docs", "output", "llm", "progress", "overwrite")}
     from sentence_transformers import SentenceTransformer
 
-    config = {k: v for k, v in locals().items() if k not in ("docs", "output", "llm", "progress", "overwrite")}
     config["teacher"] = None if teacher is None else str(teacher if isinstance(teacher, str | Path) else type(teacher))
     config["llm"] = None if llm is None else type(llm).__name__
     if not 0.0 <= interpolate <= 1.0:
@@ -283,10 +177,10 @@ def finetune(
     source, is_local = _loading.resolve_source(base)
     if is_local:
         _loading.check_weights_safe(source, allow_pickle=False)
-    _preflight(output, overwrite, source)
+    preflight(output, overwrite, source)
     work_dir = output.parent / f".{output.name}.work"
 
-    with _stage(timings, "reading_chunking"):
+    with stage(timings, "reading_chunking"):
         loaded = load_documents(list(docs), progress=progress) if docs else None
         skipped = [{"path": s.path, "reason": s.reason} for s in (loaded.skipped if loaded else [])]
         for item in skipped:
@@ -311,8 +205,8 @@ def finetune(
         for chunk in chunks:  # identical passages would sit on both sides of the split
             unique.setdefault(" ".join(chunk.text.split()), chunk)
         chunks = list(unique.values())
-        train_chunks, held_chunks = _split(chunks, heldout_fraction, seed)
-    encoder = _BaseEncoder(model)
+        train_chunks, held_chunks = split_chunks(chunks, heldout_fraction, seed)
+    encoder = BaseEncoder(model)
     index = {c.id: i for i, c in enumerate(chunks)}
 
     rows: list[dict[str, Any]] = []
@@ -320,7 +214,7 @@ def finetune(
     pairs: list[Pair] = []
     pair_stats: dict[str, Any] = {}
     kind = "pairs"
-    with _stage(timings, "pairs"):
+    with stage(timings, "pairs"):
         if train_chunks:
             generated = generate_pairs(
                 train_chunks,
@@ -329,7 +223,7 @@ def finetune(
                 embedder=encoder, llm=llm, seed=seed, progress=progress,
             )  # fmt: skip
             pair_stats = generated.stats
-            pairs = _cap(generated.pairs, max_train_pairs)
+            pairs = cap_pairs(generated.pairs, max_train_pairs)
             rows = [{"anchor": p.query, "positive": p.positive} for p in pairs]
             origins = [{"chunk_id": p.chunk_id, "source": p.source} for p in pairs]
         if supervision is not None:
@@ -350,7 +244,7 @@ def finetune(
 
     teacher_model = None
     n_negatives = max(int(hard_negatives), 1 if teacher is not None else 0)
-    with _stage(timings, "mining"):
+    with stage(timings, "mining"):
         if teacher is not None:
             if kind != "pairs" or len(pairs) != len(rows):
                 raise ConfigError("teacher= works with generated pairs only (not with a supervision file)")
@@ -383,7 +277,7 @@ def finetune(
 
     evals: dict[str, EvalSet] = {}
     corpus_vectors: dict[str, Any] = {}
-    with _stage(timings, "evaluation"):
+    with stage(timings, "evaluation"):
         if held_chunks:
             held = heldout_queries(held_chunks, chunks, seed=seed + 1)
             if held[0]:
@@ -412,7 +306,7 @@ def finetune(
     base_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()} if interpolate < 1 else None
     work_dir.mkdir(exist_ok=True)
     (work_dir / "run.json").write_text(json.dumps({"base": source, "rows": len(rows), "seed": seed}))
-    with _stage(timings, "training"):
+    with stage(timings, "training"):
         train_metrics = train_model(
             model, rows, loss=chosen_loss, work_dir=work_dir, epochs=epochs, batch_size=batch_size,
             learning_rate=learning_rate, seed=seed, matryoshka_dims=dims, max_steps=max_steps, save_steps=save_steps,
@@ -421,8 +315,8 @@ def finetune(
         model.prompts = prompts  # the trainer must not change the prompts the model was trained with
         if base_state is not None:
             interpolate_weights(model, base_state, interpolate)
-    with _stage(timings, "evaluation"):
-        tuned = _BaseEncoder(model)  # the finetuned model's embeddings, shared by the evaluation sets
+    with stage(timings, "evaluation"):
+        tuned = BaseEncoder(model)  # the finetuned model's embeddings, shared by the evaluation sets
         after = {
             name: evaluate_retrieval(
                 model, *ev, name=name, progress=progress,
@@ -446,7 +340,7 @@ def finetune(
         timings=timings,
     )  # fmt: skip
     try:
-        with _stage(timings, "saving"):
+        with stage(timings, "saving"):
             model.save(str(tmp))
             write_card(tmp, source, dims, evaluations, len(rows), chosen_loss)
         timings["total"] = round(time.time() - started, 1)
@@ -465,7 +359,7 @@ def finetune(
             peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         )  # fmt: skip
         write_reports(tmp, report)
-        _write_rows(tmp, rows, origins, held_chunks)
+        write_rows(tmp, rows, origins, held_chunks)
         if output.exists():
             old = output.parent / f".{output.name}.old-{os.getpid()}"
             output.rename(old)
@@ -482,12 +376,3 @@ def finetune(
         warnings.warn(result.verdict, FinetuneWorseWarning, stacklevel=2)
         logger.warning(result.verdict)
     return result
-
-
-def _write_rows(folder: Path, rows: list[dict[str, Any]], origins: list[dict[str, str]], held: list[Chunk]) -> None:
-    with (folder / "train_pairs.jsonl").open("w", encoding="utf-8") as f:
-        for row, origin in zip(rows, origins, strict=True):
-            f.write(json.dumps({**row, **origin}, ensure_ascii=False) + "\n")
-    with (folder / "heldout_chunks.jsonl").open("w", encoding="utf-8") as f:
-        for c in held:
-            f.write(json.dumps({"id": c.id, "doc_path": c.doc_path, "text": c.text}, ensure_ascii=False) + "\n")
