@@ -13,7 +13,7 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 export TOKENIZERS_PARALLELISM := false
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo test lint typecheck unit bench clean
+.PHONY: help setup demo test lint typecheck unit bench bench-finetune clean
 
 help: ## Show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -47,6 +47,9 @@ bench: setup ## Side-by-side benchmarks vs the stock framework embedders, writes
 	$(PIP) install -q -r requirements/bench.txt
 	$(PY) benchmarks/run.py
 	$(PY) benchmarks/stream.py
+
+bench-finetune: setup ## Finetune sweep on two real domains (hours on CPU, resumable), writes benchmarks/FINETUNE.md
+	$(PY) benchmarks/finetune_bench.py $(BENCH_ARGS)
 
 clean: ## Remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
