@@ -93,6 +93,8 @@ def write_report(rows: list[dict[str, Any]]) -> None:
             held = [_gain(r, HELD) for r in runs if HELD in r["evaluations"]]
             t = runs[0]["timings_s"]
             split = " / ".join(f"{t.get(s, 0):.0f}" for s in STAGES) + f" = {t.get('total', 0):.0f}"
+            if "cpu_total" in t:
+                split += f" (CPU {t['cpu_total']:.0f})"
             teacher = runs[0]["evaluations"][REAL].get("teacher")
             name = key[1] + (f" (teacher nDCG@10 {teacher['ndcg_at_10']:.4f})" if teacher else "")
             lines.append(

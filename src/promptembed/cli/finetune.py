@@ -47,7 +47,8 @@ def _finetune(args: argparse.Namespace) -> int:
             print(f"  {label:<10} base {before:.4f}  finetuned {after:.4f}  ({after - before:+.4f}){teacher}")
     for item in result.skipped:
         print(f"skipped {item['path']}: {item['reason']}")
-    print("time by stage (s): " + ", ".join(f"{k} {v:.0f}" for k, v in result.timings.items()))
+    wall = {k: v for k, v in result.timings.items() if not k.startswith("cpu_")}
+    print("time by stage (s): " + ", ".join(f"{k} {v:.0f}" for k, v in wall.items()))
     print(result.verdict)
     print(f"model: {result.output}\nreport: {result.report_md}\nplot: {result.plot}")
     return 0 if result.improved else 1

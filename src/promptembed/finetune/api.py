@@ -171,7 +171,7 @@ def finetune(
         raise ConfigError(f"interpolate={interpolate} must be in [0, 1] (1 = the finetuned weights, 0 = the base)")
     if hard_negatives < 0 or (max_train_pairs is not None and max_train_pairs < 2):
         raise ConfigError(f"hard_negatives={hard_negatives} must be >= 0 and max_train_pairs={max_train_pairs} >= 2")
-    started = time.time()
+    started, cpu_started = time.time(), time.process_time()
     timings: dict[str, float] = {}
     output = Path(output).resolve()
     source, is_local = _loading.resolve_source(base)
@@ -344,6 +344,7 @@ def finetune(
             model.save(str(tmp))
             write_card(tmp, source, dims, evaluations, len(rows), chosen_loss)
         timings["total"] = round(time.time() - started, 1)
+        timings["cpu_total"] = round(time.process_time() - cpu_started, 1)
         # the reports last, so they include every stage's time
         report = build_report(
             output_name=output.name, base=source, verdict=result.verdict, improved=improved,

@@ -102,9 +102,11 @@ def write_reports(folder: Path, report: dict[str, Any]) -> tuple[Path, Path, Pat
         lines += [f"Teacher: `{config['teacher']}` (margin-MSE on its scores; evaluated with its own prompts).", ""]
     lines += ["## Configuration", "", "| setting | value |", "|---|---|"]
     lines += [f"| {k} | `{v}` |" for k, v in config.items()]
-    lines += ["", "## Time by stage", "", "| stage | seconds |", "|---|---|"]
+    lines += ["", "## Time by stage", "", "| stage | wall s | CPU s (all threads) |", "|---|---|---|"]
     timings = report.get("timings_s", {})
-    lines += [f"| {s} | {timings[s]:.1f} |" for s in (*_STAGES, "total") if s in timings]
+    lines += [
+        f"| {s} | {timings[s]:.1f} | {timings.get('cpu_' + s, 0.0):.1f} |" for s in (*_STAGES, "total") if s in timings
+    ]
     lines += ["", f"Peak memory (RSS): {report.get('peak_rss_mb', 0):.0f} MB", ""]
     lines += ["## Data", ""]
     data = report["data"]
