@@ -162,6 +162,8 @@ def run_one(domain: str, config: str, seed: int, threads: int) -> dict[str, obje
         "timings_s": report["timings_s"],
         "benchmark_prepare_s": round(prepared, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "process_cpu_s": round(sum(resource.getrusage(resource.RUSAGE_SELF)[:2]), 1),
+        "wall_s": round(time.time() - started, 1),
         "torch_threads": threads,
         "loadavg_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "cpu_count": os.cpu_count(),
@@ -208,6 +210,8 @@ def main() -> None:
         for d, c, s in PLAN
         if d in domains and (not args.only or c in args.only) and run_key(d, c, s) not in finished()
     ]
+    if any("teacher" in k for k in todo) and not GEMMA.is_dir():
+        print(f"teacher runs skipped: no EmbeddingGemma at {GEMMA} (run ../shared/tools/get-embeddinggemma.sh)")
     todo = [k for k in todo if "teacher" not in k or GEMMA.is_dir()]
     print(f"{len(todo)} runs to do: {todo}", flush=True)
 
