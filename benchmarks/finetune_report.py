@@ -62,15 +62,30 @@ def write_report(rows: list[dict[str, Any]]) -> None:
     by: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
         by[(row["domain"], row["config"])].append(row)
+    from finetune_domains import CREDITS
+
     lines = [
         "# Finetune benchmark",
         "",
         "Written by `make bench-finetune` (`benchmarks/finetune_bench.py`) from `benchmarks/finetune_runs.jsonl`, one",
-        "line per finished run; rerunning resumes. Base model: the bundled all-MiniLM-L6-v2; CPU. The real questions",
-        "are used only for evaluation; training sees documents only. Gains are finetuned minus base on the same",
-        "queries and corpus.",
+        "line per finished run; rerunning resumes (`BENCH_ARGS='--only NAME'` runs one configuration). Base model:",
+        "the bundled all-MiniLM-L6-v2; CPU. The real questions are used only for evaluation; training sees documents",
+        "only. Gains are finetuned minus base on the same queries and corpus. Configurations are the library defaults",
+        "plus the settings in `CONFIGS` of `finetune_bench.py`.",
+        "",
+        "Domains (see `benchmarks/finetune_domains.py`):",
+        "",
+        "- **zaragoza** (development set): documents = the 503 answers, one file each; test = the 503 real questions",
+        f"  against the 503 answers. Data: {CREDITS['zaragoza']}.",
+        "- **debian** (test set, never tuned on): documents = the Debian Reference (14 HTML chapters) + the Debian",
+        "  FAQ's answers (one file each, no question text; cross-references quoting another question's title are cut);",
+        '  test = the FAQ\'s questions (with a "?" and an answer of 15+ words) against their answers plus every chunk',
+        f"  of the Reference as distractors. About 1 MB of text: also the speed row. Data: {CREDITS['debian']}.",
         "",
     ]
+    notes = HERE / "finetune_notes.md"
+    if notes.is_file():
+        lines += [notes.read_text(encoding="utf-8").strip(), ""]
     for domain in ("zaragoza", "debian"):
         keys = [k for k in by if k[0] == domain]
         if not keys:
@@ -81,10 +96,11 @@ def write_report(rows: list[dict[str, Any]]) -> None:
             f"Base: nDCG@10 {sample['ndcg_at_10']:.4f}, MRR@10 {sample['mrr_at_10']:.4f}, recall@10 "
             f"{sample['recall_at_10']:.4f}, recall@100 {sample.get('recall_at_100', 0):.4f}.",
             "",
-            "| configuration | seeds | nDCG@10 gain (mean ± sd) | nDCG@10 | MRR@10 | R@10 | R@100 | held-out gain "
-            "| rows | time s (read / pairs / mine / train / eval / save = total) | peak MB |",
-            "|---|---|---|---|---|---|---|---|---|---|---|",
+            "| configuration | seeds | nDCG@10 gain (mean ± sd) | vs default, same seeds | nDCG@10 | MRR@10 | R@10 "
+            "| R@100 | held-out gain | rows | wall s (read / pairs / mine / train / eval / save = total) | peak MB |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
+        default = {r["seed"]: _gain(r, REAL) for r in by.get((domain, "default"), [])}
         for key in sorted(keys, key=lambda k: -statistics.mean(_gain(r, REAL) for r in by[k])):
             runs = by[key]
             fin = [r["evaluations"][REAL]["finetuned"] for r in runs]
@@ -97,8 +113,11 @@ def write_report(rows: list[dict[str, Any]]) -> None:
                 split += f" (CPU {t['cpu_total']:.0f})"
             teacher = runs[0]["evaluations"][REAL].get("teacher")
             name = key[1] + (f" (teacher nDCG@10 {teacher['ndcg_at_10']:.4f})" if teacher else "")
+            paired = [_gain(r, REAL) - default[r["seed"]] for r in runs if r["seed"] in default]
+            versus = "-" if key[1] == "default" or not paired else f"{statistics.mean(paired):+.4f}"
             lines.append(
                 f"| {name} | {','.join(str(r['seed']) for r in runs)} | {_mean_sd([_gain(r, REAL) for r in runs])} "
+                f"| {versus} "
                 f"| {mean['ndcg_at_10']:.4f} | {mean['mrr_at_10']:.4f} | {mean['recall_at_10']:.4f} | {r100:.4f} "
                 f"| {_mean_sd(held) if held else '-'} | {runs[0]['train_rows']} | {split} "
                 f"| {max(r['peak_rss_mb'] for r in runs):.0f} |"
