@@ -5,7 +5,7 @@
 Trains on templated "question" pairs only (5 per chunk, batch 16), then prints nDCG@10 base -> finetuned on:
 the N real questions (ground truth), the new held-out estimate (a fixed sentence generator, what finetune()
 reports) and the old one (held-out queries made by the training templates). tests/finetune/test_guard.py checks
-the same on 80 answers.
+the same.
 """
 
 from __future__ import annotations
