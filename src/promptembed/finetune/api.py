@@ -169,8 +169,10 @@ def finetune(
     config["llm"] = None if llm is None else type(llm).__name__
     if not 0.0 <= interpolate <= 1.0:
         raise ConfigError(f"interpolate={interpolate} must be in [0, 1] (1 = the finetuned weights, 0 = the base)")
-    if hard_negatives < 0 or (max_train_pairs is not None and max_train_pairs < 2):
-        raise ConfigError(f"hard_negatives={hard_negatives} must be >= 0 and max_train_pairs={max_train_pairs} >= 2")
+    if hard_negatives < 0:
+        raise ConfigError(f"hard_negatives={hard_negatives} must be 0 (in-batch negatives only) or more")
+    if max_train_pairs is not None and max_train_pairs < 2:
+        raise ConfigError(f"max_train_pairs={max_train_pairs} must be at least 2, or None for no cap")
     started, cpu_started = time.time(), time.process_time()
     timings: dict[str, float] = {}
     output = Path(output).resolve()
