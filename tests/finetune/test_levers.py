@@ -138,3 +138,16 @@ def test_heldout_queries_are_cut_out_of_their_gold_passage(docs: Path, minilm_di
         (gold,) = relevant[qid]
         assert query not in corpus[gold] and query in next(c.text for c in chunks if c.id == gold)
     assert heldout_queries(chunks[:3], chunks, seed=0) == (queries, corpus, relevant)  # seeded
+
+
+def test_pair_cap_keeps_every_chunks_first_pair_first(tmp_path: Path, tiny_bert_dir: Path) -> None:
+    from promptembed.finetune._steps import cap_pairs
+    from promptembed.finetune.pairs import Pair
+
+    pairs = [Pair(f"q{c}{k}", "p", f"c{c}", "sentence") for c in range(4) for k in range(3)]
+    assert [p.query for p in cap_pairs(pairs, 6)] == ["q00", "q01", "q10", "q11", "q20", "q30"]  # input order kept
+    assert cap_pairs(pairs, None) == pairs
+    with pytest.raises(ConfigError, match="max_train_pairs=1 must be at least 2, or None for no cap"):
+        finetune([tmp_path], output=tmp_path / "m", base=tiny_bert_dir, max_train_pairs=1, progress=False)
+    with pytest.raises(ConfigError, match=r"hard_negatives=-1 must be 0 \(in-batch negatives only\) or more"):
+        finetune([tmp_path], output=tmp_path / "m", base=tiny_bert_dir, hard_negatives=-1, progress=False)
