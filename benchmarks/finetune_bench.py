@@ -9,6 +9,7 @@ run (``--report`` rewrites it without running anything).
     python benchmarks/finetune_bench.py --only default   # runs whose configuration name matches
     python benchmarks/finetune_bench.py --jobs 2 --threads 1
     python benchmarks/finetune_bench.py --report
+    touch benchmarks/.finetune_stop                      # let the running runs finish, start no new one
 
 The real questions never reach training: they go in ``eval_queries`` (the held-out pseudo-queries are made from
 held-out chunks of the documents, as for a user without questions). Zaragoza is the development set; the Debian
@@ -31,6 +32,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "finetune_runs.jsonl"
+STOP = HERE / ".finetune_stop"
 GEMMA = Path.home() / ".cache" / "promptembed-models" / "embeddinggemma-300m"
 
 # name -> finetune() keyword arguments on top of the library defaults. Order = priority.
@@ -196,6 +198,8 @@ def main() -> None:
     args = parser.parse_args()
     threads = args.threads or max(1, (os.cpu_count() or 2) // max(args.jobs, 1))
     if args.one:
+        if STOP.exists():  # `touch benchmarks/.finetune_stop`: runs in progress finish, no new one starts
+            sys.exit(f"{STOP} exists: not starting {args.one}")
         domain, config, seed = args.one.split("/")
         print(json.dumps(run_one(domain, config, int(seed.removeprefix("seed")), threads)))
         return
