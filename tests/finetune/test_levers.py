@@ -126,8 +126,11 @@ def test_hard_negative_finetune_trains_on_triplets_of_other_chunks(
     )  # fmt: skip
     rows = [json.loads(line) for line in (out / "train_pairs.jsonl").read_text().splitlines()]
     assert rows and all("negative_1" in r for r in rows)
-    for r in rows:  # the negative is another chunk: it neither contains the query nor the positive's text
+    held = {json.loads(line)["text"] for line in (out / "heldout_chunks.jsonl").read_text().splitlines()}
+    assert held
+    for r in rows:  # the negative is another training chunk: not the own chunk, never a held-out one
         assert r["anchor"] not in r["negative_1"] and r["positive"] not in r["negative_1"]
+        assert r["negative_1"] not in held
 
 
 def test_heldout_queries_are_cut_out_of_their_gold_passage(docs: Path, minilm_dir: Path) -> None:

@@ -209,7 +209,6 @@ def finetune(
         chunks = list(unique.values())
         train_chunks, held_chunks = split_chunks(chunks, heldout_fraction, seed)
     encoder = BaseEncoder(model)
-    index = {c.id: i for i, c in enumerate(chunks)}
 
     rows: list[dict[str, Any]] = []
     origins: list[dict[str, str]] = []
@@ -251,14 +250,16 @@ def finetune(
             if kind != "pairs" or len(pairs) != len(rows):
                 raise ConfigError("teacher= works with generated pairs only (not with a supervision file)")
             teacher_model = load_teacher(teacher, device=device)
-        if n_negatives and kind == "pairs" and len(pairs) == len(rows) and len(chunks) > 2:
-            chunk_vectors = encoder.embed_documents([c.text for c in chunks])
+        if n_negatives and kind == "pairs" and len(pairs) == len(rows) and len(train_chunks) > 2:
+            # Negatives come from training chunks only: held-out text never enters training, not even as a negative.
+            train_index = {c.id: i for i, c in enumerate(train_chunks)}
+            chunk_vectors = encoder.embed_documents([c.text for c in train_chunks])
             query_vectors = encoder.embed_queries([p.query for p in pairs])
             found = mine_chunk_negatives(
-                query_vectors, chunk_vectors, [index[p.chunk_id] for p in pairs], num_negatives=n_negatives,
+                query_vectors, chunk_vectors, [train_index[p.chunk_id] for p in pairs], num_negatives=n_negatives,
                 range_min=0, range_max=50, relative_margin=negative_margin,
             )  # fmt: skip
-            negatives = [[chunks[i].text for i in got] for got in found]
+            negatives = [[train_chunks[i].text for i in got] for got in found]
             if teacher_model is not None:
                 rows, kept = margin_rows(rows, negatives, teacher_model, progress=progress)
                 kind = "margin_mse"
