@@ -3,8 +3,8 @@
 The input (a JSONL/Parquet/CSV file, or a folder of them) is cut into parts of ``part_rows`` rows, file by file in
 sorted order, by one scan that also checks every row. A part's name comes from its file's index and its own
 index, so a rerun on the same input makes the same parts. Each part is written to a temporary name, flushed to
-disk and renamed into place, so a part file that exists is complete; ``job.json`` (the inputs and options) is
-written before the first part and ``manifest.json`` after the last. A rerun with the same inputs and options
+disk and renamed into place, so a part file that exists is complete; ``_job.json`` (the inputs and options) is
+written before the first part and ``_manifest.json`` after the last. A rerun with the same inputs and options
 keeps the finished parts and embeds only the missing ones; a SIGKILL at any point loses at most the parts in
 flight.
 """
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 __all__ = ["OutputFolder", "PartSpec", "find_inputs", "read_part", "scan"]
 
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".csv": "csv"}
-JOB_FILE, MANIFEST_FILE = "job.json", "manifest.json"
+JOB_FILE, MANIFEST_FILE = "_job.json", "_manifest.json"  # "_": Parquet readers of the folder skip them
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,16 @@ if TYPE_CHECKING:
 __all__ = ["add_command"]
 
 _PART_COLUMN = "__promptembed_part"
+_DESCRIPTION = """\
+Embed a corpus into Parquet parts (every input column kept, plus the vector column) and a _manifest.json that
+states which model, prompt, dimension and dtype made the vectors.
+
+INPUT is a .jsonl/.parquet/.csv file or a folder of them. Without --ray the job runs in this process, one part
+in memory at a time; with --ray it runs on a Ray cluster (input read and output written on this machine).
+A rerun after a crash keeps the finished parts and embeds only the missing ones; a finished output is only
+replaced with --overwrite. A row whose text is not a string fails the job (default, naming the row and the
+column) or, with --on-bad-row skip, is left out and listed in _manifest.json.
+"""
 
 
 def _weights_sha256(source: str) -> str | None:
@@ -225,11 +235,11 @@ def add_command(sub: Any) -> None:  # argparse's _SubParsersAction is private
     p = sub.add_parser(
         "embed",
         help="embed a corpus (JSONL/Parquet/CSV) into Parquet parts with a manifest; resumable; --ray for a cluster",
-        description=__doc__,
+        description=_DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("input", help="a .jsonl/.parquet/.csv file, or a folder of them")
-    p.add_argument("--output", "-o", required=True, help="folder for the Parquet parts, job.json and manifest.json")
+    p.add_argument("--output", "-o", required=True, help="folder for the Parquet parts, _job.json and _manifest.json")
     p.add_argument("--model", default=None, help="model folder or hub id (default: bundled all-MiniLM-L6-v2)")
     p.add_argument("--column", default="text", help="text column (default: text)")
     p.add_argument("--id-column", default=None, help="column that names rows in errors and skip reports")

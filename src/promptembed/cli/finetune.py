@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 __all__ = ["add_commands"]
@@ -88,7 +89,9 @@ def _load_llm(spec: str) -> Any:
 
     module, _, attr = spec.partition(":")
     if not attr:
-        raise SystemExit(f"--llm must be 'module:attribute' (a chat model or callable), got {spec!r}")
+        print(f"promptembed: error: --llm must be 'module:attribute' (a chat model or callable), got {spec!r}",
+              file=sys.stderr)  # fmt: skip
+        raise SystemExit(2)  # a usage error
     return getattr(importlib.import_module(module), attr)
 
 
