@@ -65,5 +65,6 @@ def test_python_dash_m_runs_the_cli() -> None:
     import subprocess
     import sys
 
-    done = subprocess.run([sys.executable, "-m", "promptembed", "--version"], capture_output=True, text=True, check=False)
+    argv = [sys.executable, "-m", "promptembed", "--version"]
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
     assert done.returncode == 0 and done.stdout.startswith("promptembed ")
