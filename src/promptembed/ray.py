@@ -93,7 +93,8 @@ def embed_dataset(
     truncate_dim: int | None = None,
     normalize: bool = True,
     prompts: dict[str, str] | None = None,
-    batch_size: int = 256,
+    batch_size: int | None = 256,
+    model_batch_size: int = 32,
     concurrency: int | tuple[int, int] = 1,
     num_gpus: float = 0,
     num_cpus: float | None = None,
@@ -130,7 +131,8 @@ def embed_dataset(
         truncate_dim: Matryoshka dimension to keep (re-normalized).
         normalize: L2-normalize the vectors.
         prompts: Prompt entries that replace or extend the model's saved prompts.
-        batch_size: Rows per batch handed to an actor (the actor's forward batch is PromptEmbedder's default).
+        batch_size: Rows per batch handed to an actor; ``None``: one batch per block, as the blocks come.
+        model_batch_size: Texts per forward pass inside the actor (PromptEmbedder's ``batch_size``).
         concurrency: Number of actors (one model each), or ``(min, max)`` for an autoscaling pool.
         num_gpus: GPUs per actor (``1``: one model per GPU).
         num_cpus: CPUs per actor (Ray's default 1; Ray also caps each actor's torch threads to it).
@@ -165,13 +167,15 @@ def embed_dataset(
         id_column=id_column,
         on_bad_row=on_bad_row,
     )
-    _check_pool(batch_size=batch_size, concurrency=concurrency, num_gpus=num_gpus, num_cpus=num_cpus)
+    rows_per_batch = 1 if batch_size is None else batch_size
+    _check_pool(batch_size=rows_per_batch, concurrency=concurrency, num_gpus=num_gpus, num_cpus=num_cpus)
     options = {
         "model": str(model) if model is not None else None,
         "device": device,
         "precision": dtype,  # the core's weight-dtype option (named dtype= once issue #14 lands)
         "truncate_dim": truncate_dim,
         "normalize": normalize,
+        "batch_size": model_batch_size,
         "prompts": dict(prompts) if prompts is not None else None,
         "revision": revision,
         "trust_remote_code": trust_remote_code,
@@ -180,7 +184,7 @@ def embed_dataset(
     }
     from promptembed._inputs import check_options
 
-    check_options({}, batch_size=batch_size, truncate_dim=truncate_dim, normalize=normalize,
+    check_options({}, batch_size=model_batch_size, truncate_dim=truncate_dim, normalize=normalize,
                   trust_remote_code=trust_remote_code, show_progress_bar=False)  # fmt: skip
     try:
         schema = ds.schema(fetch_if_missing=False)
@@ -188,17 +192,22 @@ def embed_dataset(
         schema = None
     if schema is not None:
         job.check_columns(list(schema.names))
-    remote: dict[str, Any] = {"num_gpus": num_gpus}
-    if num_cpus is not None:
-        remote["num_cpus"] = num_cpus
+    from ray.data import ActorPoolStrategy
+
+    pool = (
+        ActorPoolStrategy(min_size=concurrency[0], max_size=concurrency[1])
+        if isinstance(concurrency, tuple)
+        else ActorPoolStrategy(size=concurrency)
+    )
     return ds.map_batches(
         _actor_class(),
         fn_constructor_kwargs={"options": options, "job": job},
         batch_size=batch_size,
         batch_format="pyarrow",
         zero_copy_batch=True,
-        concurrency=concurrency,
-        **remote,
+        compute=pool,
+        num_gpus=num_gpus,
+        num_cpus=num_cpus,
     )
 
 
@@ -228,6 +237,6 @@ def _check_pool(*, batch_size: object, concurrency: object, num_gpus: object, nu
 
 _OPTIONS = [
     "model", "column", "role", "prompt_name", "title_column", "output_column", "id_column", "on_bad_row", "dtype",
-    "precision", "truncate_dim", "normalize", "prompts", "batch_size", "concurrency", "num_gpus", "num_cpus",
-    "device", "revision", "trust_remote_code", "allow_pickle",
+    "precision", "truncate_dim", "normalize", "prompts", "batch_size", "model_batch_size", "concurrency", "num_gpus",
+    "num_cpus", "device", "revision", "trust_remote_code", "allow_pickle",
 ]  # fmt: skip

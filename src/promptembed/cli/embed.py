@@ -98,27 +98,26 @@ def _embed_on_ray(
     from promptembed.ray import embed_dataset, require_ray
 
     ray = require_ray()
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
     started_here = not ray.is_initialized()
     if started_here:
         ray.init(address=None if args.ray == "local" else args.ray, log_to_driver=False)
     try:
-        here = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
+        here = {"ray.io/node-id": ray.get_runtime_context().get_node_id()}  # this node's built-in label
         describe = ray.remote(num_gpus=args.gpus_per_worker, num_cpus=args.cpus_per_worker or 1)(_describe_options)
-        info: dict[str, Any] = ray.get(describe.options(scheduling_strategy="DEFAULT").remote(options, job))
+        info: dict[str, Any] = ray.get(describe.remote(options, job))  # resolved where the actors run
         ctx = ray.data.DataContext.get_current()
         ctx.execution_options.preserve_order = True
         items = ray.data.from_items([{"i": i} for i in range(len(specs))], override_num_blocks=max(1, len(specs)))
         parts = items.map_batches(
-            lambda one: _read_indexed(specs, one), batch_size=1, batch_format="pyarrow", scheduling_strategy=here
+            lambda one: _read_indexed(specs, one), batch_size=1, batch_format="pyarrow", label_selector=here
         )  # read on this node: INPUT only has to exist here
         embedded = embed_dataset(
             parts, column=job.column, role=job.role, prompt_name=job.prompt_name, title_column=job.title_column,
             output_column=job.output_column, id_column=job.id_column, on_bad_row=job.on_bad_row,
             dtype=options["precision"], model=options["model"], truncate_dim=options["truncate_dim"],
             prompts=options["prompts"], revision=options["revision"], trust_remote_code=options["trust_remote_code"],
-            allow_pickle=options["allow_pickle"], batch_size=args.batch_size * 8, concurrency=args.workers,
+            allow_pickle=options["allow_pickle"], batch_size=None, model_batch_size=args.batch_size,
+            concurrency=args.workers,
             num_gpus=args.gpus_per_worker, num_cpus=args.cpus_per_worker,
         )  # fmt: skip
         pending: dict[int, list[pa.Table]] = {}
