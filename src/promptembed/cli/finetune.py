@@ -31,6 +31,10 @@ def _finetune(args: argparse.Namespace) -> int:
         device=args.device,
         overwrite=args.overwrite,
     )
+    from promptembed.finetune.distributed import is_main_process
+
+    if not is_main_process():  # under torchrun / accelerate launch, rank 0 prints the summary
+        return 0 if result.improved else 1
     for name, ev in result.evaluations.items():
         b, t = ev["base"], ev["finetuned"]
         print(f"{name}: {b.n_queries} queries, {b.n_corpus} passages")
