@@ -109,8 +109,8 @@ def _embed_on_ray(
         ctx.execution_options.preserve_order = True
         items = ray.data.from_items([{"i": i} for i in range(len(specs))], override_num_blocks=max(1, len(specs)))
         parts = items.map_batches(
-            lambda one: _read_indexed(specs, one), batch_size=1, batch_format="pyarrow", label_selector=here
-        )  # read on this node: INPUT only has to exist here
+            lambda one: _read_indexed(specs, one), batch_size=1, batch_format="pyarrow", label_selector=here, num_cpus=0
+        )  # read on this node (INPUT only has to exist here), with no CPU reserved: actors may hold every CPU
         embedded = embed_dataset(
             parts, column=job.column, role=job.role, prompt_name=job.prompt_name, title_column=job.title_column,
             output_column=job.output_column, id_column=job.id_column, on_bad_row=job.on_bad_row,
