@@ -180,3 +180,14 @@ def test_missing_column_and_unknown_prompt(
     assert main(argv) == 1
     assert "Prompt name 'STSS' not found" in capsys.readouterr().err
     assert not list((tmp_path / "o2").glob("part-*"))
+
+
+def test_missing_field_and_ray_options_without_ray(
+    tmp_path: Path, tiny_bert_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = tmp_path / "in.jsonl"
+    src.write_text(json.dumps({"id": 1, "body": "x"}) + "\n")
+    assert main(["embed", str(src), "-o", str(tmp_path / "o"), "--model", str(tiny_bert_dir), "--id-column", "id"]) == 1
+    assert "Row id=1 (in.jsonl line 1): has no 'text' field (its fields: ['body', 'id'])" in capsys.readouterr().err
+    assert main(["embed", str(src), "-o", str(tmp_path / "o"), "--column", "body", "--workers", "2"]) == 1
+    assert "--workers, --gpus-per-worker and --cpus-per-worker need --ray" in capsys.readouterr().err

@@ -136,6 +136,8 @@ def _row_problem(value: object, job: TableJob) -> str | None:
         return value.reason
     if not isinstance(value, dict):
         return f"is a JSON {type(value).__name__}, not an object"
+    if job.column not in value:
+        return f"has no {job.column!r} field (its fields: {sorted(value)})"
     reason = bad_value(value.get(job.column), column=job.column)
     if reason is None and job.title_column:
         reason = bad_value(value.get(job.title_column), column=job.title_column, allow_none=True)

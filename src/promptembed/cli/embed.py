@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from promptembed._corpus import JOB_FILE, MANIFEST_FILE, OutputFolder, PartSpec, find_inputs, read_part, scan, spec_dict
 from promptembed._tables import TableJob, embed_table
-from promptembed.errors import MissingExtraError
+from promptembed.errors import ConfigError, MissingExtraError
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -86,7 +86,9 @@ def _embed_in_process(
     with PromptEmbedder(**{**options, "show_progress_bar": False}) as emb:
         info = _describe(emb, options, job)
         for spec in specs:
-            table, _ = embed_table(emb, read_part(spec), job)
+            table = read_part(spec)
+            if spec.n_good:  # a part whose rows were all skipped is written as read: no rows
+                table, _ = embed_table(emb, table, job)
             out.write_part(spec.name, table)
             bar.update(spec.n_rows)
     return info
@@ -100,7 +102,13 @@ def _embed_on_ray(
     ray = require_ray()
     started_here = not ray.is_initialized()
     if started_here:
-        ray.init(address=None if args.ray == "local" else args.ray, log_to_driver=False)
+        try:
+            ray.init(address=None if args.ray == "local" else args.ray, log_to_driver=False)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise ConfigError(
+                f"--ray {args.ray}: could not connect to a Ray cluster ({exc}); start one with `ray start --head`, "
+                "pass its address (ray://HOST:10001), or use --ray local for a one-machine instance"
+            ) from None
     try:
         here = {"ray.io/node-id": ray.get_runtime_context().get_node_id()}  # this node's built-in label
         describe = ray.remote(num_gpus=args.gpus_per_worker, num_cpus=args.cpus_per_worker or 1)(_describe_options)
@@ -129,7 +137,7 @@ def _embed_on_ray(
                 if got[i] == specs[i].n_good:
                     out.write_part(specs[i].name, _restore(pending.pop(i), specs[i]))
                     bar.update(specs[i].n_rows)
-        for spec in specs:  # parts whose rows were all skipped never reach iter_batches
+        for spec in specs:  # parts whose rows were all skipped never reach iter_batches: written as read
             if spec.n_good == 0:
                 out.write_part(spec.name, _restore([], spec))
         return info
@@ -183,6 +191,8 @@ def _run(args: argparse.Namespace) -> int:
     check_int("--part-rows", args.part_rows, minimum=1)
     check_int("--batch-size", args.batch_size, minimum=1)
     check_int("--workers", args.workers, minimum=1)
+    if not args.ray and (args.workers != 1 or args.gpus_per_worker or args.cpus_per_worker is not None):
+        raise ConfigError("--workers, --gpus-per-worker and --cpus-per-worker need --ray (auto, ADDRESS or local)")
     root = Path(args.input).resolve()
     files = find_inputs(root)
     options = {"model": args.model, "device": args.device, "precision": args.dtype, "truncate_dim": args.truncate_dim,
