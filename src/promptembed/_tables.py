@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -116,28 +116,22 @@ def _label(id_value: object, id_column: str | None, position: str) -> str:
 
 
 def check_rows(
-    rows: Sequence[dict[str, Any]] | pa.Table, job: TableJob, *, positions: Sequence[str] | None = None
+    table: pa.Table, job: TableJob, *, positions: Sequence[str] | None = None
 ) -> tuple[list[int], list[BadRow]]:
     """Indices of the rows that can be embedded, and the bad ones (raises on the first bad one when failing).
 
     Args:
-        rows: A table, or row dicts (a JSONL part, before it becomes a table).
+        table: The batch.
         job: The job's columns and ``on_bad_row`` policy.
-        positions: How to name each row when there is no ``id_column`` (e.g. ``"data.jsonl line 12"``);
-            default ``"row i of this batch"``.
+        positions: How to name each row when there is no ``id_column``; default ``"row i"`` (of this batch).
 
     Raises:
         InputError: ``job.on_bad_row == "fail"`` and a row's text (or title) is not a ``str``; the message names the
             row (its id when ``id_column`` is given) and the column.
     """
-    if isinstance(rows, Sequence):
-        texts = [r.get(job.column) for r in rows]
-        titles = [r.get(job.title_column) for r in rows] if job.title_column else None
-        ids = [r.get(job.id_column) for r in rows] if job.id_column else None
-    else:
-        texts = rows.column(job.column).to_pylist()
-        titles = rows.column(job.title_column).to_pylist() if job.title_column else None
-        ids = rows.column(job.id_column).to_pylist() if job.id_column else None
+    texts = table.column(job.column).to_pylist()
+    titles = table.column(job.title_column).to_pylist() if job.title_column else None
+    ids = table.column(job.id_column).to_pylist() if job.id_column else None
     good: list[int] = []
     bad: list[BadRow] = []
     for i, text in enumerate(texts):
