@@ -67,7 +67,7 @@ def preflight(output: Path, overwrite: bool, base_source: str) -> None:
         raise ConfigError(f"Output folder {output} already exists; pass overwrite=True (--overwrite) or another path")
     if not parent.exists():
         try:
-            parent.mkdir(parents=True)
+            parent.mkdir(parents=True, exist_ok=True)  # several ranks may create it at once
         except OSError as exc:
             raise ConfigError(f"Cannot create the output's parent folder {parent}: {exc}") from exc
     if not os.access(parent, os.W_OK):

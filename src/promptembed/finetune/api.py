@@ -27,6 +27,7 @@ from promptembed.finetune._steps import (
     write_rows,
 )
 from promptembed.finetune.chunking import Chunk, chunk_documents
+from promptembed.finetune.distributed import is_main_process, share_outcome, world_size
 from promptembed.finetune.documents import load_documents
 from promptembed.finetune.evaluate import RetrievalMetrics, evaluate_retrieval
 from promptembed.finetune.heldout import heldout_queries
@@ -291,15 +292,18 @@ def finetune(
             raise ConfigError("Nothing to evaluate on: give more documents (for held-out chunks) or eval_queries=")
         import torch
 
+        main = is_main_process()  # under torchrun / accelerate launch only rank 0 evaluates, reports and saves
         for name, (_, corpus, _) in evals.items():
-            corpus_vectors[name] = torch.from_numpy(encoder.embed_documents(list(corpus.values())))
+            if main:
+                corpus_vectors[name] = torch.from_numpy(encoder.embed_documents(list(corpus.values())))
         before = {
             name: evaluate_retrieval(model, *ev, name=name, progress=progress, corpus_embeddings=corpus_vectors[name])
             for name, ev in evals.items()
+            if main
         }
         teacher_scores = (
             {name: evaluate_teacher(teacher_model, *ev, progress=progress) for name, ev in evals.items()}
-            if teacher_model is not None
+            if teacher_model is not None and main
             else {}
         )
     del teacher_model, encoder
@@ -308,7 +312,8 @@ def finetune(
     dims = detect_matryoshka_dims(source if is_local else None, dimension)
     base_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()} if interpolate < 1 else None
     work_dir.mkdir(exist_ok=True)
-    (work_dir / "run.json").write_text(json.dumps({"base": source, "rows": len(rows), "seed": seed}))
+    if main:
+        (work_dir / "run.json").write_text(json.dumps({"base": source, "rows": len(rows), "seed": seed}))
     with stage(timings, "training"):
         train_metrics = train_model(
             model, rows, loss=chosen_loss, work_dir=work_dir, epochs=epochs, batch_size=batch_size,
@@ -318,6 +323,8 @@ def finetune(
         model.prompts = prompts  # the trainer must not change the prompts the model was trained with
         if base_state is not None:
             interpolate_weights(model, base_state, interpolate)
+    if not main:
+        return _result_from_rank0(output, skipped)
     with stage(timings, "evaluation"):
         tuned = BaseEncoder(model)  # the finetuned model's embeddings, shared by the evaluation sets
         after = {
@@ -358,7 +365,8 @@ def finetune(
                 "pair_stats": pair_stats,
             },
             training={"loss": chosen_loss, "matryoshka_dims": dims, "epochs": epochs, "batch_size": batch_size,
-                      "learning_rate": learning_rate, "seed": seed, "metrics": train_metrics},
+                      "learning_rate": learning_rate, "seed": seed, "metrics": train_metrics,
+                      "processes": world_size()},
             prompts=prompts,
             peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         )  # fmt: skip
@@ -371,12 +379,36 @@ def finetune(
             shutil.rmtree(old, ignore_errors=True)
         else:
             tmp.rename(output)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        share_outcome(f"rank 0 failed to save the model: {exc!r}")  # the other ranks raise it too
         raise
+    share_outcome(None)  # the other ranks now read the saved report
     shutil.rmtree(work_dir, ignore_errors=True)
     result.report_md, result.plot = output / "report.md", output / "before_after.png"
     if not improved:
         warnings.warn(result.verdict, FinetuneWorseWarning, stacklevel=2)
         logger.warning(result.verdict)
     return result
+
+
+def _result_from_rank0(output: Path, skipped: list[dict[str, str]]) -> FinetuneResult:
+    """On a rank other than 0: wait for rank 0's save, then return the same result, read from its report."""
+    error = share_outcome(None)
+    if error is not None:
+        raise ConfigError(error)
+    report = json.loads((output / "report.json").read_text(encoding="utf-8"))
+    evaluations = {
+        name: {side: RetrievalMetrics(**metrics) for side, metrics in ev.items()}
+        for name, ev in report["evaluations"].items()
+    }
+    return FinetuneResult(
+        output=output,
+        evaluations=evaluations,
+        improved=bool(report["improved"]),
+        train_pairs=int(report["data"]["train_pairs"]),
+        skipped=skipped,
+        report_md=output / "report.md",
+        plot=output / "before_after.png",
+        timings=dict(report.get("timings_s", {})),
+    )
