@@ -6,7 +6,9 @@ fixed generator, whatever strategies trained the model: one natural sentence of 
 sentence cut out of the chunk in the corpus, so the query is never a substring of its gold passage. Every other
 chunk of the corpus (training chunks included) is a distractor. A held-out chunk too short for that (one
 sentence, as with a tiny model's short chunks) gets a keyphrase query (its most salient words) instead.
-``make bench-finetune`` reports how well this estimate ranks configurations the way real questions do.
+It shares its generator with the ``sentence`` training strategy, so it can still reward heavy inverse-cloze
+training (benchmarks/FINETUNE.md: issue #16's run-5 configuration rose here while real questions fell);
+``make bench-finetune`` reports how well it ranks configurations the way real questions do.
 """
 
 from __future__ import annotations

@@ -95,7 +95,8 @@ def write_reports(folder: Path, report: dict[str, Any]) -> tuple[Path, Path, Pat
         lines += [
             "Held-out pseudo-queries: one sentence of each held-out chunk (never trained on), cut out of its chunk; "
             "every chunk is a distractor. The same generator whatever the training strategies, so it does not "
-            "reward the training templates; real questions (`eval_queries`) are the better test when you have them.",
+            "reward the training templates, but it can reward heavy sentence (inverse-cloze) training; real "
+            "questions (`eval_queries`) are the better test when you have them.",
             "",
         ]
     if config.get("teacher"):
