@@ -34,6 +34,7 @@ import gc
 import logging
 import os
 import queue
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -54,6 +55,7 @@ __all__ = [
     "drain",
     "fingerprint",
     "loaded_keys",
+    "prepare_forked_child",
     "release",
     "release_later",
     "state",
@@ -155,6 +157,7 @@ def acquire(
     if _inside():
         raise RuntimeError("promptembed: a model was requested from inside the model registry (a finalizer?)")
     drain()
+    prepare_forked_child()
     while True:
         with _lock:
             entry = _entries.get(key)
@@ -299,6 +302,7 @@ def state() -> RegistryState:
 # ----------------------------------------------------------------------------------------------------- fork
 _FORK_LOCK_TIMEOUT_S = 30.0
 _held_for_fork = False
+_single_thread_pending = False
 
 
 def _before_fork() -> None:
@@ -315,9 +319,10 @@ def _after_fork_parent() -> None:
 
 
 def _after_fork_child() -> None:
-    global _lock, _queue, _held_for_fork
+    global _lock, _queue, _held_for_fork, _single_thread_pending
     _lock = threading.RLock()
     _held_for_fork = False
+    _single_thread_pending = "torch" in sys.modules
     old, _queue = _queue, queue.SimpleQueue()
     while not old.empty():  # the parent's queued releases: this child's copies hold those references too
         try:
@@ -335,6 +340,28 @@ def _after_fork_child() -> None:
         if reason is not None:
             entry.unusable = reason
             _pinned.append(entry.model)  # never freed here: its memory belongs to the parent
+
+
+def prepare_forked_child() -> None:
+    """In a forked child of a process that had imported torch, run torch on one CPU thread (once, before its use).
+
+    torch's Linux wheels use GNU OpenMP, whose thread pool does not survive ``fork``: a child's first parallel op
+    hangs forever once the parent has run one (pytorch/pytorch#17199). PyTorch's own DataLoader workers run with
+    one thread for the same reason. Called at :func:`acquire` and at every embed call; a no-op elsewhere.
+    """
+    global _single_thread_pending
+    if not _single_thread_pending:
+        return
+    _single_thread_pending = False
+    import torch
+
+    if torch.get_num_threads() > 1:
+        logger.warning(
+            "promptembed: this process was forked from one that had loaded torch, and torch's OpenMP thread pool "
+            "does not survive fork (a parallel op would hang); running torch on one CPU thread here "
+            "(torch.set_num_threads(1)). Start workers with the 'spawn' or 'forkserver' method to keep all threads."
+        )
+        torch.set_num_threads(1)
 
 
 def _unusable_after_fork(entry: LoadedModel) -> str | None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -353,6 +352,7 @@ class PromptEmbedder:
     def _run(self, texts: list[str], *, role: Role | None, prompts: list[str]) -> np.ndarray:
         entry = self._require()
         _registry.drain()  # a safe point: carry out releases queued by finalizers
+        _registry.prepare_forked_child()
         if entry.unusable is not None:  # a forked child's copy of a model it must not use
             raise PromptEmbedError(entry.unusable)
         if self._pool is not None and self._pool_pid != os.getpid():
@@ -383,7 +383,10 @@ class PromptEmbedder:
     def _compute(
         self, entry: _registry.LoadedModel, texts: list[str], *, role: Role | None, prompts: list[str]
     ) -> np.ndarray:
-        over = engine.count_over_limit(entry.model, [p + t for p, t in zip(prompts, texts, strict=True)])
+        # Under the model's encode lock: tokenizing resets the shared fast tokenizer's padding/truncation settings,
+        # which would strip the padding from another thread's batch mid-encode.
+        with entry.lock:
+            over = engine.count_over_limit(entry.model, [p + t for p, t in zip(prompts, texts, strict=True)])
         if over:
             logger.warning(
                 "%d of %d texts are longer than the model's max_seq_length (%s tokens, prompt included) and were "
@@ -453,13 +456,15 @@ class PromptEmbedder:
     def __del__(self) -> None:
         # A finalizer may run at any allocation, on any thread, even inside the registry: it must never block or
         # take a lock, so it only queues the release (and the pool shutdown) for the registry's next safe point.
-        with contextlib.suppress(Exception):  # interpreter shutdown may have torn down modules
+        try:
             pool, self._pool = self.__dict__.get("_pool"), None
             if pool is not None and self.__dict__.get("_pool_pid") == os.getpid():
                 _registry.defer(partial(_stop_pool, pool))
             entry, self._entry = self.__dict__.get("_entry"), None
             if entry is not None:
                 _registry.release_later(entry)
+        except Exception:  # interpreter shutdown may have torn down modules (even contextlib)
+            pass
 
     def __repr__(self) -> str:
         state = "closed" if self._entry is None else f"device={self.device!r}, precision={self.precision!r}"
