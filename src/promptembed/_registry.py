@@ -25,7 +25,8 @@ Lifecycle rules (the README's "Reliability" section states them for users):
   inherited (copy-on-write pages; usable there). A model on an accelerator (CUDA and MPS cannot be used after
   ``fork``), or one that a parent thread was encoding with at the moment of the fork (its encode lock and tokenizer
   state are mid-call), is marked unusable in the child: embedders holding it raise a clear error, new embedders load
-  their own copy, and the child never frees or touches the parent's copy.
+  their own copy, and the child never frees or touches the parent's copy. A child of a process that had imported
+  torch runs torch on one CPU thread (:func:`prepare_forked_child`): GNU OpenMP's thread pool does not survive fork.
 """
 
 from __future__ import annotations

@@ -434,7 +434,12 @@ class PromptEmbedder:
         return self._entry
 
     def close(self) -> None:
-        """Release the shared model; the last embedder using it frees its memory (GPU memory too)."""
+        """Release the shared model; the last embedder using it frees its memory (GPU memory too).
+
+        An embedder dropped without ``close()`` is released too, but later: its finalizer only queues the release
+        (it must never wait for a lock), and the next embedder created, closed or embedding in the process carries
+        it out.
+        """
         pool, self._pool = getattr(self, "_pool", None), None
         if pool is not None and self._pool_pid == os.getpid():  # a forked child must not stop the parent's workers
             _stop_pool(pool)

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 
 from promptembed import PromptEmbedder, PromptEmbedError, _registry
 
@@ -77,12 +78,16 @@ def test_child_shares_inherited_cpu_model_and_parent_is_untouched(tiny_bert_dir:
             "loads": _registry.load_count - loads,
             "refs_while_open": refs_while_open,
             "left": key in _registry.loaded_keys(),
+            "threads": torch.get_num_threads(),
         }
 
     out = in_fork_child(child)
     np.testing.assert_allclose(out["inherited"], expected, atol=2e-6, rtol=0)
     np.testing.assert_allclose(out["fresh"], expected, atol=2e-6, rtol=0)
     assert out["loads"] == 0 and out["refs_while_open"] == 2 and out["left"] is False
+    # torch's OpenMP pool does not survive fork: the child ran on one thread (with the parent's two or more, an
+    # encode in the child hangs; this test then fails on the child's time limit).
+    assert out["threads"] == 1 or torch.get_num_threads() == 1
     # The child's close() released the child's copy only.
     assert _registry.state().refs[key] == 1
     np.testing.assert_allclose(emb.embed_queries(TEXTS), expected, atol=2e-6, rtol=0)
@@ -192,3 +197,21 @@ def test_accelerator_model_is_unusable_and_untouched_in_the_child() -> None:
     assert reason is not None and "cannot be used in a forked child" in reason and "'spawn'" in reason
     assert entry.unusable is None and key in _registry.loaded_keys()  # the parent is unaffected
     _registry.release(entry)
+
+
+@pytest.mark.gpu
+def test_cuda_model_in_a_forked_child_gives_a_clear_error(tiny_bert_dir: Path) -> None:
+    emb = PromptEmbedder(model=tiny_bert_dir, device="cuda")
+    expected = emb.embed_queries(TEXTS)
+
+    def child() -> str:
+        try:
+            emb.embed_queries(TEXTS)
+        except PromptEmbedError as exc:
+            return str(exc)
+        return "no error"
+
+    message = in_fork_child(child)
+    assert "cannot be used in a forked child" in message and "'spawn'" in message
+    np.testing.assert_allclose(emb.embed_queries(TEXTS), expected, atol=2e-6, rtol=0)  # the parent goes on
+    emb.close()
