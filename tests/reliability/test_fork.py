@@ -10,6 +10,7 @@ import multiprocessing
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -180,11 +181,17 @@ def test_model_mid_encode_at_fork_is_refused_in_the_child(tiny_bert_dir: Path) -
     emb.close()
 
 
+@dataclass(frozen=True)
+class GpuKey:
+    """The registry is generic over its key: it only reads ``source`` (messages) and ``device`` (freeing, fork)."""
+
+    source: str
+    device: str
+
+
 def test_accelerator_model_is_unusable_and_untouched_in_the_child() -> None:
     """CUDA (and MPS) cannot be used after fork: the child drops it from the registry and never frees it."""
-    key = _registry.ModelKey(
-        source="gpu-model", revision=None, device="cuda:0", precision="bfloat16", trust_remote_code=False
-    )
+    key: Any = GpuKey(source="gpu-model", device="cuda:0")
     entry = _registry.acquire(key, load=lambda: (object(), None), model_type=None)  # type: ignore[arg-type,return-value]
 
     def child() -> tuple[bool, str | None, bool, int]:

@@ -14,6 +14,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from functools import partial
 from types import SimpleNamespace
 from typing import Any, ClassVar
@@ -22,12 +23,16 @@ import pytest
 
 from promptembed import _registry
 
-KEYS = [
-    _registry.ModelKey(
-        source=f"stand-in-{i}", revision=None, device="cpu", precision="float32", trust_remote_code=False
-    )
-    for i in range(4)
-]
+
+@dataclass(frozen=True)
+class Key:
+    """The registry is generic over its key: it only reads ``source`` (messages) and ``device`` (freeing, fork)."""
+
+    source: str
+    device: str = "cpu"
+
+
+KEYS: list[Any] = [Key(f"stand-in-{i}") for i in range(4)]
 
 
 class Model:
