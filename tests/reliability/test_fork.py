@@ -181,6 +181,32 @@ def test_model_mid_encode_at_fork_is_refused_in_the_child(tiny_bert_dir: Path) -
     emb.close()
 
 
+def test_vector_cache_connection_is_not_carried_across_fork(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    """SQLite forbids using a connection in a forked child: the child opens its own; the parent's file stays sound."""
+    import sqlite3
+
+    from promptembed import cache as cache_module
+
+    emb = PromptEmbedder(model=tiny_bert_dir, cache_dir=tmp_path / "cache")
+    expected = emb.embed_queries(TEXTS)  # opens this thread's connection and fills the cache
+    more = ["a text only the child embeds", "and another one"]
+
+    def child() -> tuple[Any, Any, int]:
+        hits = emb.embed_queries(TEXTS)
+        fresh = emb.embed_queries(more)  # a miss: written through the child's own connection
+        emb.close()
+        return hits, fresh, len(cache_module._FORKED_AWAY)
+
+    hits, fresh, set_aside = in_fork_child(child)
+    np.testing.assert_allclose(hits, expected, atol=2e-6, rtol=0)
+    assert set_aside == 1  # the inherited connection was put aside, not used
+    np.testing.assert_allclose(emb.embed_queries(more), fresh, atol=2e-6, rtol=0)  # the parent reads the child's rows
+    emb.close()
+    with sqlite3.connect(tmp_path / "cache" / "vectors.sqlite3") as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert conn.execute("SELECT COUNT(*) FROM vectors").fetchone()[0] == len(set(TEXTS)) + len(more)
+
+
 @dataclass(frozen=True)
 class GpuKey:
     """The registry is generic over its key: it only reads ``source`` (messages) and ``device`` (freeing, fork)."""
