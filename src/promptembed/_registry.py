@@ -370,8 +370,8 @@ def _unusable_after_fork(entry: LoadedModel) -> str | None:
     if not device.startswith("cpu"):
         return (
             f"This embedder's model was loaded on {device!r} in the parent process before it forked, and {device} "
-            "cannot be used in a forked child. Create the PromptEmbedder in the child process, or start workers "
-            "with the 'spawn' method (multiprocessing.get_context('spawn'))."
+            "cannot be used in a forked child. Start the worker processes with the 'spawn' method "
+            "(multiprocessing.get_context('spawn')) and create the PromptEmbedder in each worker."
         )
     if entry.lock.locked():
         return (
