@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -34,12 +35,16 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "finetune_runs.jsonl"
 STOP = HERE / ".finetune_stop"
 GEMMA = Path.home() / ".cache" / "promptembed-models" / "embeddinggemma-300m"
+# Each run's finetuned model, held-out chunk ids and training pairs are kept here (about 90 MB a MiniLM run), so
+# held-out estimate designs can be scored on every finished configuration afterwards (finetune_heldout_designs.py).
+KEPT = Path(os.environ.get("FINETUNE_BENCH_KEEP", Path.home() / ".cache" / "promptembed-bench" / "runs"))
 
 # name -> finetune() keyword arguments on top of the library defaults. Order = priority.
 CONFIGS: dict[str, dict[str, object]] = {
     "default": {},
     "epochs2": {"epochs": 2.0},
     "epochs2-hardneg1": {"epochs": 2.0, "hard_negatives": 1},
+    "epochs2-ask": {"epochs": 2.0, "strategies": ["sentence", "keyphrase", "ask"]},
     "epochs2-roundtrip3": {"epochs": 2.0, "filter": "both", "filter_top_k": 3},
     "epochs2-lr5e-5": {"epochs": 2.0, "learning_rate": 5e-5},
     "epochs2-bs64": {"epochs": 2.0, "batch_size": 64},
@@ -151,6 +156,11 @@ def run_one(domain: str, config: str, seed: int, threads: int) -> dict[str, obje
             progress=False, **kwargs,  # type: ignore[arg-type]
         )  # fmt: skip
         report = json.loads((result.output / "report.json").read_text(encoding="utf-8"))
+        kept = KEPT / run_key(domain, config, seed).replace("/", "_")
+        if kept.exists():
+            shutil.rmtree(kept)
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(result.output, kept)
     return {
         "key": run_key(domain, config, seed),
         "domain": domain,

@@ -11,6 +11,9 @@ Strategies (select by name; each is deterministic given ``seed``):
 - ``"question"``: a user-style question built from those salient phrases with generic templates
   (``"What is X?"``, ``"Do I need X?"``, ``"Does X apply to Y?"`` ...), because real users ask questions,
   not keyword lists; the templates are fixed English text and use nothing but the chunk itself.
+- ``"ask"``: a sentence of the chunk rewritten by rules as the question it answers (``"A carport needs a
+  permit."`` -> ``"Does a carport need a permit?"``, see :mod:`promptembed.finetune.questions`), the rest of the
+  chunk as the passage, as for ``"sentence"``: the inverse cloze task in the form users ask in.
 - ``"title"``: the heading path (or the document title), with ``-``/``_`` slugs read as spaces, as the query,
   the section's chunk as the passage. Useful when headings are specific; on short FAQ-style documents that
   share one heading per category most title pairs are (rightly) dropped by the filter.
@@ -45,6 +48,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from promptembed.finetune.chunking import Chunk, split_sentences
+from promptembed.finetune.questions import sentence_to_question
 
 if TYPE_CHECKING:
     from typing import Protocol
@@ -67,7 +71,7 @@ __all__ = [
     "save_pairs_jsonl",
 ]
 
-STRATEGIES = ("sentence", "keyphrase", "phrase", "question", "title", "llm")
+STRATEGIES = ("sentence", "keyphrase", "phrase", "question", "ask", "title", "llm")
 DEFAULT_STRATEGIES: tuple[str, ...] = ("sentence", "keyphrase")
 
 _WORD = re.compile(r"[^\W_]+(?:[-'][^\W_]+)*", re.UNICODE)
@@ -192,6 +196,19 @@ def _candidates(chunk: Chunk, strategies: Sequence[str], idf: dict[str, float], 
                 rest = " ".join(s for j, s in enumerate(sentences) if j != i)
                 if len(_words(sentences[i])) >= 4 and len(_words(rest)) >= 4:
                     got.append(Pair(sentences[i], rest, chunk.id, "sentence"))
+        per.append(got)
+    if "ask" in strategies:
+        got = []
+        sentences = split_sentences(text)
+        order = list(range(len(sentences)))
+        rng.shuffle(order)
+        for i in order:
+            question = sentence_to_question(sentences[i]) if len(sentences) >= 2 else None
+            rest = " ".join(s for j, s in enumerate(sentences) if j != i)
+            if question and len(_words(rest)) >= 4:
+                got.append(Pair(question, rest, chunk.id, "ask"))
+            if len(got) == 2:
+                break
         per.append(got)
     if "keyphrase" in strategies:
         phrase = _keyphrase(chunk, idf, n_words=rng.choice((3, 4, 5)))
