@@ -7,6 +7,7 @@ run (``--report`` rewrites it without running anything).
 
     python benchmarks/finetune_bench.py                  # every configuration not yet run, in priority order
     python benchmarks/finetune_bench.py --only default   # runs whose configuration name matches
+    python benchmarks/finetune_bench.py --keys zaragoza/epochs2/seed1 debian/default/seed0   # these runs, in order
     python benchmarks/finetune_bench.py --jobs 2 --threads 1
     python benchmarks/finetune_bench.py --report
     touch benchmarks/.finetune_stop                      # let the running runs finish, start no new one
@@ -200,6 +201,7 @@ def _child(key: str, threads: int) -> dict[str, object] | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", nargs="*", help="configuration names to run (default: the whole plan)")
+    parser.add_argument("--keys", nargs="*", help="explicit runs DOMAIN/CONFIG/seedN, in this order (overrides PLAN)")
     parser.add_argument("--domains", default="zaragoza,debian")
     parser.add_argument("--jobs", type=int, default=1, help="runs in parallel")
     parser.add_argument("--threads", type=int, default=0, help="torch threads per run (default: cores / jobs)")
@@ -226,6 +228,8 @@ def main() -> None:
     ]
     if any("teacher" in k for k in todo) and not GEMMA.is_dir():
         print(f"teacher runs skipped: no EmbeddingGemma at {GEMMA} (run ../shared/tools/get-embeddinggemma.sh)")
+    if args.keys:
+        todo = [k for k in args.keys if k not in finished()]
     todo = [k for k in todo if "teacher" not in k or GEMMA.is_dir()]
     print(f"{len(todo)} runs to do: {todo}", flush=True)
 

@@ -24,14 +24,17 @@ _MIN_WORDS = 5
 
 
 def heldout_queries(
-    held: Sequence[Chunk], corpus: Sequence[Chunk], *, seed: int
+    held: Sequence[Chunk], corpus: Sequence[Chunk], *, seed: int, generator: str = "sentence"
 ) -> tuple[dict[str, str], dict[str, str], dict[str, set[str]]]:
-    """One sentence query per held-out chunk; the corpus holds every chunk, held-out ones without their query.
+    """One query per held-out chunk; the corpus holds every chunk, held-out ones without their query's sentence.
 
     Args:
         held: Held-out chunks (never trained on).
         corpus: All chunks (must include ``held``).
         seed: Picks the sentence of each chunk.
+        generator: ``"sentence"`` (a sentence of the chunk), ``"ask"`` (a sentence rewritten as the question it
+            answers, :func:`~promptembed.finetune.questions.sentence_to_question`; chunks with no rewritable
+            sentence are left out) or ``"keyphrase"`` (the chunk's most salient words; the chunk stays whole).
 
     Returns:
         ``(queries, corpus, relevant)`` for :func:`~promptembed.finetune.evaluate.evaluate_retrieval`; empty
@@ -45,24 +48,31 @@ def heldout_queries(
         (False, {'h0': {'c1'}})
     """
     from promptembed.finetune.pairs import generate_pairs
+    from promptembed.finetune.questions import sentence_to_question
 
+    if generator not in ("sentence", "ask", "keyphrase"):
+        raise ValueError(f"Unknown held-out generator {generator!r}; use 'sentence', 'ask' or 'keyphrase'")
     rng = random.Random(seed)
     texts = {c.id: c.text for c in corpus}
     queries: dict[str, str] = {}
     relevant: dict[str, set[str]] = {}
     short: list[Chunk] = []
-    for chunk in held:
+    for chunk in held if generator != "keyphrase" else ():
         sentences = split_sentences(chunk.text)
-        usable = [i for i, s in enumerate(sentences) if len(s.split()) >= _MIN_WORDS]
+        asked = {i: sentence_to_question(s) for i, s in enumerate(sentences)} if generator == "ask" else {}
+        usable = [i for i, s in enumerate(sentences) if len(s.split()) >= _MIN_WORDS and asked.get(i, s)]
         pick = rng.choice(usable) if len(sentences) >= 2 and usable else -1
         rest = " ".join(s for i, s in enumerate(sentences) if i != pick)
         if pick < 0 or len(rest.split()) < _MIN_WORDS:
-            short.append(chunk)
+            if generator == "sentence":
+                short.append(chunk)
             continue
         qid = f"h{len(queries)}"
-        queries[qid] = sentences[pick]
+        queries[qid] = asked.get(pick) or sentences[pick]
         relevant[qid] = {chunk.id}
         texts[chunk.id] = rest
+    if generator == "keyphrase":
+        short = list(held)
     if short:
         fallback = generate_pairs(
             short, strategies=("keyphrase",), corpus=list(corpus), max_per_chunk=1, seed=seed, progress=False

@@ -39,7 +39,22 @@ _PRONOUN_SUBJECTS = {"it", "this", "that", "there", "they", "these", "those", "h
                      "here", "such", "both", "each", "one", "its", "their", "his", "her", "our", "all"}  # fmt: skip
 _DETERMINERS = {"the", "a", "an", "this", "that", "these", "those", "my", "your", "our", "their", "its", "some", "any",
                 "no", "every", "each", "all", "most", "many"}  # fmt: skip
-_CONNECTIVES = {"when", "if", "where", "that", "which", "who", "whether", "there", "it", "because", "as", "than", "so"}
+_CONNECTIVES = {
+    "when",
+    "if",
+    "where",
+    "that",
+    "which",
+    "who",
+    "whether",
+    "there",
+    "it",
+    "because",
+    "as",
+    "than",
+    "so",
+    "following",
+}
 _TRAILING = {"and", "or", "the", "a", "an", "of", "to", "with", "by", "for", "in", "on", "at", "from", "as", "than"}
 _OPENERS = {"for", "although", "but", "now", "in", "on", "at", "with", "by", "from", "after", "before", "during",
             "since", "while", "also", "however", "then", "thus", "and", "or", "to", "of", "under", "over", "without",
@@ -48,7 +63,7 @@ _OPENERS = {"for", "although", "but", "now", "in", "on", "at", "with", "by", "fr
             "instead", "again", "first", "finally", "alternatively", "unfortunately", "fortunately"}  # fmt: skip
 _CLAUSE_END = re.compile(
     r"[,;:(\[]|\s[-–—]\s|\s(?:because|since|although|though|unless|whereas|while|which|so that|but|and then|e\.g\.|"
-    r"i\.e\.|for example|such as)\s",
+    r"i\.e\.|for example|such as|and (?:a|an|the|it|this|there|you|then))\s",
     re.IGNORECASE,
 )
 _WORD = re.compile(r"\S+")
@@ -149,7 +164,7 @@ def sentence_to_question(sentence: str) -> str | None:
             if rest and rest[0].lower() in ("not", "never"):
                 rest = rest[1:]
             rest = _clause(rest)
-            if len(rest) < 2:
+            if len(rest) < (1 if aux in ("is", "are") else 2):  # "Must a plan describe?" says too little
                 return None
             if [w.lower() for w in subject] == ["you"]:
                 aux = "am" if aux == "are" else aux
