@@ -13,19 +13,27 @@ from promptembed.finetune.questions import sentence_to_question
     ("sentence", "question"),
     [
         # do-support on a 3rd-person verb, with "no" -> "a" after need/require
-        ("A carport needs a building permit in most municipalities.", "Does a carport need a building permit in most municipalities?"),  # noqa: E501
-        ("Zaragoza AB provides a 10-year warranty on workmanship.", "Does Zaragoza AB provide a 10-year warranty on workmanship?"),  # noqa: E501
+        (
+            "A carport needs a building permit in most municipalities.",
+            "Does a carport need a building permit in most municipalities?",
+        ),
+        (
+            "Zaragoza AB provides a 10-year warranty on workmanship.",
+            "Does Zaragoza AB provide a 10-year warranty on workmanship?",
+        ),
         ("The roof repair requires no permit.", "Does the roof repair require a permit?"),
         ("The law applies to holiday homes.", "Does the law apply to holiday homes?"),
         # auxiliary inversion, negation dropped, the reader becomes "I"
         ("You cannot deduct the cost of materials, only labour.", "Can I deduct the cost of materials?"),
         ("Materials are not ROT-eligible.", "Are materials ROT-eligible?"),
         ("You are encouraged to explore its contents.", "Am I encouraged to explore its contents?"),
-        ("The contractor must then rectify the defects and a new inspection is held.",
-         "Must the contractor then rectify the defects?"),  # fmt: skip
+        (
+            "The contractor must then rectify the defects and a new inspection is held.",
+            "Must the contractor then rectify the defects?",
+        ),
         # definitions
         ("A bygglov is an official decision from the municipality.", "What is a bygglov?"),
-        ("The apt-get and apt-cache commands are the most basic tools.", "What are the apt-get and apt-cache commands?"),
+        ("The apt-get and apt-cache commands are basic tools.", "What are the apt-get and apt-cache commands?"),
         # purpose
         ("To install a source package, run apt-get source.", "How do I install a source package?"),
         ("If you want to upgrade the kernel, reboot afterwards.", "How do I upgrade the kernel?"),
