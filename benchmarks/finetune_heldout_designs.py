@@ -18,7 +18,10 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-GENERATORS = ("sentence", "ask", "keyphrase")
+# design name -> (generator, queries per held-out chunk)
+DESIGNS = {"sentence": ("sentence", 1), "sentence3": ("sentence", 3), "ask": ("ask", 1), "ask3": ("ask", 3),
+           "keyphrase": ("keyphrase", 1)}  # fmt: skip
+GENERATORS = tuple(DESIGNS)
 OUT = HERE / "finetune_heldout_designs.json"
 
 
@@ -59,8 +62,10 @@ def main() -> None:
         held = [c for c in chunks if c.id in held_ids]
         tuned = SentenceTransformer(str(folder), device="cpu")
         out: dict[str, dict[str, float]] = {}
-        for gen in GENERATORS:
-            q, corpus, rel = heldout_queries(held, chunks, seed=row["seed"] + 1, generator=gen)
+        for gen, (generator, per_chunk) in DESIGNS.items():
+            q, corpus, rel = heldout_queries(
+                held, chunks, seed=row["seed"] + 1, generator=generator, per_chunk=per_chunk
+            )
             if not q:
                 continue
             bkey = (domain, held_ids, gen)
@@ -83,7 +88,11 @@ def main() -> None:
         for gen in (*GENERATORS, "min", "mean"):
             gains = []
             for v in mine:
-                g = [h["finetuned"] - h["base"] for h in v["heldout"].values()]
+                g = [
+                    h["finetuned"] - h["base"]
+                    for d, h in v["heldout"].items()
+                    if d in ("sentence3", "ask3", "keyphrase")
+                ]
                 one = v["heldout"].get(gen)
                 gains.append(
                     min(g) if gen == "min" else sum(g) / len(g) if gen == "mean" else one["finetuned"] - one["base"]

@@ -24,9 +24,9 @@ _MIN_WORDS = 5
 
 
 def heldout_queries(
-    held: Sequence[Chunk], corpus: Sequence[Chunk], *, seed: int, generator: str = "sentence"
+    held: Sequence[Chunk], corpus: Sequence[Chunk], *, seed: int, generator: str = "sentence", per_chunk: int = 1
 ) -> tuple[dict[str, str], dict[str, str], dict[str, set[str]]]:
-    """One query per held-out chunk; the corpus holds every chunk, held-out ones without their query's sentence.
+    """Queries from held-out chunks; the corpus holds every chunk, held-out ones without their queries' sentences.
 
     Args:
         held: Held-out chunks (never trained on).
@@ -35,6 +35,8 @@ def heldout_queries(
         generator: ``"sentence"`` (a sentence of the chunk), ``"ask"`` (a sentence rewritten as the question it
             answers, :func:`~promptembed.finetune.questions.sentence_to_question`; chunks with no rewritable
             sentence are left out) or ``"keyphrase"`` (the chunk's most salient words; the chunk stays whole).
+        per_chunk: Queries per chunk (sentences generators), at most half of its sentences: all of them are cut
+            out of the chunk's passage.
 
     Returns:
         ``(queries, corpus, relevant)`` for :func:`~promptembed.finetune.evaluate.evaluate_retrieval`; empty
@@ -61,15 +63,20 @@ def heldout_queries(
         sentences = split_sentences(chunk.text)
         asked = {i: sentence_to_question(s) for i, s in enumerate(sentences)} if generator == "ask" else {}
         usable = [i for i, s in enumerate(sentences) if len(s.split()) >= _MIN_WORDS and asked.get(i, s)]
-        pick = rng.choice(usable) if len(sentences) >= 2 and usable else -1
-        rest = " ".join(s for i, s in enumerate(sentences) if i != pick)
-        if pick < 0 or len(rest.split()) < _MIN_WORDS:
+        if per_chunk == 1:
+            picks = [rng.choice(usable)] if len(sentences) >= 2 and usable else []
+        else:
+            rng.shuffle(usable)
+            picks = usable[: min(per_chunk, len(sentences) // 2)]  # at least half of the chunk stays as its passage
+        rest = " ".join(s for i, s in enumerate(sentences) if i not in picks)
+        if not picks or len(rest.split()) < _MIN_WORDS:
             if generator == "sentence":
                 short.append(chunk)
             continue
-        qid = f"h{len(queries)}"
-        queries[qid] = asked.get(pick) or sentences[pick]
-        relevant[qid] = {chunk.id}
+        for pick in sorted(picks):
+            qid = f"h{len(queries)}"
+            queries[qid] = asked.get(pick) or sentences[pick]
+            relevant[qid] = {chunk.id}
         texts[chunk.id] = rest
     if generator == "keyphrase":
         short = list(held)
