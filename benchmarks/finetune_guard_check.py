@@ -1,8 +1,8 @@
 """Reproduce issue #16's run-5 failure on a slice of zaragoza and compare the old and the new held-out estimate.
 
-    python benchmarks/finetune_guard_check.py [N_ANSWERS=120] [LR=1e-4] [STEPS=30]
+    python benchmarks/finetune_guard_check.py [N_ANSWERS=120] [LR=1e-4] [STEPS=30] [BATCH=16]
 
-Trains on templated "question" pairs only (5 per chunk, batch 16), then prints nDCG@10 base -> finetuned on:
+Trains on templated "question" pairs only (5 per chunk, batch BATCH), then prints nDCG@10 base -> finetuned on:
 the N real questions (ground truth), the new held-out estimate (a fixed sentence generator, what finetune()
 reports) and the old one (held-out queries made by the training templates). tests/finetune/test_guard.py checks
 the same.
@@ -33,6 +33,7 @@ def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 120
     lr = float(sys.argv[2]) if len(sys.argv) > 2 else 1e-4
     steps = int(sys.argv[3]) if len(sys.argv) > 3 else 30
+    batch = int(sys.argv[4]) if len(sys.argv) > 4 else 16
     records = zaragoza.load_faq()[:n]
     root = Path(tempfile.mkdtemp(prefix="guard-"))
     docs = zaragoza.write_documents(records, root / "docs")
@@ -41,7 +42,7 @@ def main() -> None:
         warnings.simplefilter("always")
         result = finetune(
             [docs], output=root / "m", strategies=["question"], max_pairs_per_chunk=5, learning_rate=lr,
-            max_steps=steps, batch_size=16, progress=False, seed=0,
+            max_steps=steps, batch_size=batch, progress=False, seed=0,
         )  # fmt: skip
     flagged = any("NOT better" in str(w.message) for w in caught)
     base = SentenceTransformer(str(_loading.default_model_path()), device="cpu")
@@ -61,7 +62,7 @@ def main() -> None:
     oc = {ch.id: ch.text for ch in chunks}
     old = (evaluate_retrieval(base, oq, oc, orel).ndcg_at_10, evaluate_retrieval(tuned, oq, oc, orel).ndcg_at_10)
     print(json.dumps({
-        "answers": n, "learning_rate": lr, "max_steps": steps, "flagged_by_finetune": flagged,
+        "answers": n, "learning_rate": lr, "max_steps": steps, "batch_size": batch, "flagged_by_finetune": flagged,
         "real_questions": real, "heldout_new": new, "heldout_new_queries": held["base"].n_queries,
         "heldout_old_templates": old, "heldout_old_queries": len(oq), "seconds": round(time.time() - started),
     }))  # fmt: skip
