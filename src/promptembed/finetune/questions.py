@@ -154,6 +154,13 @@ def sentence_to_question(sentence: str) -> str | None:
         low = word.lower()
         subject = words[:i]
         defines = low in ("is", "are") and i + 1 < len(words) and words[i + 1].lower() in ("a", "an", "the", "one")
+        if low == "are" and not defines:  # "X are basic tools.": a short plural noun phrase is a definition too
+            predicate = _clause(words[i + 1 :])
+            defines = (
+                1 <= len(predicate) <= 3
+                and predicate[-1].lower().endswith("s")
+                and len(predicate) == len(words[i + 1 :])
+            )
         if defines and _subject_ok(subject):
             return _finish(["What", low, *_lower_first(subject)])
         if low in _AUX:
