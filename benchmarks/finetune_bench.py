@@ -60,6 +60,7 @@ CONFIGS: dict[str, dict[str, object]] = {
     "epochs2-cosine": {"epochs": 2.0, "lr_scheduler": "cosine"},
     "epochs2-cached-mnrl": {"epochs": 2.0, "loss": "cached_mnrl"},
     "teacher-gemma": {"epochs": 1.0, "teacher": str(GEMMA)},
+    "teacher-gemma-epochs2": {"epochs": 2.0, "teacher": str(GEMMA)},
     "smoke": {"max_steps": 2},
 }
 # (domain, configuration, seed) in the order to run them.
