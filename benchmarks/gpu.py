@@ -43,12 +43,12 @@ def main() -> None:
         "tiny EmbeddingGemma-shaped": build_tiny_embeddinggemma(work / "gemma", max_seq_length=256),
     }
     print(f"GPU: {torch.cuda.get_device_name()}, torch {torch.__version__}; {len(docs)} passages, batch 128\n")
-    print("| model | precision | docs/s | vs fp32 | min cosine to fp32 |\n|---|---|---|---|---|")
+    print("| model | dtype | docs/s | vs fp32 | min cosine to fp32 |\n|---|---|---|---|---|")
     for name, path in models.items():
         ref = None
         base = 0.0
-        for precision in ("float32", "bfloat16"):
-            with PromptEmbedder(model=path, device="cuda", precision=precision, batch_size=128) as emb:
+        for dtype in ("float32", "bfloat16"):
+            with PromptEmbedder(model=path, device="cuda", dtype=dtype, batch_size=128) as emb:
                 emb.embed_documents(docs[:256])  # warm-up
                 runs = []
                 for _ in range(3):
@@ -61,7 +61,7 @@ def main() -> None:
             if ref is None:
                 ref, base = vecs, rate
             cos = float((vecs * ref).sum(axis=1).min())
-            print(f"| {name} | {precision} | {rate:,.0f} | {rate / base:.2f}x | {cos:.4f} |")
+            print(f"| {name} | {dtype} | {rate:,.0f} | {rate / base:.2f}x | {cos:.4f} |")
             sys.stdout.flush()
 
 

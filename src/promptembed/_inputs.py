@@ -17,7 +17,9 @@ if TYPE_CHECKING:
 _OPTIONS = (
     "model",
     "device",
+    "dtype",
     "precision",
+    "quantization_ranges",
     "truncate_dim",
     "normalize",
     "batch_size",
@@ -27,6 +29,14 @@ _OPTIONS = (
     "allow_pickle",
     "show_progress_bar",
     "cache_dir",
+    "model_kwargs",
+    "tokenizer_kwargs",
+    "config_kwargs",
+    "token",
+    "local_files_only",
+    "backend",
+    "cache_folder",
+    "max_seq_length",
 )
 
 

@@ -98,7 +98,7 @@ def test_to_dict_from_dict_and_yaml_pipeline_round_trip(tiny_gemma_dir: Path) ->
     settings = {
         "model": str(tiny_gemma_dir),
         "device": ComponentDevice.from_str("cpu"),
-        "precision": "float32",
+        "dtype": "auto",
         "truncate_dim": 16,
         "normalize": False,
         "batch_size": 4,

@@ -18,7 +18,7 @@ class PromptEmbeddings(BaseModel, Embeddings):
 
     Queries get the model's query prompt and documents its document prompt, with nothing but the model
     given: the vectors equal ``SentenceTransformer.encode_query`` / ``encode_document``. Every decision about
-    prompts, device, precision and truncation is made by :class:`promptembed.PromptEmbedder`; models are shared
+    prompts, device, dtype and truncation is made by :class:`promptembed.PromptEmbedder`; models are shared
     with every other promptembed object on the same model in the process.
 
     Example:
@@ -36,7 +36,7 @@ class PromptEmbeddings(BaseModel, Embeddings):
     Also accepted as ``model_name``."""
     device: str = "auto"
     """``"auto"`` (cuda, then mps, then cpu), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``."""
-    precision: Literal["auto", "float32", "bfloat16", "float16", "int8"] = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "float16", "int8"] = "auto"
     """Weight dtype; ``"auto"`` is safe for the model and device (never float16 for Gemma models)."""
     truncate_dim: int | None = None
     """Matryoshka dimension to keep (re-normalized); ``None`` keeps the full vector."""
@@ -56,7 +56,7 @@ class PromptEmbeddings(BaseModel, Embeddings):
     allow_pickle: bool = False
     """Allow models whose weights exist only as pickle files (pickle can run code: trusted models only)."""
     cache_dir: str | None = None
-    """Folder of promptembed's persistent vector cache (keys cover weights, prompt, dim, precision and text)."""
+    """Folder of promptembed's persistent vector cache (keys cover weights, prompt, dim, dtype and text)."""
 
     _embedder: PromptEmbedder = PrivateAttr()
 
@@ -77,7 +77,7 @@ class PromptEmbeddings(BaseModel, Embeddings):
         self._embedder = PromptEmbedder(
             model=self.model,
             device=self.device,
-            precision=self.precision,
+            dtype=self.dtype,
             truncate_dim=self.truncate_dim,
             normalize=self.normalize,
             batch_size=self.batch_size,

@@ -1,4 +1,4 @@
-"""``promptembed info [MODEL]``: a model's resolved prompts, dimension, device and precision."""
+"""``promptembed info [MODEL]``: a model's resolved prompts, dimension, device and weight dtype."""
 
 from __future__ import annotations
 
@@ -12,11 +12,14 @@ __all__ = ["add_command"]
 def _info(args: argparse.Namespace) -> int:
     from promptembed._loading import cpu_native_bf16
     from promptembed.embedder import PromptEmbedder
+    from promptembed.errors import ConfigError
 
+    if args.precision is not None:
+        raise ConfigError(f"--precision {args.precision} is now --dtype {args.precision} (the model's weight dtype)")
     with PromptEmbedder(
         model=args.model,
         device=args.device,
-        precision=args.precision,
+        dtype=args.dtype,
         truncate_dim=args.truncate_dim,
         trust_remote_code=args.trust_remote_code,
     ) as emb:
@@ -26,7 +29,7 @@ def _info(args: argparse.Namespace) -> int:
             "model_dimension": emb.model_dimension,
             "max_seq_length": emb.max_seq_length,
             "device": emb.device,
-            "precision": emb.precision,
+            "dtype": emb.dtype,
             "cpu_fast_paths": ["int8"] + ([f"bfloat16 ({native})"] if (native := cpu_native_bf16()) else []),
             "query_prompt": emb.query_prompt,
             "document_prompt": emb.document_prompt,
@@ -54,10 +57,11 @@ def _info(args: argparse.Namespace) -> int:
 
 def add_command(sub: Any) -> None:  # argparse's _SubParsersAction is private
     """Register ``info`` on the ``promptembed`` parser."""
-    info = sub.add_parser("info", help="show a model's resolved prompts, dimension, device and precision")
+    info = sub.add_parser("info", help="show a model's resolved prompts, dimension, device and weight dtype")
     info.add_argument("model", nargs="?", default=None, help="model folder or hub id (default: bundled MiniLM)")
     info.add_argument("--device", default="auto")
-    info.add_argument("--precision", default="auto", choices=["auto", "float32", "bfloat16", "float16", "int8"])
+    info.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16", "int8"])
+    info.add_argument("--precision", default=None, help=argparse.SUPPRESS)  # the old name of --dtype: an error
     info.add_argument("--truncate-dim", type=int, default=None)
     info.add_argument("--trust-remote-code", action="store_true", help="run code shipped with a hub model")
     info.add_argument("--json", action="store_true", help="print JSON")

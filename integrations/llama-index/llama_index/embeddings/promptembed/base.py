@@ -28,7 +28,7 @@ class PromptEmbedding(BaseEmbedding):
     prompt. When nodes pass through this embedding as a transformation (``embed_model(nodes)`` or an
     ``IngestionPipeline``) and the model's document prompt has a title slot (EmbeddingGemma's
     ``title: none | text: ``), a node's ``metadata["title"]`` fills it (and is left out of the metadata text).
-    Every decision about prompts, device, precision and truncation is made by :class:`promptembed.PromptEmbedder`.
+    Every decision about prompts, device, dtype and truncation is made by :class:`promptembed.PromptEmbedder`.
 
     Example:
         >>> from llama_index.embeddings.promptembed import PromptEmbedding
@@ -40,7 +40,7 @@ class PromptEmbedding(BaseEmbedding):
 
     model: str | None = Field(default=None, description="Local folder or hub id; None is the bundled MiniLM.")
     device: str = Field(default="auto", description="'auto' (cuda, mps, cpu), 'cpu', 'cuda', 'cuda:N' or 'mps'.")
-    precision: Literal["auto", "float32", "bfloat16", "float16", "int8"] = Field(
+    dtype: Literal["auto", "float32", "bfloat16", "float16", "int8"] = Field(
         default="auto", description="Weight dtype."
     )
     truncate_dim: int | None = Field(default=None, description="Matryoshka dimension to keep (re-normalized).")
@@ -84,7 +84,7 @@ class PromptEmbedding(BaseEmbedding):
         self._embedder = PromptEmbedder(
             model=self.model,
             device=self.device,
-            precision=self.precision,
+            dtype=self.dtype,
             truncate_dim=self.truncate_dim,
             normalize=self.normalize,
             batch_size=self.batch_size,

@@ -19,7 +19,7 @@ class EmbedderOptions:
         *,
         model: str | None,
         device: ComponentDevice | str | None,
-        precision: str,
+        dtype: str,
         truncate_dim: int | None,
         normalize: bool,
         batch_size: int,
@@ -36,7 +36,7 @@ class EmbedderOptions:
             )
         self.model = model
         self.device = device
-        self.precision = precision
+        self.dtype = dtype
         self.truncate_dim = truncate_dim
         self.normalize = normalize
         self.batch_size = batch_size
@@ -60,7 +60,7 @@ class EmbedderOptions:
         embedder = PromptEmbedder(
             model=self.model,
             device=self.core_device(),
-            precision=self.precision,  # type: ignore[arg-type]
+            dtype=self.dtype,  # type: ignore[arg-type]
             truncate_dim=self.truncate_dim,
             normalize=self.normalize,
             batch_size=self.batch_size,
@@ -84,7 +84,7 @@ class EmbedderOptions:
         return {
             "model": self.model,
             "device": device,
-            "precision": self.precision,
+            "dtype": self.dtype,
             "truncate_dim": self.truncate_dim,
             "normalize": self.normalize,
             "batch_size": self.batch_size,

@@ -39,7 +39,7 @@ class PromptDocumentEmbedder:
         *,
         model: str | None = None,
         device: ComponentDevice | str | None = None,
-        precision: Literal["auto", "float32", "bfloat16", "float16", "int8"] = "auto",
+        dtype: Literal["auto", "float32", "bfloat16", "float16", "int8"] = "auto",
         truncate_dim: int | None = None,
         normalize: bool = True,
         batch_size: int = 32,
@@ -58,7 +58,7 @@ class PromptDocumentEmbedder:
         Args:
             model: Local sentence-transformers folder or hub id; ``None`` is the bundled all-MiniLM-L6-v2.
             device: A ``ComponentDevice``, a device string, or ``None`` for auto (cuda, then mps, then cpu).
-            precision: ``"auto"``, ``"float32"``, ``"bfloat16"``, ``"float16"`` (never for Gemma models)
+            dtype: ``"auto"``, ``"float32"``, ``"bfloat16"``, ``"float16"`` (never for Gemma models)
                 or ``"int8"`` (the CPU fast path).
             truncate_dim: Matryoshka dimension to keep (re-normalized).
             normalize: L2-normalize vectors.
@@ -76,7 +76,7 @@ class PromptDocumentEmbedder:
         self._options = EmbedderOptions(
             model=model,
             device=device,
-            precision=precision,
+            dtype=dtype,
             truncate_dim=truncate_dim,
             normalize=normalize,
             batch_size=batch_size,

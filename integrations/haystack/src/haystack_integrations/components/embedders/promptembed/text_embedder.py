@@ -18,7 +18,7 @@ class PromptTextEmbedder:
     """Embeds a query with the model's own query prompt (or a named task prompt).
 
     The vector equals ``SentenceTransformer.encode_query`` on the same model; use it with
-    :class:`PromptDocumentEmbedder` on the document side. Every decision about prompts, device, precision and
+    :class:`PromptDocumentEmbedder` on the document side. Every decision about prompts, device, dtype and
     truncation is made by :class:`promptembed.PromptEmbedder`.
 
     Example:
@@ -34,7 +34,7 @@ class PromptTextEmbedder:
         *,
         model: str | None = None,
         device: ComponentDevice | str | None = None,
-        precision: Literal["auto", "float32", "bfloat16", "float16", "int8"] = "auto",
+        dtype: Literal["auto", "float32", "bfloat16", "float16", "int8"] = "auto",
         truncate_dim: int | None = None,
         normalize: bool = True,
         batch_size: int = 32,
@@ -50,7 +50,7 @@ class PromptTextEmbedder:
         Args:
             model: Local sentence-transformers folder or hub id; ``None`` is the bundled all-MiniLM-L6-v2.
             device: A ``ComponentDevice``, a device string, or ``None`` for auto (cuda, then mps, then cpu).
-            precision: ``"auto"``, ``"float32"``, ``"bfloat16"``, ``"float16"`` (never for Gemma models)
+            dtype: ``"auto"``, ``"float32"``, ``"bfloat16"``, ``"float16"`` (never for Gemma models)
                 or ``"int8"`` (the CPU fast path).
             truncate_dim: Matryoshka dimension to keep (re-normalized).
             normalize: L2-normalize the vector.
@@ -65,7 +65,7 @@ class PromptTextEmbedder:
         self._options = EmbedderOptions(
             model=model,
             device=device,
-            precision=precision,
+            dtype=dtype,
             truncate_dim=truncate_dim,
             normalize=normalize,
             batch_size=batch_size,
