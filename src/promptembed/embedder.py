@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from promptembed import _loading, _quantize, _registry, engine
-from promptembed._inputs import check_options, check_texts, stream_chunks
+from promptembed._inputs import check_forward_kwargs, check_options, check_texts, stream_chunks
 from promptembed._modelopts import ModelOptions, dtype_from_kwargs
 from promptembed._open import open_model
 from promptembed.errors import ConfigError, PromptEmbedError, PromptError
@@ -78,6 +78,9 @@ class PromptEmbedder:
             two need their extras installed; ``dtype`` then stays ``"auto"``).
         cache_folder: Where downloaded hub models are kept (sentence-transformers' ``cache_folder``).
         max_seq_length: Token limit per input, replacing the model's (``None``: the model's own).
+        forward_kwargs: Extra keyword arguments for the model's forward pass on every call, as
+            ``SentenceTransformer.encode(**kwargs)`` passes them (``task``, ``processing_kwargs``, or what the
+            model's ``get_model_kwargs()`` lists); checked when built.
 
     Every option that reaches the model when it loads (``revision`` through ``max_seq_length``, ``device``,
     ``dtype``, ``trust_remote_code``) is part of the identity under which the process shares one loaded model.
@@ -122,6 +125,7 @@ class PromptEmbedder:
         backend: Literal["torch", "onnx", "openvino"] = "torch",
         cache_folder: str | Path | None = None,
         max_seq_length: int | None = None,
+        forward_kwargs: Mapping[str, Any] | None = None,
         **unknown: Any,
     ) -> None:
         check_options(
@@ -170,6 +174,7 @@ class PromptEmbedder:
                 )
             self._max_seq_length = _loading.max_seq_length(st_model)
             _quantize.check_ranges(self._ranges, truncate_dim or self._full_dim)
+            self._forward_kwargs = check_forward_kwargs(forward_kwargs, st_model)
         except BaseException:
             self.close()
             raise
@@ -184,6 +189,8 @@ class PromptEmbedder:
         self._requested_dtype = opened.dtype
         self._options = options
         self._cache_variant = opened.cache_variant
+        if self._forward_kwargs:
+            self._cache_variant += f"|forward={sorted(self._forward_kwargs.items())!r}"
         self._truncate_dim = truncate_dim
         self._normalize = normalize
         self._batch_size = batch_size
@@ -300,6 +307,7 @@ class PromptEmbedder:
             "backend": options.backend,
             "cache_folder": options.cache_folder,
             "max_seq_length": options.max_seq_length,
+            "forward_kwargs": dict(self._forward_kwargs) or None,
         }
 
     # ----------------------------------------------------------------------------------------- embedding
@@ -464,6 +472,7 @@ class PromptEmbedder:
                 batch_size=self._batch_size,
                 show_progress_bar=progress,
                 pool=self._pool,
+                forward_kwargs=self._forward_kwargs,
             )
         return self._postprocess(out)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -40,8 +40,12 @@ def encode(
     batch_size: int,
     show_progress_bar: bool,
     pool: dict[str, Any] | None = None,
+    forward_kwargs: Mapping[str, Any] | None = None,
 ) -> np.ndarray:
-    """Encode ``texts`` with ``prompt`` prepended; returns raw (un-normalized) float32 vectors."""
+    """Encode ``texts`` with ``prompt`` prepended; returns raw (un-normalized) float32 vectors.
+
+    ``forward_kwargs`` go to the model's forward pass, as ``SentenceTransformer.encode(**kwargs)`` passes them.
+    """
     model = entry.model
     kwargs: dict[str, Any] = {
         "prompt": prompt,
@@ -52,6 +56,8 @@ def encode(
     }
     if pool is not None:
         kwargs["pool"] = pool
+    if forward_kwargs:
+        kwargs.update(forward_kwargs)
     with entry.lock:
         if role == "query":
             out = model.encode_query(list(texts), **kwargs)
