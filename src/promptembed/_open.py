@@ -68,13 +68,16 @@ def open_model(
             "dtype='int8' runs in this process only (quantized weights cannot be sent to pool workers); "
             "pass a single device='cpu', or use dtype='float32' with a list of devices"
         )
+    identity = options.identity()
+    if is_local:  # where hub downloads go, and whether to download, cannot change a local folder's model
+        identity.update(cache_folder=None, local_files_only=False)
     key = _registry.ModelKey(
         source=source,
         revision=revision,
         device=resolved_device,
         dtype=resolved_dtype,
         trust_remote_code=trust_remote_code,
-        **options.identity(),
+        **identity,
     )
     entry = _registry.acquire(
         key,

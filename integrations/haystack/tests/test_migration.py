@@ -125,6 +125,21 @@ def test_chosen_prompts_and_options_give_the_stock_vectors(
     assert_same(embed_both(tiny_gemma_dir, doc_options, text_options))
 
 
+def test_falsy_meta_values_are_embedded_as_the_stock_component_does(tiny_gemma_dir: Path) -> None:
+    fields = ["rating", "is_available", "missing", "none_value"]
+    doc = Document(content="document", meta={"rating": 0, "is_available": False, "none_value": None})
+    got = []
+    for cls in (SentenceTransformersDocumentEmbedder, PromptDocumentEmbedder):
+        embedder = cls(
+            model=str(tiny_gemma_dir), device=CPU, progress_bar=False, meta_fields_to_embed=fields,
+            encode_kwargs={"prompt_name": "document"},
+        )  # fmt: skip
+        got.append(embedder.run(documents=[doc])["documents"][0].embedding)
+    ref = SentenceTransformer(str(tiny_gemma_dir), device="cpu")
+    np.testing.assert_allclose(got[1], got[0], rtol=0, atol=2e-6)
+    np.testing.assert_allclose(got[1], ref.encode(["0\nFalse\ndocument"], prompt_name="document")[0], atol=2e-6)
+
+
 def test_output_precision_as_the_stock_class(tiny_gemma_dir: Path) -> None:
     ref = SentenceTransformer(str(tiny_gemma_dir), device="cpu")
     floats = ref.encode(DOCS, prompt_name="document")
