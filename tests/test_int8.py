@@ -126,9 +126,12 @@ def test_adapters_accept_int8_and_match_the_core(tiny_bert_dir: Path) -> None:
     texts = ["first text", "a second, longer text about something else"]
     with PromptEmbedder(model=tiny_bert_dir, device="cpu", dtype="int8") as core:
         want = core.embed_documents(texts)
-        lc = PromptEmbeddings(model=str(tiny_bert_dir), device="cpu", dtype="int8")
+        # normalization on in all three (LangChain's and Haystack's stock embedders default it off)
+        lc = PromptEmbeddings(model=str(tiny_bert_dir), device="cpu", dtype="int8", normalize=True)
         li = PromptEmbedding(model=str(tiny_bert_dir), device="cpu", dtype="int8")
-        hs = PromptDocumentEmbedder(model=str(tiny_bert_dir), device="cpu", dtype="int8", progress_bar=False)
+        hs = PromptDocumentEmbedder(
+            model=str(tiny_bert_dir), device="cpu", dtype="int8", progress_bar=False, normalize_embeddings=True
+        )
         hs.warm_up()
         try:
             np.testing.assert_allclose(lc.embed_documents(texts), want, atol=1e-6)
