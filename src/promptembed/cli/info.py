@@ -12,10 +12,7 @@ __all__ = ["add_command"]
 def _info(args: argparse.Namespace) -> int:
     from promptembed._loading import cpu_native_bf16
     from promptembed.embedder import PromptEmbedder
-    from promptembed.errors import ConfigError
 
-    if args.precision is not None:
-        raise ConfigError(f"--precision {args.precision} is now --dtype {args.precision} (the model's weight dtype)")
     with PromptEmbedder(
         model=args.model,
         device=args.device,
@@ -55,13 +52,20 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+class _OldPrecisionFlag(argparse.Action):
+    """``--precision``, the old name of ``--dtype``: a usage error that names the new flag."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: Any, values: Any, option: Any = None) -> None:
+        parser.error(f"--precision {values} is now --dtype {values} (the model's weight dtype)")
+
+
 def add_command(sub: Any) -> None:  # argparse's _SubParsersAction is private
     """Register ``info`` on the ``promptembed`` parser."""
     info = sub.add_parser("info", help="show a model's resolved prompts, dimension, device and weight dtype")
     info.add_argument("model", nargs="?", default=None, help="model folder or hub id (default: bundled MiniLM)")
     info.add_argument("--device", default="auto")
     info.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16", "int8"])
-    info.add_argument("--precision", default=None, help=argparse.SUPPRESS)  # the old name of --dtype: an error
+    info.add_argument("--precision", action=_OldPrecisionFlag, help=argparse.SUPPRESS)
     info.add_argument("--truncate-dim", type=int, default=None)
     info.add_argument("--trust-remote-code", action="store_true", help="run code shipped with a hub model")
     info.add_argument("--json", action="store_true", help="print JSON")
