@@ -15,10 +15,9 @@ TEXTS = ["Mars is red.", "Venus is Earth's twin.", "", "Jupiter has a red spot."
 
 
 def assert_same_buckets(got: np.ndarray, want: np.ndarray) -> None:
-    """int8/uint8 buckets of float vectors that agree to 2e-6: equal, except a value on a bucket edge (+-1)."""
+    """int8/uint8 buckets of float vectors that agree to 2e-6: a value near a bucket edge may land one bucket over."""
     assert got.dtype == want.dtype and got.shape == want.shape
-    diff = np.abs(got.astype(np.int16) - want.astype(np.int16))
-    assert diff.max() <= 1 and (diff == 0).mean() >= 0.9
+    assert np.abs(got.astype(np.int16) - want.astype(np.int16)).max() <= 1
 
 
 @pytest.mark.parametrize("precision", ["binary", "ubinary", "int8", "uint8"])
@@ -46,10 +45,10 @@ def test_int8_with_ranges_equals_quantize_embeddings(tiny_gemma_dir: Path) -> No
     ):
         one = emb.embed_queries(TEXTS[:1])  # a single text works with ranges, and uses the same buckets
         every = emb.embed_queries(TEXTS)
-        ours = floats_of_ours.embed_queries(TEXTS)
+        ours_one, ours = floats_of_ours.embed_queries(TEXTS[:1]), floats_of_ours.embed_queries(TEXTS)
     np.testing.assert_array_equal(every, quantize_embeddings(ours, precision="int8", ranges=ranges))
+    np.testing.assert_array_equal(one, quantize_embeddings(ours_one, precision="int8", ranges=ranges))
     assert_same_buckets(every, quantize_embeddings(floats, precision="int8", ranges=ranges))
-    assert_same_buckets(one, every[:1])  # batch padding moves floats by ~1e-7: a bucket edge may flip
 
 
 def test_int8_without_ranges_on_one_text_is_a_clear_error(tiny_bert_dir: Path) -> None:
