@@ -83,6 +83,8 @@ class ChromaServer:
         """Start the server and block until its heartbeat answers; fail with its log if it does not."""
         if self._process is not None:
             raise RuntimeError("Chroma server already running; stop() it first")
+        if self.heartbeat():
+            pytest.fail(f"Another Chroma server already answers at {self.url}; not starting a second", pytrace=False)
         self.path.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("ab")
         env = {**os.environ, "ANONYMIZED_TELEMETRY": "False", "NO_COLOR": "1"}
@@ -135,6 +137,20 @@ class ChromaServer:
         from chromadb.config import Settings
 
         return chromadb.HttpClient(host=self.host, port=self.port, settings=Settings(anonymized_telemetry=False))
+
+
+@pytest.fixture
+def new_chroma_server(tmp_path: Path) -> Iterator[Callable[[], ChromaServer]]:
+    """A factory of not-yet-started servers in this test's folder; each is stopped when the test ends."""
+    made: list[ChromaServer] = []
+
+    def make() -> ChromaServer:
+        made.append(ChromaServer(tmp_path / f"chroma-{len(made)}"))
+        return made[-1]
+
+    yield make
+    for server in made:
+        server.stop()
 
 
 @pytest.fixture(scope="session")
