@@ -10,6 +10,7 @@ import pytest
 
 
 def test_restart_keeps_the_folder_and_port(new_chroma_server: Callable[[], Any]) -> None:
+    """A restarted server serves the data written before, on the same port; a stopped one answers nothing."""
     server = new_chroma_server()
     server.start()
     client = server.client()
@@ -25,6 +26,7 @@ def test_restart_keeps_the_folder_and_port(new_chroma_server: Callable[[], Any])
 
 
 def test_a_server_that_cannot_start_fails_with_its_log(new_chroma_server: Callable[[], Any]) -> None:
+    """A server that exits before its heartbeat fails the test with its command line and its own log."""
     server = new_chroma_server()
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squatter:
         squatter.bind((server.host, server.port))  # the port is taken, but nothing answers HTTP there
