@@ -61,7 +61,7 @@ def test_chroma_server_keeps_the_data_across_a_restart(
         chroma_server.restart()
 
         reopened = _store(chroma_server, emb, collection)
-        assert reopened._collection.count() == 4
+        assert chroma_server.client().get_collection(collection).count() == 4
         after = reopened.similarity_search_with_score(ref.query, k=4)
         assert [d.page_content for d, _ in after] == [d.page_content for d, _ in before]
         assert [s for _, s in after] == pytest.approx([s for _, s in before], abs=1e-6)
