@@ -7,6 +7,7 @@ collection; ``ChromaServer.restart()`` stops the process and starts a new one on
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import signal
@@ -36,16 +37,18 @@ def _free_port(host: str) -> int:
         return int(sock.getsockname()[1])
 
 
+#: libc's prctl, looked up here in the parent so the forked child only makes one C call before exec.
+_PRCTL = ctypes.CDLL(None).prctl if sys.platform == "linux" else None
+_PR_SET_PDEATHSIG = 1
+
+
 def _die_with_parent() -> None:
     """In the child, before exec: on Linux, get SIGTERM when the test process dies, even by SIGKILL or os._exit.
 
     Fixture teardown stops the server in every orderly exit; this covers the others (a killed or timed-out run).
     """
-    if sys.platform == "linux":
-        import ctypes
-
-        pr_set_pdeathsig = 1
-        ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _chroma_executable() -> str:
