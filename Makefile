@@ -25,7 +25,7 @@ $(STAMP): $(SETUP_INPUTS)
 	$(PIP) install -q --upgrade pip
 	@# torch first, pinned: the CPU wheel that lies on local disk (a bare `torch` would pull a multi-GB CUDA build)
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e '.[train]' $(addprefix -e ,$(INTEGRATIONS)) -r requirements/dev.txt
+	$(PIP) install -q -e '.[train,ray]' $(addprefix -e ,$(INTEGRATIONS)) -r requirements/dev.txt
 	@touch $@
 
 demo: setup ## Run the main job on the bundled default model
@@ -47,6 +47,7 @@ bench: setup ## Side-by-side benchmarks vs the stock framework embedders, writes
 	$(PIP) install -q -r requirements/bench.txt
 	$(PY) benchmarks/run.py
 	$(PY) benchmarks/stream.py
+	$(PY) benchmarks/scale.py
 
 dist: setup ## Build the four wheels and sdists into dist/ and twine-check them (make test checks them too)
 	rm -rf dist
