@@ -7,10 +7,8 @@ collection; ``ChromaServer.restart()`` stops the process and starts a new one on
 
 from __future__ import annotations
 
-import ctypes
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -37,18 +35,15 @@ def _free_port(host: str) -> int:
         return int(sock.getsockname()[1])
 
 
-#: libc's prctl, looked up here in the parent so the forked child only makes one C call before exec.
-_PRCTL = ctypes.CDLL(None).prctl if sys.platform == "linux" else None
-_PR_SET_PDEATHSIG = 1
+def _die_with_parent() -> list[str]:
+    """A command prefix that makes the server get SIGTERM when the test process dies, even by SIGKILL or os._exit.
 
-
-def _die_with_parent() -> None:
-    """In the child, before exec: on Linux, get SIGTERM when the test process dies, even by SIGKILL or os._exit.
-
-    Fixture teardown stops the server in every orderly exit; this covers the others (a killed or timed-out run).
+    util-linux's ``setpriv --pdeathsig`` sets the parent-death signal, which survives its exec of the server; where
+    it is missing the prefix is empty. Fixture teardown stops the server in every orderly exit; this covers the
+    others (a killed or timed-out run). No ``preexec_fn``: no Python runs between fork and exec.
     """
-    if _PRCTL is not None:
-        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    setpriv = shutil.which("setpriv") if sys.platform == "linux" else None
+    return [setpriv, "--pdeathsig", "TERM", "--"] if setpriv else []
 
 
 def _chroma_executable() -> str:
@@ -104,10 +99,9 @@ class ChromaServer:
         self.path.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("ab")
         env = {**os.environ, "ANONYMIZED_TELEMETRY": "False", "NO_COLOR": "1"}
-        command = [_chroma_executable(), "run", "--path", str(self.path), "--host", self.host, "--port", str(self.port)]
-        self._process = subprocess.Popen(
-            command, stdout=self._log, stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with_parent
-        )
+        command = [*_die_with_parent(), _chroma_executable(), "run", "--path", str(self.path)]
+        command += ["--host", self.host, "--port", str(self.port)]
+        self._process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
