@@ -47,6 +47,7 @@ bench: setup ## Side-by-side benchmarks vs the stock framework embedders, writes
 	$(PIP) install -q -r requirements/bench.txt
 	$(PY) benchmarks/run.py
 	$(PY) benchmarks/stream.py
+	$(PY) benchmarks/engine.py
 
 clean: ## Remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

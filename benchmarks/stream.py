@@ -59,8 +59,9 @@ def main() -> None:
     )
     print(line)
     text = OUT.read_text(encoding="utf-8") if OUT.exists() else "# Benchmarks\n"
-    text = text.split(SECTION, 1)[0]  # replace an earlier streaming result, keep the rest
-    OUT.write_text(f"{text.rstrip()}\n\n{SECTION}\n\n{line}\n", encoding="utf-8")
+    before, _, rest = text.partition(SECTION)  # replace an earlier streaming result, keep every other section
+    after = "\n## " + rest.split("\n## ", 1)[1] if "\n## " in rest else ""
+    OUT.write_text(f"{before.rstrip()}\n\n{SECTION}\n\n{line}\n{after}", encoding="utf-8")
 
 
 if __name__ == "__main__":
