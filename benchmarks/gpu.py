@@ -92,7 +92,9 @@ def build_embeddinggemma_shaped(dest: Path, *, smoke: bool, device: str) -> Path
     return dest
 
 
-def corpus(tokenizer: Any, *, answers_times: int, passages: int, answers: int | None = None, seed: int = 0) -> list[str]:
+def corpus(
+    tokenizer: Any, *, answers_times: int, passages: int, answers: int | None = None, seed: int = 0
+) -> list[str]:
     """FAQ answers (all, or the first ``answers``) ``answers_times`` over, plus ``passages`` texts of 200-500 tokens
     (by ``tokenizer``) joined from consecutive answers, shuffled."""
     import random
@@ -192,18 +194,25 @@ def bench_model(name: str, path: Path, *, device: str, smoke: bool, sizes: dict[
             sync()
             ts.append(time.perf_counter() - t0)
         s = statistics.median(ts)
-        row = {"model": name, "contestant": label, "docs_s": len(docs) / s, "tokens_s": n_tokens / s, "tflops": flops / s / 1e12}
+        row = {
+            "model": name,
+            "contestant": label,
+            "docs_s": len(docs) / s,
+            "tokens_s": n_tokens / s,
+            "tflops": flops / s / 1e12,
+        }
         print(f"  {label:<55} {row['docs_s']:>10,.0f} docs/s {row['tokens_s']:>12,.0f} tok/s", flush=True)
         rows.append(row)
         return row
 
     print(f"{name}: {len(docs)} docs, {n_tokens:,} tokens (prompt included), {flops / n_tokens / 1e6:.1f} MFLOP/token")
     sizes = (8, 32) if smoke else (32, 64, 128, 256, 512)
-    raw_rows = [timed(f"raw encode, batch_size={bs}", lambda bs=bs: raw.encode_document(docs, batch_size=bs)) for bs in sizes]
+    raw_rows = [
+        timed(f"raw encode, batch_size={bs}", lambda bs=bs: raw.encode_document(docs, batch_size=bs)) for bs in sizes
+    ]
     best = max(raw_rows, key=lambda r: r["docs_s"])
     best["best_raw"] = True
     best_bs = int(best["contestant"].split("=")[1])
-    del raw
     with PromptEmbedder(model=path, device=device, engine="sentence-transformers", batch_size=best_bs) as old:
         timed(f"today's path (engine='sentence-transformers', batch_size={best_bs})", lambda: old.embed_documents(docs))
     budgets = (256, 2048) if smoke else (4096, 8192, 16384, 32768, 65536)
@@ -213,7 +222,9 @@ def bench_model(name: str, path: Path, *, device: str, smoke: bool, sizes: dict[
             row["default"] = budget == default_max_batch_tokens(device) or None
     with PromptEmbedder(model=path, device=device) as emb:
         if emb.max_batch_tokens not in budgets:
-            row = timed(f"new engine, default max_batch_tokens={emb.max_batch_tokens}", lambda: emb.embed_documents(docs))
+            row = timed(
+                f"new engine, default max_batch_tokens={emb.max_batch_tokens}", lambda: emb.embed_documents(docs)
+            )
             row["default"] = True
         got = emb.embed_documents(docs[:512])
     with PromptEmbedder(model=path, device=device, precision="float32") as f32:
@@ -236,12 +247,14 @@ def write_report(rows: list[dict], *, device_name: str, peak: float | None, matm
         "",
         f"{'SMOKE RUN (tiny sizes, not a measurement): ' if smoke else ''}`python benchmarks/gpu.py` on"
         f" {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {device_name}, torch {torch.__version__}, sentence-transformers"
-        f" {sentence_transformers.__version__}, {'float32 (no GPU)' if device_name == 'CPU' else 'bf16'}. Documents with the document prompt; FAQ answers plus 200-500-token"
-        " passages. MFU: model FLOPs / time against the datasheet dense bf16 peak"
+        f" {sentence_transformers.__version__}, {'float32 (no GPU)' if device_name == 'CPU' else 'bf16'}."
+        " Documents with the document prompt; FAQ answers plus 200-500-token passages. MFU: model FLOPs / time"
+        " against the datasheet dense bf16 peak"
         f" ({peak or 'n/a'} TFLOP/s) and against an 8192^3 bf16 matmul measured in this run"
         f" ({f'{matmul:.0f}' if matmul else 'n/a'} TFLOP/s).",
         "",
-        "| model | contestant | docs/s | tokens/s | vs raw encode (best batch) | MFU (datasheet / matmul) | min cos to fp32 |",
+        "| model | contestant | docs/s | tokens/s | vs raw encode (best batch) | MFU (datasheet / matmul) |"
+        " min cos to fp32 |",
         "|---|---|---|---|---|---|---|",
     ]
     for r in rows:

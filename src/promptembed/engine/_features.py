@@ -34,6 +34,9 @@ _PROBE_PROMPT = "probe | "
 _PROBE_TEXTS = ("", "Probe: Hello World, 123 -- ünïcödé?")
 _parity: weakref.WeakKeyDictionary[Any, dict[tuple[str | None, int | None], bool]] = weakref.WeakKeyDictionary()
 _parity_lock = threading.Lock()
+_extras: weakref.WeakKeyDictionary[Any, dict[tuple[str, str | None], dict[str, Any]]] = weakref.WeakKeyDictionary()
+#: Prompts whose ``preprocess`` extras are kept per model (titles make one prompt per document).
+_EXTRAS_KEPT = 256
 
 
 class Tokenized:
@@ -55,7 +58,11 @@ def mode_for(model: SentenceTransformer) -> Mode:
     """Which input path this model can take (before the parity check)."""
     first = _first(model)
     tokenizer = getattr(first, "tokenizer", None)
-    if tokenizer is None or not getattr(tokenizer, "is_fast", False) or not callable(getattr(first, "preprocess", None)):
+    if (
+        tokenizer is None
+        or not getattr(tokenizer, "is_fast", False)
+        or not callable(getattr(first, "preprocess", None))
+    ):
         return "st-loop"
     if any(type(m).__name__ == "Router" for m in model.modules()):
         return "st-loop"
@@ -123,8 +130,18 @@ def extras(model: SentenceTransformer, prompt: str, task: str | None) -> dict[st
     """The non-tensor entries ``preprocess`` adds for this prompt and task (``modality``, ``prompt_length``)."""
     import torch
 
+    with _parity_lock:
+        kept = _extras.setdefault(model, {})
+        found = kept.get((prompt, task))
+    if found is not None:
+        return dict(found)
     out = model.preprocess([""], prompt=prompt, **_task_kwargs(task))
-    return {key: value for key, value in out.items() if not isinstance(value, torch.Tensor)}
+    found = {key: value for key, value in out.items() if not isinstance(value, torch.Tensor)}
+    with _parity_lock:
+        if len(kept) >= _EXTRAS_KEPT:
+            kept.clear()
+        kept[(prompt, task)] = found
+    return dict(found)
 
 
 def check_parity(model: SentenceTransformer, task: str | None) -> bool:
@@ -154,9 +171,7 @@ def _compare(model: SentenceTransformer, task: str | None, limit: int | None) ->
         reference = model.preprocess(texts, prompt=_PROBE_PROMPT, **_task_kwargs(task))
         tokenized = tokenize(model, [_PROBE_PROMPT + t for t in texts])
         width = max(tokenized.lengths)
-        ours = build_features(
-            model, tokenized, np.arange(len(texts)), width, extras(model, _PROBE_PROMPT, task)
-        )
+        ours = build_features(model, tokenized, np.arange(len(texts)), width, extras(model, _PROBE_PROMPT, task))
     except Exception:  # any failure means: let sentence-transformers build the inputs
         return False
     if set(reference) != set(ours):

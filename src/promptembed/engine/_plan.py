@@ -27,7 +27,7 @@ class Batch:
     @property
     def padded_tokens(self) -> int:
         """Tokens the forward pass computes, padding included."""
-        return int(len(self.index)) * self.width
+        return len(self.index) * self.width
 
     def __repr__(self) -> str:
         return f"Batch(rows={len(self.index)}, width={self.width}, key={self.key!r})"
