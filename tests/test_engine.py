@@ -188,10 +188,14 @@ def test_truncate_dim_and_no_normalize_on_device(tiny_gemma_dir: Path) -> None:
 
 
 def test_truncation_count_comes_from_the_engine(tiny_bert_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
-    texts = ["word " * 100, "short", "word " * 31, "word " * 30]  # limit 32 tokens incl. [CLS]/[SEP]: 2 over
+    texts = ["hello world " * n for n in range(0, 40, 3)] + ["word " * 100, "short"]
+    st = _st(tiny_bert_dir)
+    # reference: tokenize without truncation and count the rows over the limit (today's path's own counter)
+    expected = engine.count_over_limit(st, texts)
+    assert 0 < expected < len(texts)
     with PromptEmbedder(model=tiny_bert_dir, device="cpu") as emb, caplog.at_level("WARNING", "promptembed"):
         emb.embed(texts)
-    assert "2 of 4 texts are longer than the model's max_seq_length (32 tokens" in caplog.text
+    assert f"{expected} of {len(texts)} texts are longer than the model's max_seq_length (32 tokens" in caplog.text
 
 
 def test_error_in_tokenizer_thread_reaches_the_caller_and_the_thread_ends(
