@@ -25,7 +25,7 @@ $(STAMP): $(SETUP_INPUTS)
 	$(PIP) install -q --upgrade pip
 	@# torch first, pinned: the CPU wheel that lies on local disk (a bare `torch` would pull a multi-GB CUDA build)
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e '.[train]' $(addprefix -e ,$(INTEGRATIONS)) -r requirements/dev.txt
+	$(PIP) install -q -e '.[train,ray]' $(addprefix -e ,$(INTEGRATIONS)) -r requirements/dev.txt
 	@touch $@
 
 demo: setup ## Run the main job on the bundled default model
@@ -48,6 +48,7 @@ bench: setup ## Side-by-side benchmarks vs the stock framework embedders, writes
 	$(PY) benchmarks/run.py
 	$(PY) benchmarks/stream.py
 	$(PY) benchmarks/engine.py
+	$(PY) benchmarks/scale.py
 
 clean: ## Remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -42,14 +42,14 @@ def timed(fn: Callable[[], object]) -> float:
 
 
 def replace_section(text: str, section: str, body: str) -> str:
-    """``text`` with ``section`` (up to the next ``## `` heading) replaced by ``body``, or ``body`` appended."""
-    if section in text:
-        before, _, rest = text.partition(section)
-        after = rest.split("\n## ", 1)[1] if "\n## " in rest else ""
-        text = before.rstrip() + "\n\n" + body.rstrip() + "\n" + ("\n## " + after if after else "")
-    else:
-        text = text.rstrip() + "\n\n" + body.rstrip() + "\n"
-    return text
+    """``text`` with ``section`` (up to the next ``## `` heading or ``<!--`` marker line) replaced by ``body``, or
+    ``body`` appended."""
+    if section not in text:
+        return text.rstrip() + "\n\n" + body.rstrip() + "\n"
+    before, _, rest = text.partition(section)
+    ends = [i for i in (rest.find("\n## "), rest.find("\n<!--")) if i >= 0]
+    after = rest[min(ends) + 1 :] if ends else ""
+    return before.rstrip() + "\n\n" + body.rstrip() + "\n" + ("\n" + after if after else "")
 
 
 def main() -> None:

@@ -60,7 +60,8 @@ def main() -> None:
     print(line)
     text = OUT.read_text(encoding="utf-8") if OUT.exists() else "# Benchmarks\n"
     before, _, rest = text.partition(SECTION)  # replace an earlier streaming result, keep every other section
-    after = "\n## " + rest.split("\n## ", 1)[1] if "\n## " in rest else ""
+    ends = [i for i in (rest.find("\n## "), rest.find("\n<!--")) if i >= 0]
+    after = "\n" + rest[min(ends) + 1 :] if ends else ""
     OUT.write_text(f"{before.rstrip()}\n\n{SECTION}\n\n{line}\n{after}", encoding="utf-8")
 
 

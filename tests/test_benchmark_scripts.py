@@ -31,6 +31,11 @@ def test_replace_section_keeps_every_other_section() -> None:
     assert replace(text, "## A", "## A\n\nnew a") == "# Benchmarks\n\nintro\n\n## A\n\nnew a\n\n## B\n\nold b\n"
     assert replace(text, "## B", "## B\n\nnew b") == "# Benchmarks\n\nintro\n\n## A\n\nold a\n\n## B\n\nnew b\n"
     assert replace(text, "## C", "## C\n\nc").endswith("## B\n\nold b\n\n## C\n\nc\n")
+    marked = "## A\n\nold a\n\n<!-- other: start -->\n## B\n\nb\n<!-- other: end -->\n"
+    assert (
+        replace(marked, "## A", "## A\n\nnew")
+        == "\n\n## A\n\nnew\n\n<!-- other: start -->\n## B\n\nb\n<!-- other: end -->\n"
+    )
 
 
 @pytest.mark.slow

@@ -27,7 +27,44 @@ def test_info_default_model_text(capsys: pytest.CaptureFixture[str]) -> None:
     assert "cpu_fast_paths   int8" in out
 
 
-def test_info_error_is_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["info", str(tmp_path / "missing")]) == 2
+def test_info_error_is_one_line_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["info", str(tmp_path / "missing")]) == 1
     err = capsys.readouterr().err
     assert err.startswith("promptembed: error: Model") and "tried the local folder" in err
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from promptembed import __version__
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"promptembed {__version__}"
+
+
+def test_usage_error_exits_2_on_stderr(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["info", "--no-such-option"])
+    assert exit_info.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "unrecognized arguments: --no-such-option" in captured.err
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["info", "--help"], ["embed", "--help"], ["finetune", "--help"]])
+def test_help_has_no_restructuredtext_markup(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: promptembed")
+    for markup in ("``", ":mod:", ":func:", ":class:", ":meth:"):
+        assert markup not in out, f"{markup!r} in {argv} help"
+
+
+def test_python_dash_m_runs_the_cli() -> None:
+    import subprocess
+    import sys
+
+    argv = [sys.executable, "-m", "promptembed", "--version"]
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    assert done.returncode == 0 and done.stdout.startswith("promptembed ")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import sqlite3
 import struct
 import threading
@@ -33,6 +34,9 @@ _SCHEMA = (
     "(key BLOB PRIMARY KEY, dim INTEGER NOT NULL, vec BLOB NOT NULL, crc INTEGER NOT NULL)"
 )
 _FILE = "vectors.sqlite3"
+# SQLite: a connection carried across fork() must not be used in the child (locking problems, corruption). A forked
+# child opens its own and keeps its copy of the parent's here, so that closing it cannot touch the parent's WAL.
+_FORKED_AWAY: list[sqlite3.Connection] = []
 
 
 def weights_fingerprint(model: Any) -> str:
@@ -99,9 +103,12 @@ class VectorCache:
     @property
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
+        if conn is not None and getattr(self._local, "pid", None) != os.getpid():
+            _FORKED_AWAY.append(conn)  # a forked child's copy of its parent's connection: never used nor closed
+            conn = None
         if conn is None:
             conn = self._connect()
-            self._local.conn = conn
+            self._local.conn, self._local.pid = conn, os.getpid()
         return conn
 
     @staticmethod
@@ -154,7 +161,10 @@ class VectorCache:
         """Close this thread's connection."""
         conn = getattr(self._local, "conn", None)
         if conn is not None:
-            conn.close()
+            if getattr(self._local, "pid", None) == os.getpid():
+                conn.close()
+            else:
+                _FORKED_AWAY.append(conn)
             self._local.conn = None
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
+import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
@@ -151,6 +152,7 @@ class PromptEmbedder:
             self.close()
             raise
         self._pool: dict[str, Any] | None = None
+        self._pool_pid = os.getpid()
         if pool_devices is not None:
             self._pool = self._entry.model.start_multi_process_pool(target_devices=pool_devices)
         self._model_arg = model
@@ -375,6 +377,15 @@ class PromptEmbedder:
 
     def _run(self, texts: list[str], *, role: Role | None, prompts: list[str]) -> np.ndarray:
         entry = self._require()
+        _registry.drain()  # a safe point: carry out releases queued by finalizers
+        _registry.prepare_forked_child()
+        if entry.unusable is not None:  # a forked child's copy of a model it must not use
+            raise PromptEmbedError(entry.unusable)
+        if self._pool is not None and self._pool_pid != os.getpid():
+            raise PromptEmbedError(
+                "This embedder's worker pool belongs to the parent process it was created in, and this is a forked "
+                "child; create the PromptEmbedder(device=[...]) in the child process instead."
+            )
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         if self._cache is None:
@@ -436,13 +447,16 @@ class PromptEmbedder:
         return self._entry
 
     def close(self) -> None:
-        """Release the shared model; the last embedder using it frees its memory (GPU memory too)."""
-        pool, self._pool = getattr(self, "_pool", None), None
-        if pool is not None:
-            from sentence_transformers import SentenceTransformer
+        """Release the shared model; the last embedder using it frees its memory (GPU memory too).
 
-            SentenceTransformer.stop_multi_process_pool(pool)
-        entry, self._entry = self._entry, None
+        An embedder dropped without ``close()`` is released too, but later: its finalizer only queues the release
+        (it must never wait for a lock), and the next embedder created, closed or embedding in the process carries
+        it out.
+        """
+        pool, self._pool = getattr(self, "_pool", None), None
+        if pool is not None and self._pool_pid == os.getpid():  # a forked child must not stop the parent's workers
+            _stop_pool(pool)
+        entry, self._entry = getattr(self, "_entry", None), None
         if entry is not None:
             _registry.release(entry)
         cache = getattr(self, "_cache", None)
@@ -458,9 +472,24 @@ class PromptEmbedder:
         self.close()
 
     def __del__(self) -> None:
-        with contextlib.suppress(Exception):  # interpreter shutdown may have torn down modules
-            self.close()
+        # A finalizer may run at any allocation, on any thread, even inside the registry: it must never block or
+        # take a lock, so it only queues the release (and the pool shutdown) for the registry's next safe point.
+        try:
+            pool, self._pool = self.__dict__.get("_pool"), None
+            if pool is not None and self.__dict__.get("_pool_pid") == os.getpid():
+                _registry.defer(partial(_stop_pool, pool))
+            entry, self._entry = self.__dict__.get("_entry"), None
+            if entry is not None:
+                _registry.release_later(entry)
+        except Exception:  # interpreter shutdown may have torn down modules (even contextlib)
+            pass
 
     def __repr__(self) -> str:
         state = "closed" if self._entry is None else f"device={self.device!r}, precision={self.precision!r}"
         return f"PromptEmbedder(model={self._source!r}, dimension={self.dimension}, {state})"
+
+
+def _stop_pool(pool: dict[str, Any]) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    SentenceTransformer.stop_multi_process_pool(pool)

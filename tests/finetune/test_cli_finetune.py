@@ -57,6 +57,6 @@ def test_pairs_then_finetune_then_eval(
 def test_finetune_cli_error_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert main(["finetune", str(empty), "--output", str(tmp_path / "m")]) == 2
+    assert main(["finetune", str(empty), "--output", str(tmp_path / "m")]) == 1
     err_lines = capsys.readouterr().err.strip().splitlines()  # progress bars first, then one error line
     assert err_lines[-1].startswith("promptembed: error: No readable documents in")

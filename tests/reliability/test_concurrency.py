@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -54,3 +55,24 @@ def test_asyncio_gather_of_64_calls(tiny_gemma_dir: Path) -> None:
     finally:
         lc.close()
         li.close()
+
+
+@pytest.mark.timeout(300)
+def test_long_texts_in_one_thread_do_not_break_another_threads_batch(tiny_bert_dir: Path) -> None:
+    """Counting over-long texts tokenizes with the shared tokenizer: it must not reset another thread's padding."""
+    long_texts = [" ".join(["permit"] * (40 + i)) for i in range(8)]  # over the tiny model's 32 tokens
+    mixed = [" ".join(["roof"] * (1 + 3 * i)) for i in range(8)]  # different lengths: batches need padding
+    with PromptEmbedder(model=tiny_bert_dir, batch_size=8) as emb:
+        want_long, want_mixed = emb.embed_documents(long_texts), emb.embed_queries(mixed)
+
+        def run(texts: list[str], fn: Callable[[list[str]], np.ndarray], want: np.ndarray) -> None:
+            for _ in range(40):
+                np.testing.assert_allclose(fn(texts), want, atol=2e-6, rtol=0)
+
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            futures = [
+                pool.submit(run, long_texts, emb.embed_documents, want_long),
+                pool.submit(run, mixed, emb.embed_queries, want_mixed),
+            ]
+            for f in futures:
+                f.result()

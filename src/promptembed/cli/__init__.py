@@ -1,7 +1,11 @@
-"""Command line: ``promptembed info [MODEL]`` (and the finetune commands, with the [train] extra).
+"""Command line of promptembed.
 
-One module per command: :mod:`promptembed.cli.info`, :mod:`promptembed.cli.finetune` (``finetune``, ``pairs``,
-``eval``).
+Commands:
+  info      a model's resolved prompts, dimension, device and dtype (--json for scripts)
+  embed     embed a JSONL/Parquet/CSV corpus into Parquet parts with a manifest; resumable; --ray for a cluster
+  finetune  finetune a model on your documents (needs the [train] extra); also pairs and eval
+
+Exit codes: 0 success, 1 the command failed (the error is printed on stderr), 2 a usage error.
 """
 
 from __future__ import annotations
@@ -15,25 +19,30 @@ __all__ = ["build_parser", "main"]
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``promptembed`` argument parser."""
-    from promptembed.cli import finetune, info
+    from promptembed import __version__
+    from promptembed.cli import embed, finetune, info
 
-    parser = argparse.ArgumentParser(prog="promptembed", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="promptembed", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--version", action="version", version=f"promptembed {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     info.add_command(sub)
+    embed.add_command(sub)
     finetune.add_commands(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit code. Errors of promptembed print one line, exit code 2."""
+    """Run the CLI; returns the exit code: 0 success, 1 a failed command (one line on stderr), 2 a usage error."""
     from promptembed.errors import PromptEmbedError
 
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)  # a usage error exits 2 here, argparse's convention
     try:
         return int(args.func(args))
     except PromptEmbedError as exc:
         print(f"promptembed: error: {exc}", file=sys.stderr)
-        return 2
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

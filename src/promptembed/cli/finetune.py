@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 __all__ = ["add_commands"]
@@ -30,6 +31,10 @@ def _finetune(args: argparse.Namespace) -> int:
         device=args.device,
         overwrite=args.overwrite,
     )
+    from promptembed.finetune.distributed import is_main_process
+
+    if not is_main_process():  # under torchrun / accelerate launch, rank 0 prints the summary
+        return 0 if result.improved else 1
     for name, ev in result.evaluations.items():
         b, t = ev["base"], ev["finetuned"]
         print(f"{name}: {b.n_queries} queries, {b.n_corpus} passages")
@@ -88,7 +93,9 @@ def _load_llm(spec: str) -> Any:
 
     module, _, attr = spec.partition(":")
     if not attr:
-        raise SystemExit(f"--llm must be 'module:attribute' (a chat model or callable), got {spec!r}")
+        print(f"promptembed: error: --llm must be 'module:attribute' (a chat model or callable), got {spec!r}",
+              file=sys.stderr)  # fmt: skip
+        raise SystemExit(2)  # a usage error
     return getattr(importlib.import_module(module), attr)
 
 

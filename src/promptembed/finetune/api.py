@@ -17,6 +17,7 @@ from typing import Any, Literal
 from promptembed import _loading
 from promptembed.errors import ConfigError
 from promptembed.finetune.chunking import Chunk, chunk_documents
+from promptembed.finetune.distributed import is_main_process, share_outcome, world_size
 from promptembed.finetune.documents import load_documents
 from promptembed.finetune.evaluate import RetrievalMetrics, evaluate_retrieval
 from promptembed.finetune.pairs import DEFAULT_STRATEGIES, generate_pairs
@@ -87,7 +88,7 @@ def _preflight(output: Path, overwrite: bool, base_source: str) -> None:
         raise ConfigError(f"Output folder {output} already exists; pass overwrite=True (--overwrite) or another path")
     if not parent.exists():
         try:
-            parent.mkdir(parents=True)
+            parent.mkdir(parents=True, exist_ok=True)  # several ranks may create it at once
         except OSError as exc:
             raise ConfigError(f"Cannot create the output's parent folder {parent}: {exc}") from exc
     if not os.access(parent, os.W_OK):
@@ -269,18 +270,22 @@ def finetune(
         evals["eval_queries"] = load_eval_queries(eval_queries)
     if not evals:
         raise ConfigError("Nothing to evaluate on: give more documents (for held-out chunks) or eval_queries=")
-    before = {name: evaluate_retrieval(model, *ev, name=name, progress=progress) for name, ev in evals.items()}
+    main = is_main_process()  # under torchrun / accelerate launch only rank 0 evaluates, reports and saves
+    before = {name: evaluate_retrieval(model, *ev, name=name, progress=progress) for name, ev in evals.items() if main}
 
     dimension = int(model.get_embedding_dimension() or 0)
     dims = detect_matryoshka_dims(source if is_local else None, dimension)
     work_dir.mkdir(exist_ok=True)
-    (work_dir / "run.json").write_text(json.dumps({"base": source, "rows": len(rows), "seed": seed}))
+    if main:
+        (work_dir / "run.json").write_text(json.dumps({"base": source, "rows": len(rows), "seed": seed}))
     train_metrics = train_model(
         model, rows, loss=chosen_loss, work_dir=work_dir, epochs=epochs, batch_size=batch_size,
         learning_rate=learning_rate, seed=seed, matryoshka_dims=dims, max_steps=max_steps, save_steps=save_steps,
         resume=resume, progress=progress,
     )  # fmt: skip
     model.prompts = prompts  # the trainer must not change the prompts the model was trained with
+    if not main:
+        return _result_from_rank0(output, skipped)
     after = {name: evaluate_retrieval(model, *ev, name=name, progress=progress) for name, ev in evals.items()}
     evaluations = {name: {"base": before[name], "finetuned": after[name]} for name in evals}
     head = _headline(evaluations)
@@ -310,7 +315,8 @@ def finetune(
                 "pair_stats": pair_stats,
             },
             "training": {"loss": chosen_loss, "matryoshka_dims": dims, "epochs": epochs, "batch_size": batch_size,
-                         "learning_rate": learning_rate, "seed": seed, "metrics": train_metrics},
+                         "learning_rate": learning_rate, "seed": seed, "metrics": train_metrics,
+                         "processes": world_size()},
             "prompts": prompts,
             "seconds": round(time.time() - started, 1),
         }  # fmt: skip
@@ -329,9 +335,11 @@ def finetune(
             shutil.rmtree(old, ignore_errors=True)
         else:
             tmp.rename(output)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        share_outcome(f"rank 0 failed to save the model: {exc!r}")  # the other ranks raise it too
         raise
+    share_outcome(None)  # the other ranks now read the saved report
     shutil.rmtree(work_dir, ignore_errors=True)
     result.report_md, result.plot = output / "report.md", output / "before_after.png"
     if not improved:
@@ -363,3 +371,24 @@ def _write_card(
             f"- {name}: nDCG@10 {b.ndcg_at_10:.4f} -> {t.ndcg_at_10:.4f}, MRR@10 {b.mrr_at_10:.4f} -> {t.mrr_at_10:.4f}"
         )
     (folder / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _result_from_rank0(output: Path, skipped: list[dict[str, str]]) -> FinetuneResult:
+    """On a rank other than 0: wait for rank 0's save, then return the same result, read from its report."""
+    error = share_outcome(None)
+    if error is not None:
+        raise ConfigError(error)
+    report = json.loads((output / "report.json").read_text(encoding="utf-8"))
+    evaluations = {
+        name: {side: RetrievalMetrics(**metrics) for side, metrics in ev.items()}
+        for name, ev in report["evaluations"].items()
+    }
+    return FinetuneResult(
+        output=output,
+        evaluations=evaluations,
+        improved=bool(report["improved"]),
+        train_pairs=int(report["data"]["train_pairs"]),
+        skipped=skipped,
+        report_md=output / "report.md",
+        plot=output / "before_after.png",
+    )

@@ -97,6 +97,7 @@ def train_model(
         seed=seed,
         data_seed=seed,
         bf16=bool(on_gpu and torch.cuda.is_bf16_supported()),
+        use_cpu=str(model.device) == "cpu",  # under torchrun on CPU: DDP over gloo (accelerate's MULTI_CPU)
         fp16=False,
         batch_sampler=sampler,
         prompts=column_prompts or None,

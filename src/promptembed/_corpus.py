@@ -1,0 +1,325 @@
+"""Corpus files for ``promptembed embed``: deterministic parts, row checks, and a crash-safe output folder.
+
+The input (a JSONL/Parquet/CSV file, or a folder of them) is cut into parts of ``part_rows`` rows, file by file in
+sorted order, by one scan that also checks every row. A part's name comes from its file's index and its own
+index, so a rerun on the same input makes the same parts. Each part is written to a temporary name, flushed to
+disk and renamed into place, so a part file that exists is complete; ``_job.json`` (the inputs and options) is
+written before the first part and ``_manifest.json`` after the last. A rerun with the same inputs and options
+keeps the finished parts and embeds only the missing ones; a SIGKILL at any point loses at most the parts in
+flight.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from promptembed._tables import BadRow, TableJob, bad_value
+from promptembed.errors import ConfigError, InputError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+__all__ = ["OutputFolder", "PartSpec", "find_inputs", "read_part", "scan"]
+
+FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".csv": "csv"}
+JOB_FILE, MANIFEST_FILE = "_job.json", "_manifest.json"  # "_": Parquet readers of the folder skip them
+
+
+@dataclass(frozen=True)
+class PartSpec:
+    """One part: rows ``[start, start + n_rows)`` of one input file, and which of them are skipped."""
+
+    name: str
+    path: str
+    fmt: str
+    start: int  # first row (Parquet) or byte offset of the first row (JSONL, CSV)
+    n_rows: int
+    first_line: int  # line (JSONL) / data row (CSV, Parquet) number of the first row, 1-based
+    skip: tuple[int, ...] = ()
+    bad: tuple[BadRow, ...] = field(default=(), compare=False)
+    header: tuple[str, ...] = ()
+
+    @property
+    def n_good(self) -> int:
+        """Rows this part contributes to the output."""
+        return self.n_rows - len(self.skip)
+
+
+def find_inputs(path: str | Path) -> list[Path]:
+    """The input files: ``path`` itself, or the .jsonl/.ndjson/.parquet/.csv files under a folder, sorted."""
+    p = Path(path)
+    if p.is_file():
+        if p.suffix.lower() not in FORMATS:
+            raise ConfigError(f"Input {p} is not a {'/'.join(FORMATS)} file; convert it or pass a folder of them")
+        return [p]
+    if not p.is_dir():
+        raise ConfigError(f"Input {p} does not exist; pass a JSONL/Parquet/CSV file or a folder of them")
+    files = sorted(
+        f
+        for f in p.rglob("*")
+        if f.is_file() and f.suffix.lower() in FORMATS and not any(s.startswith(".") for s in f.relative_to(p).parts)
+    )
+    if not files:
+        raise ConfigError(f"No {'/'.join(FORMATS)} files in {p}")
+    return files
+
+
+class _Lines:
+    """Decoded lines of a binary file that remember the byte offset after the last line handed out."""
+
+    def __init__(self, f: IO[bytes], where: str) -> None:
+        self._f, self.pos, self.line, self._where = f, f.tell(), 0, where
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        raw = self._f.readline()
+        if not raw:
+            raise StopIteration
+        self.pos += len(raw)
+        self.line += 1
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InputError(
+                f"{self._where}: line {self.line} is not UTF-8 ({exc.reason}); re-encode the file"
+            ) from None
+
+
+def _jsonl_rows(lines: _Lines, where: str) -> Iterator[tuple[int, int, object]]:
+    """(byte offset, line number, parsed value or an error string) for each non-blank line."""
+    while True:
+        pos = lines.pos
+        try:
+            text = next(lines)
+        except StopIteration:
+            return
+        if not text.strip():
+            continue
+        try:
+            yield pos, lines.line, json.loads(text)
+        except json.JSONDecodeError as exc:
+            yield pos, lines.line, _Invalid(f"not valid JSON ({exc.msg})")
+
+
+@dataclass(frozen=True)
+class _Invalid:
+    reason: str
+
+
+def _csv_rows(lines: _Lines, header: list[str]) -> Iterator[tuple[int, int, object]]:
+    reader = csv.reader(lines)
+    n = 0
+    while True:
+        pos = lines.pos
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        n += 1
+        if len(cells) != len(header):
+            yield pos, n, _Invalid(f"has {len(cells)} cells, the header has {len(header)}")
+        else:
+            yield pos, n, dict(zip(header, cells, strict=True))
+
+
+def _row_problem(value: object, job: TableJob) -> str | None:
+    if isinstance(value, _Invalid):
+        return value.reason
+    if not isinstance(value, dict):
+        return f"is a JSON {type(value).__name__}, not an object"
+    if job.column not in value:
+        return f"has no {job.column!r} field (its fields: {sorted(value)})"
+    reason = bad_value(value.get(job.column), column=job.column)
+    if reason is None and job.title_column:
+        reason = bad_value(value.get(job.title_column), column=job.title_column, allow_none=True)
+    return reason
+
+
+def _bad(job: TableJob, where: str, n: int, row: object, reason: str) -> BadRow:
+    ident = row.get(job.id_column) if job.id_column and isinstance(row, dict) else None
+    label = f"{job.id_column}={ident!r}" if ident is not None else f"{where} {n}"
+    if job.on_bad_row == "fail":
+        raise InputError(
+            f"Row {label} ({where} {n}): {reason}; fix that row, or pass --on-bad-row skip to skip bad rows and "
+            "report their ids"
+        )
+    return BadRow(row=label, reason=reason)
+
+
+def scan(files: list[Path], job: TableJob, part_rows: int, *, root: Path) -> Iterator[PartSpec]:
+    """Cut the input into parts and check every row (raises on the first bad row when ``on_bad_row='fail'``)."""
+    for fi, path in enumerate(files):
+        rel = path.relative_to(root).as_posix() if path != root else path.name
+        fmt = FORMATS[path.suffix.lower()]
+        if fmt == "parquet":
+            yield from _scan_parquet(fi, path, rel, job, part_rows)
+            continue
+        with path.open("rb") as f:
+            lines = _Lines(f, rel)
+            header: list[str] = []
+            if fmt == "csv":
+                header = next(csv.reader(lines), [])
+                if not header:
+                    continue
+                job.check_columns(header)
+            rows = _jsonl_rows(lines, rel) if fmt == "jsonl" else _csv_rows(lines, header)
+            where = f"{rel} {'line' if fmt == 'jsonl' else 'row'}"
+            k, start, first, n, skip, bad = 0, 0, 0, 0, [], []
+            for pos, number, row in rows:
+                if n == 0:
+                    start, first = pos, number
+                problem = _row_problem(row, job)
+                if problem is not None:
+                    skip.append(n)
+                    bad.append(_bad(job, where, number, row, problem))
+                n += 1
+                if n == part_rows:
+                    yield PartSpec(f"part-{fi:05d}-{k:06d}", str(path), fmt, start, n, first, tuple(skip), tuple(bad),
+                                   tuple(header))  # fmt: skip
+                    k, n, skip, bad = k + 1, 0, [], []
+            if n:
+                yield PartSpec(f"part-{fi:05d}-{k:06d}", str(path), fmt, start, n, first, tuple(skip), tuple(bad),
+                               tuple(header))  # fmt: skip
+
+
+def _scan_parquet(fi: int, path: Path, rel: str, job: TableJob, part_rows: int) -> Iterator[PartSpec]:
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(path)
+    job.check_columns(pf.schema_arrow.names)
+    cols = [c for c in (job.column, job.title_column, job.id_column) if c]
+    total = pf.metadata.num_rows
+    batches = pf.iter_batches(batch_size=part_rows, columns=list(dict.fromkeys(cols)))
+    buffer: list[dict[str, Any]] = []
+    start = 0
+    for k in range((total + part_rows - 1) // part_rows):
+        while len(buffer) < min(part_rows, total - start):
+            buffer.extend(next(batches).to_pylist())
+        rows, buffer = buffer[:part_rows], buffer[part_rows:]
+        skip, bad = [], []
+        for i, row in enumerate(rows):
+            problem = _row_problem(row, job)
+            if problem is not None:
+                skip.append(i)
+                bad.append(_bad(job, f"{rel} row", start + i + 1, row, problem))
+        yield PartSpec(f"part-{fi:05d}-{k:06d}", str(path), "parquet", start, len(rows), start + 1, tuple(skip),
+                       tuple(bad))  # fmt: skip
+        start += len(rows)
+
+
+def read_part(spec: PartSpec) -> pa.Table:
+    """The good rows of one part, every column kept (JSONL/CSV values as parsed; Parquet types as stored)."""
+    import pyarrow as pa
+
+    if spec.fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        pf = pq.ParquetFile(spec.path)
+        tables, seen = [], 0
+        for g in range(pf.metadata.num_row_groups):
+            size = pf.metadata.row_group(g).num_rows
+            if seen + size > spec.start and seen < spec.start + spec.n_rows:
+                tables.append((seen, pf.read_row_group(g)))
+            seen += size
+        table = pa.concat_tables([t for _, t in tables]).slice(spec.start - tables[0][0], spec.n_rows)
+        keep = sorted(set(range(spec.n_rows)) - set(spec.skip))
+        return table if len(keep) == spec.n_rows else table.take(pa.array(keep, type=pa.int64()))
+    skip = set(spec.skip)
+    with open(spec.path, "rb") as f:
+        f.seek(spec.start)
+        lines = _Lines(f, spec.path)
+        rows_iter = _jsonl_rows(lines, spec.path) if spec.fmt == "jsonl" else _csv_rows(lines, list(spec.header))
+        rows: list[dict[str, Any]] = []
+        for i, (_, _, row) in enumerate(rows_iter):
+            if i == spec.n_rows:
+                break
+            if i not in skip and isinstance(row, dict):
+                rows.append(row)
+    names = list(dict.fromkeys(k for r in rows for k in r)) or list(spec.header)
+    try:
+        return pa.table({k: [r.get(k) for r in rows] for k in names})
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise InputError(
+            f"{spec.path} (part {spec.name}, rows from {spec.first_line}): a column mixes types ({exc}); "
+            "give each column one type"
+        ) from None
+
+
+def _fsync_write(path: Path, write: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with tmp.open("wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+@dataclass
+class OutputFolder:
+    """The output folder's commit protocol (see the module docstring)."""
+
+    path: Path
+
+    def prepare(self, job_info: dict[str, Any], *, overwrite: bool) -> set[str]:
+        """Create or reuse the folder; returns the names of finished parts that a rerun keeps."""
+        p = self.path
+        if p.exists() and not p.is_dir():
+            raise ConfigError(f"--output {p} is a file; give a folder path")
+        if p.exists() and any(p.iterdir()):
+            ours = (p / JOB_FILE).is_file()
+            if overwrite:
+                if not ours:
+                    raise ConfigError(
+                        f"--output {p} is not empty and is not a promptembed embed output (no {JOB_FILE}); "
+                        "refusing to delete it with --overwrite: choose an empty or new folder"
+                    )
+                shutil.rmtree(p)
+            elif (p / MANIFEST_FILE).is_file():
+                raise ConfigError(f"--output {p} already holds a finished job; pass --overwrite to replace it")
+            elif not ours:
+                raise ConfigError(f"--output {p} is not empty; choose a new folder, or an empty one")
+            else:
+                before = json.loads((p / JOB_FILE).read_text(encoding="utf-8"))
+                if before != job_info:
+                    changed = sorted(k for k in set(before) | set(job_info) if before.get(k) != job_info.get(k))
+                    raise ConfigError(
+                        f"--output {p} holds an unfinished job with other {', '.join(changed)}; rerun with the same "
+                        "input and options to resume it, or pass --overwrite to start over"
+                    )
+        p.mkdir(parents=True, exist_ok=True)
+        for leftover in p.glob(".*.tmp-*"):  # parts in flight when a previous run was killed
+            leftover.unlink(missing_ok=True)
+        if not (p / JOB_FILE).is_file():
+            self.write_json(JOB_FILE, job_info)
+        return {f.stem for f in p.glob("part-*.parquet")}
+
+    def write_part(self, name: str, table: pa.Table) -> Path:
+        """Write one part atomically: a temporary file, flushed, renamed to ``<name>.parquet``."""
+        import pyarrow.parquet as pq
+
+        final = self.path / f"{name}.parquet"
+        _fsync_write(final, lambda f: pq.write_table(table, f))
+        return final
+
+    def write_json(self, name: str, data: dict[str, Any]) -> None:
+        """Write a JSON file atomically."""
+        text = json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n"
+        _fsync_write(self.path / name, lambda f: f.write(text.encode("utf-8")))
+
+
+def spec_dict(spec: PartSpec) -> dict[str, Any]:
+    """JSON-ready part summary for the manifest."""
+    return {"name": spec.name, "file": spec.path, "rows": spec.n_good, "skipped": len(spec.skip)}

@@ -1,0 +1,283 @@
+"""``promptembed embed INPUT --output OUT``: embed a corpus into Parquet parts plus a manifest, resumably.
+
+In this process (the default) each part is read, embedded by one PromptEmbedder and written before the next is
+read, so memory holds one part; with ``--ray`` the parts are read by Ray tasks on the node that runs this command,
+embedded by :func:`promptembed.ray.embed_dataset` actors anywhere on the cluster, and written here. Both paths
+run the same per-table step (``promptembed._tables.embed_table``), so their outputs are identical.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from promptembed._corpus import JOB_FILE, MANIFEST_FILE, OutputFolder, PartSpec, find_inputs, read_part, scan, spec_dict
+from promptembed._tables import TableJob, embed_table
+from promptembed.errors import ConfigError, MissingExtraError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from promptembed.embedder import PromptEmbedder
+
+__all__ = ["add_command"]
+
+_PART_COLUMN = "__promptembed_part"
+_DESCRIPTION = """\
+Embed a corpus into Parquet parts (every input column kept, plus the vector column) and a _manifest.json that
+states which model, prompt, dimension and dtype made the vectors.
+
+INPUT is a .jsonl/.parquet/.csv file or a folder of them. Without --ray the job runs in this process, one part
+in memory at a time; with --ray it runs on a Ray cluster (input read and output written on this machine).
+A rerun after a crash keeps the finished parts and embeds only the missing ones; a finished output is only
+replaced with --overwrite. A row whose text is not a string fails the job (default, naming the row and the
+column) or, with --on-bad-row skip, is left out and listed in _manifest.json.
+"""
+
+
+def _weights_sha256(source: str) -> str | None:
+    """SHA-256 over a local model folder's weight files (names and bytes); ``None`` for a hub id."""
+    folder = Path(source)
+    if not folder.is_dir():
+        return None
+    digest = hashlib.sha256()
+    for f in sorted(p for p in folder.rglob("*") if p.suffix in (".safetensors", ".bin") and p.is_file()):
+        digest.update(f.relative_to(folder).as_posix().encode() + b"\0")
+        with f.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 22), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def _describe_options(options: dict[str, Any], job: TableJob) -> dict[str, Any]:
+    """:func:`_describe` of a PromptEmbedder built from ``options`` (run as a Ray task, where the actors run)."""
+    from promptembed.embedder import PromptEmbedder
+
+    with PromptEmbedder(**{**options, "show_progress_bar": False}) as emb:
+        return _describe(emb, options, job)
+
+
+def _describe(emb: PromptEmbedder, options: dict[str, Any], job: TableJob) -> dict[str, Any]:
+    """Model identity, the prompt used, dimension and dtype, as the embedding side resolves them."""
+    if job.role == "query":
+        prompt = emb.query_prompt
+    elif job.role == "document":
+        prompt = emb.document_prompt
+    else:
+        prompt = emb.prompts.get(job.prompt_name or "", "")
+        emb.embed([""], prompt_name=job.prompt_name)  # an unknown prompt name fails here, before any part
+    return {
+        "model": {"given": options["model"], "source": emb.model_source, "revision": options["revision"],
+                  "weights_sha256": _weights_sha256(emb.model_source)},
+        "prompt": {"role": job.role, "prompt_name": job.prompt_name, "text": prompt,
+                   "title_column": job.title_column, "title_slot": emb.has_title_slot},
+        "dimension": emb.dimension, "dtype": emb.precision, "device": emb.device,
+    }  # fmt: skip
+
+
+def _embed_in_process(
+    specs: list[PartSpec], out: OutputFolder, job: TableJob, options: dict[str, Any], bar: Any
+) -> dict[str, Any]:
+    from promptembed.embedder import PromptEmbedder
+
+    with PromptEmbedder(**{**options, "show_progress_bar": False}) as emb:
+        info = _describe(emb, options, job)
+        for spec in specs:
+            table = read_part(spec)
+            if spec.n_good:  # a part whose rows were all skipped is written as read: no rows
+                table, _ = embed_table(emb, table, job)
+            out.write_part(spec.name, table)
+            bar.update(spec.n_rows)
+    return info
+
+
+def _embed_on_ray(
+    specs: list[PartSpec], out: OutputFolder, job: TableJob, options: dict[str, Any], args: argparse.Namespace, bar: Any
+) -> dict[str, Any]:
+    from promptembed.ray import embed_dataset, require_ray
+
+    ray = require_ray()
+    started_here = not ray.is_initialized()
+    if started_here:
+        try:
+            ray.init(address=None if args.ray == "local" else args.ray, log_to_driver=False)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise ConfigError(
+                f"--ray {args.ray}: could not connect to a Ray cluster ({exc}); start one with `ray start --head`, "
+                "pass its address (ray://HOST:10001), or use --ray local for a one-machine instance"
+            ) from None
+    try:
+        here = {"ray.io/node-id": ray.get_runtime_context().get_node_id()}  # this node's built-in label
+        describe = ray.remote(num_gpus=args.gpus_per_worker, num_cpus=args.cpus_per_worker or 1)(_describe_options)
+        info: dict[str, Any] = ray.get(describe.remote(options, job))  # resolved where the actors run
+        ctx = ray.data.DataContext.get_current()
+        ctx.execution_options.preserve_order = True
+        items = ray.data.from_items([{"i": i} for i in range(len(specs))], override_num_blocks=max(1, len(specs)))
+        parts = items.map_batches(
+            lambda one: _read_indexed(specs, one), batch_size=1, batch_format="pyarrow", label_selector=here, num_cpus=0
+        )  # read on this node (INPUT only has to exist here), with no CPU reserved: actors may hold every CPU
+        embedded = embed_dataset(
+            parts, column=job.column, role=job.role, prompt_name=job.prompt_name, title_column=job.title_column,
+            output_column=job.output_column, id_column=job.id_column, on_bad_row=job.on_bad_row,
+            dtype=options["precision"], model=options["model"], truncate_dim=options["truncate_dim"],
+            prompts=options["prompts"], revision=options["revision"], trust_remote_code=options["trust_remote_code"],
+            allow_pickle=options["allow_pickle"], batch_size=None, model_batch_size=args.batch_size,
+            concurrency=args.workers,
+            num_gpus=args.gpus_per_worker, num_cpus=args.cpus_per_worker,
+        )  # fmt: skip
+        pending: dict[int, list[pa.Table]] = {}
+        got: dict[int, int] = {}
+        for batch in embedded.iter_batches(batch_size=None, batch_format="pyarrow"):
+            for i, piece in _split_by_part(batch):
+                pending.setdefault(i, []).append(piece)
+                got[i] = got.get(i, 0) + piece.num_rows
+                if got[i] == specs[i].n_good:
+                    out.write_part(specs[i].name, _restore(pending.pop(i), specs[i]))
+                    bar.update(specs[i].n_rows)
+        for spec in specs:  # parts whose rows were all skipped never reach iter_batches: written as read
+            if spec.n_good == 0:
+                out.write_part(spec.name, _restore([], spec))
+        return info
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def _read_indexed(specs: list[PartSpec], one: pa.Table) -> pa.Table:
+    import pyarrow as pa
+
+    index = one.column("i")[0].as_py()
+    table = read_part(specs[index])
+    return table.append_column(_PART_COLUMN, pa.array([index] * table.num_rows, type=pa.int64()))
+
+
+def _split_by_part(batch: pa.Table) -> list[tuple[int, pa.Table]]:
+    import pyarrow.compute as pc
+
+    ids = batch.column(_PART_COLUMN)
+    return [(int(i), batch.filter(pc.equal(ids, i))) for i in pc.unique(ids).to_pylist()]
+
+
+def _restore(pieces: list[pa.Table], spec: PartSpec) -> pa.Table:
+    """The part as the in-process path writes it: input columns with their read types, then the vectors."""
+    import pyarrow as pa
+
+    schema = read_part(spec).schema
+    if not pieces:
+        return pa.table({n: pa.array([], type=t) for n, t in zip(schema.names, schema.types, strict=True)})
+    table = pa.concat_tables(pieces).drop_columns([_PART_COLUMN])
+    vec_field = table.schema.field(table.schema.names[-1])
+    return table.cast(pa.schema([*schema, vec_field]))
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError as exc:
+        raise MissingExtraError(
+            "promptembed embed writes Parquet and needs pyarrow: pip install pyarrow (or 'promptembed[ray]')"
+        ) from exc
+    from tqdm.auto import tqdm
+
+    started = time.time()
+    job = TableJob(column=args.column, role=None if args.prompt_name else args.role, prompt_name=args.prompt_name,
+                   title_column=args.title_column, output_column=args.output_column, id_column=args.id_column,
+                   on_bad_row=args.on_bad_row)  # fmt: skip
+    from promptembed._inputs import check_int
+
+    check_int("--part-rows", args.part_rows, minimum=1)
+    check_int("--batch-size", args.batch_size, minimum=1)
+    check_int("--workers", args.workers, minimum=1)
+    if not args.ray and (args.workers != 1 or args.gpus_per_worker or args.cpus_per_worker is not None):
+        raise ConfigError("--workers, --gpus-per-worker and --cpus-per-worker need --ray (auto, ADDRESS or local)")
+    root = Path(args.input).resolve()
+    files = find_inputs(root)
+    options = {"model": args.model, "device": args.device, "precision": args.dtype, "truncate_dim": args.truncate_dim,
+               "normalize": True, "prompts": None, "revision": args.revision, "batch_size": args.batch_size,
+               "trust_remote_code": args.trust_remote_code, "allow_pickle": False}  # fmt: skip
+    job_info = {
+        "inputs": [{"path": str(f), "bytes": f.stat().st_size, "mtime_ns": f.stat().st_mtime_ns} for f in files],
+        "job": {k: getattr(job, k) for k in TableJob.__dataclass_fields__},
+        "embedder": {k: v for k, v in options.items() if k not in ("device", "batch_size")},
+        "part_rows": args.part_rows,
+    }
+    out = OutputFolder(Path(args.output).resolve())
+    specs = list(scan(files, job, args.part_rows, root=root if root.is_dir() else root.parent))
+    done = out.prepare(job_info, overwrite=args.overwrite)
+    todo = [s for s in specs if s.name not in done]
+    total = sum(s.n_rows for s in specs)
+    with tqdm(total=total, initial=total - sum(s.n_rows for s in todo), unit="row", desc="embedding") as bar:
+        if args.ray:
+            info = _embed_on_ray(todo, out, job, options, args, bar)
+        else:
+            info = _embed_in_process(todo, out, job, options, bar)
+    skipped = [b.to_dict() for s in specs for b in s.bad]
+    manifest = {
+        "format": "promptembed-embeddings/1",
+        **info,
+        "precision": "float32",
+        "normalize": True,
+        "truncate_dim": args.truncate_dim,
+        "vector_column": job.output_column,
+        "vector_type": f"fixed_size_list<float32>[{info['dimension']}]",
+        "rows": sum(s.n_good for s in specs),
+        "input_rows": total,
+        "skipped_rows": skipped,
+        "parts": [spec_dict(s) for s in specs],
+        "resumed_parts": sorted(done & {s.name for s in specs}),
+        "engine": f"ray ({args.ray}, {args.workers} workers)" if args.ray else "in-process",
+        "seconds": round(time.time() - started, 1),
+    }
+    out.write_json(MANIFEST_FILE, manifest)
+    print(f"{manifest['rows']} rows embedded into {len(specs)} parts in {out.path} ({MANIFEST_FILE}, {JOB_FILE})")
+    if skipped:
+        shown = ", ".join(s["row"] for s in skipped[:20])
+        print(f"skipped {len(skipped)} bad row(s): {shown}{' ...' if len(skipped) > 20 else ''} (see {MANIFEST_FILE})")
+    return 0
+
+
+def add_command(sub: Any) -> None:  # argparse's _SubParsersAction is private
+    """Register ``embed`` on the ``promptembed`` parser."""
+    p = sub.add_parser(
+        "embed",
+        help="embed a corpus (JSONL/Parquet/CSV) into Parquet parts with a manifest; resumable; --ray for a cluster",
+        description=_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("input", help="a .jsonl/.parquet/.csv file, or a folder of them")
+    p.add_argument("--output", "-o", required=True, help="folder for the Parquet parts, _job.json and _manifest.json")
+    p.add_argument("--model", default=None, help="model folder or hub id (default: bundled all-MiniLM-L6-v2)")
+    p.add_argument("--column", default="text", help="text column (default: text)")
+    p.add_argument("--id-column", default=None, help="column that names rows in errors and skip reports")
+    p.add_argument("--title-column", default=None, help="titles for a document prompt with a title slot")
+    p.add_argument("--role", default="document", choices=["document", "query"], help="prompt role (default: document)")
+    p.add_argument("--prompt-name", default=None, help="a named prompt of the model instead of a role (e.g. STS)")
+    p.add_argument("--output-column", default="embedding", help="vector column name (default: embedding)")
+    p.add_argument(
+        "--on-bad-row",
+        default="fail",
+        choices=["fail", "skip"],
+        help="a row whose text is not a string: fail the job (default), or skip it and report it",
+    )
+    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16", "int8"],
+                   help="weight dtype (default: auto = float32 on CPU, bfloat16 on CUDA)")  # fmt: skip
+    p.add_argument("--truncate-dim", type=int, default=None, help="Matryoshka dimension to keep")
+    p.add_argument("--batch-size", type=int, default=32, help="texts per forward pass (default: 32)")
+    p.add_argument("--part-rows", type=int, default=10_000, help="rows per output part (default: 10000)")
+    p.add_argument("--device", default="auto", help="in-process device (default: auto)")
+    p.add_argument("--revision", default=None, help="hub revision of the model")
+    p.add_argument("--trust-remote-code", action="store_true", help="run code shipped with a hub model")
+    p.add_argument("--overwrite", action="store_true", help="replace a finished (or different) job in --output")
+    p.add_argument(
+        "--ray",
+        default=None,
+        metavar="auto|ADDRESS|local",
+        help="run on Ray: auto (the running cluster), ADDRESS (ray://host:10001), local (start one)",
+    )
+    p.add_argument("--workers", type=int, default=1, help="Ray actors, one model each (default: 1)")
+    p.add_argument("--gpus-per-worker", type=float, default=0, help="GPUs per Ray actor (default: 0)")
+    p.add_argument("--cpus-per-worker", type=float, default=None, help="CPUs per Ray actor (default: Ray's 1)")
+    p.set_defaults(func=_run)

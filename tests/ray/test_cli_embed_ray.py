@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from promptembed.cli import main
+
+
+def test_cli_in_process_and_ray_outputs_are_identical(ray_cluster: Any, tmp_path: Path, tiny_gemma_dir: Path) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    with (src / "a.jsonl").open("w") as f:
+        for i in range(30):
+            text = None if i == 7 else f"Row {i}: a passage about planet number {i}"
+            f.write(json.dumps({"id": i, "text": text, "title": f"T{i}" if i % 2 else None}) + "\n")
+    table = pa.table({"id": list(range(100, 112)), "text": [f"Parquet row {i}" for i in range(12)]})
+    pq.write_table(table, src / "b.parquet", row_group_size=5)
+    common = ["embed", str(src), "--model", str(tiny_gemma_dir), "--id-column", "id", "--part-rows", "8",
+              "--on-bad-row", "skip"]  # fmt: skip
+    assert main([*common, "-o", str(tmp_path / "local")]) == 0
+    assert main([*common, "-o", str(tmp_path / "ray"), "--ray", "auto", "--workers", "1"]) == 0
+
+    local = sorted(p.name for p in (tmp_path / "local").glob("part-*.parquet"))
+    assert local == sorted(p.name for p in (tmp_path / "ray").glob("part-*.parquet")) and len(local) == 6
+    for name in local:
+        a, b = pq.read_table(tmp_path / "local" / name), pq.read_table(tmp_path / "ray" / name)
+        assert a.schema == b.schema and a.equals(b), name  # same columns, types, rows, order and vector bytes
+    m_local, m_ray = (json.loads((tmp_path / d / "_manifest.json").read_text()) for d in ("local", "ray"))
+    assert m_local["engine"] == "in-process" and m_ray["engine"].startswith("ray (auto")
+    for m in (m_local, m_ray):
+        del m["engine"], m["seconds"]
+    assert m_local == m_ray
+    assert m_ray["rows"] == 41 and m_ray["skipped_rows"] == [
+        {"row": "id=7", "reason": "column 'text' is NoneType (None), not str"}
+    ]

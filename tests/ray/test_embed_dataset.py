@@ -1,0 +1,116 @@
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from promptembed import PromptEmbedder
+from promptembed import ray as pe_ray
+from promptembed.errors import ConfigError
+from promptembed.ray import embed_dataset
+
+ray = pytest.importorskip("ray")
+
+TEXTS = [f"Passage {i}: the {['red', 'ringed', 'gas', 'rocky'][i % 4]} planet number {i}." for i in range(40)]
+TITLES = [None if i % 3 == 0 else f"Title {i}" for i in range(40)]
+
+
+def _vectors(rows: list[dict[str, Any]], column: str) -> np.ndarray:
+    return np.stack([np.asarray(r[column], dtype=np.float32) for r in rows])
+
+
+def test_vectors_equal_promptembedder_ids_and_order_kept(
+    ray_cluster: Any, minilm_dir: Path, tiny_gemma_dir: Path
+) -> None:
+    items = [{"id": 1000 + i, "text": t, "title": TITLES[i], "extra": {"k": i}} for i, t in enumerate(TEXTS)]
+    ds = ray.data.from_items(items, override_num_blocks=4)
+    small = {"batch_size": 8, "num_cpus": 0.5}
+    out = embed_dataset(ds, model=minilm_dir, output_column="minilm", **small)
+    out = embed_dataset(out, model=tiny_gemma_dir, title_column="title", output_column="titled", **small)
+    out = embed_dataset(out, model=tiny_gemma_dir, role=None, prompt_name="STS", output_column="sts", **small)
+    rows = out.take_all()
+
+    assert [r["id"] for r in rows] == [1000 + i for i in range(40)]  # order and ids kept
+    assert [r["extra"] for r in rows] == [{"k": i} for i in range(40)]  # every input column kept
+    with PromptEmbedder(model=minilm_dir) as emb:
+        np.testing.assert_allclose(_vectors(rows, "minilm"), emb.embed_documents(TEXTS), atol=2e-6, rtol=0)
+    with PromptEmbedder(model=tiny_gemma_dir) as emb:
+        np.testing.assert_allclose(_vectors(rows, "titled"), emb.embed_documents(TEXTS, titles=TITLES), atol=2e-6)
+        np.testing.assert_allclose(_vectors(rows, "sts"), emb.embed(TEXTS, prompt_name="STS"), atol=2e-6)
+        untitled = emb.embed_documents(TEXTS)
+    assert not np.allclose(_vectors(rows, "titled")[1], untitled[1])  # the title really reached the prompt
+    schema = out.schema()
+    assert str(schema.base_schema.field("minilm").type) == "fixed_size_list<item: float>[384]"
+
+
+class DiesOnce(pe_ray._EmbedBatches):
+    """The real actor class, except that the first attempt at the batch holding id 37 kills its process."""
+
+    marker: str = ""
+
+    def __call__(self, batch: Any) -> Any:
+        if 37 in batch.column("id").to_pylist() and not os.path.exists(self.marker):
+            Path(self.marker).write_text(str(os.getpid()))
+            os._exit(1)  # the actor dies mid-job, in the middle of a batch
+        return super().__call__(batch)
+
+
+def test_an_actor_dies_mid_job_each_row_once(
+    ray_cluster: Any, tiny_gemma_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    marker = tmp_path / "died"
+    monkeypatch.setattr(DiesOnce, "marker", str(marker))
+    monkeypatch.setattr(pe_ray, "_EmbedBatches", DiesOnce)
+    ds = ray.data.from_items([{"id": i, "text": TEXTS[i]} for i in range(40)], override_num_blocks=5)
+    rows = embed_dataset(ds, model=tiny_gemma_dir, batch_size=8, concurrency=1).take_all()
+    assert marker.exists(), "the actor never died: this test did not test a failure"
+    assert sorted(r["id"] for r in rows) == list(range(40))  # each row exactly once
+    by_id = {r["id"]: r["embedding"] for r in rows}
+    with PromptEmbedder(model=tiny_gemma_dir) as emb:
+        ref = emb.embed_documents(TEXTS)
+    np.testing.assert_allclose(np.stack([by_id[i] for i in range(40)]), ref, atol=2e-6)
+
+
+def test_bad_row_fails_naming_id_and_column_or_is_skipped(ray_cluster: Any, tiny_gemma_dir: Path) -> None:
+    items = [{"doc_id": f"d{i}", "body": None if i == 5 else TEXTS[i]} for i in range(10)]
+    ds = ray.data.from_items(items)
+    with pytest.raises(Exception, match=re.escape("Row doc_id='d5': column 'body' is NoneType (None), not str")):
+        embed_dataset(ds, model=tiny_gemma_dir, column="body", id_column="doc_id", batch_size=4).take_all()
+    rows = embed_dataset(
+        ds, model=tiny_gemma_dir, column="body", id_column="doc_id", on_bad_row="skip", batch_size=4
+    ).take_all()
+    assert [r["doc_id"] for r in rows] == [f"d{i}" for i in range(10) if i != 5]
+
+
+def test_options_checked_on_the_driver(ray_cluster: Any) -> None:
+    ds = ray.data.from_items([{"text": "a", "vec": 1}])
+    with pytest.raises(
+        ConfigError, match=re.escape("column='body' is not a column of the input; its columns are ['text', 'vec']")
+    ):
+        embed_dataset(ds, column="body")
+    with pytest.raises(ConfigError, match=re.escape("Unknown option(s) ['batchsize'] for embed_dataset")):
+        embed_dataset(ds, batchsize=3)
+    with pytest.raises(ConfigError, match="Pass role= or prompt_name="):
+        embed_dataset(ds, prompt_name="STS")
+    with pytest.raises(ConfigError, match=re.escape("precision='int8' is not supported yet")):
+        embed_dataset(ds, precision="int8")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="concurrency must be an int >= 1"):
+        embed_dataset(ds, concurrency=0)
+    with pytest.raises(
+        ConfigError, match=re.escape("output_column='vec' is already a column of the input ['text', 'vec']")
+    ):
+        embed_dataset(ds, output_column="vec")
+
+
+def test_missing_extra_names_the_pip_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)
+    from promptembed.errors import MissingExtraError
+
+    with pytest.raises(MissingExtraError, match=re.escape("pip install 'promptembed[ray]'")):
+        pe_ray.require_ray()

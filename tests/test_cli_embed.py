@@ -1,0 +1,193 @@
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from promptembed import PromptEmbedder
+from promptembed.cli import main
+
+
+def _corpus(folder: Path, n_jsonl: int = 25) -> dict[str, tuple[str, str | None]]:
+    """A JSONL, a CSV (with a quoted newline) and a Parquet file with 3 row groups; returns id -> (text, title)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    expected: dict[str, tuple[str, str | None]] = {}
+    with (folder / "a.jsonl").open("w", encoding="utf-8") as f:
+        for i in range(n_jsonl):
+            row = {"id": f"j{i}", "text": f"Passage {i} about the red planet", "title": None if i % 2 else f"T{i}"}
+            expected[row["id"]] = (row["text"], row["title"])
+            f.write(json.dumps({**row, "meta": {"n": i}}) + "\n")
+        f.write("\n")  # a blank line is not a row
+    with (folder / "b.csv").open("w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "text", "title"])
+        for i in range(7):
+            w.writerow([f"c{i}", f"CSV row {i}\nsecond line", f"CT{i}"])
+            expected[f"c{i}"] = (f"CSV row {i}\nsecond line", f"CT{i}")
+    texts = [f"Parquet passage {i}" for i in range(13)]
+    (folder / "sub").mkdir()
+    table = pa.table({"id": [f"p{i}" for i in range(13)], "text": texts, "title": pa.nulls(13, pa.string())})
+    pq.write_table(table, folder / "sub" / "c.parquet", row_group_size=5)
+    expected.update({f"p{i}": (t, None) for i, t in enumerate(texts)})
+    return expected
+
+
+def _read(out: Path) -> pa.Table:
+    parts = [pq.read_table(p) for p in sorted(out.glob("part-*.parquet"))]
+    return pa.concat_tables(parts, promote_options="permissive")  # files with other columns: nulls
+
+
+def test_folder_in_process_vectors_equal_promptembedder(
+    tmp_path: Path, tiny_gemma_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    expected = _corpus(tmp_path / "in")
+    out = tmp_path / "out"
+    argv = ["embed", str(tmp_path / "in"), "-o", str(out), "--model", str(tiny_gemma_dir), "--id-column", "id",
+            "--title-column", "title", "--part-rows", "10"]  # fmt: skip
+    assert main(argv) == 0
+    table = _read(out)
+    ids = table.column("id").to_pylist()
+    assert sorted(ids) == sorted(expected) and len(ids) == len(set(ids))  # every row once
+    assert ids[:3] == ["j0", "j1", "j2"] and table.column("meta").to_pylist()[1] == {"n": 1}  # order, columns kept
+    assert str(table.schema.field("embedding").type) == "fixed_size_list<element: float>[32]"
+    with PromptEmbedder(model=tiny_gemma_dir) as emb:
+        ref = emb.embed_documents([expected[i][0] for i in ids], titles=[expected[i][1] for i in ids])
+        prompt = emb.document_prompt
+    got = table.column("embedding").combine_chunks().values.to_numpy().reshape(-1, 32)
+    np.testing.assert_allclose(got, ref, atol=2e-6, rtol=0)
+    manifest = json.loads((out / "_manifest.json").read_text())
+    assert manifest["rows"] == manifest["input_rows"] == 45 and manifest["dimension"] == 32
+    assert manifest["prompt"] == {"role": "document", "prompt_name": None, "text": prompt, "title_column": "title",
+                                  "title_slot": True}  # fmt: skip
+    assert manifest["model"]["source"] == str(tiny_gemma_dir) and len(manifest["model"]["weights_sha256"]) == 64
+    names = ["part-00000-000000", "part-00000-000001", "part-00000-000002", "part-00001-000000", "part-00002-000000"]
+    assert [p["name"] for p in manifest["parts"]] == [*names, "part-00002-000001"]
+    assert pq.read_table(out).num_rows == 45  # "_" files are skipped by Parquet readers of the folder
+    assert "45 rows embedded into 6 parts" in capsys.readouterr().out
+
+
+def test_bad_rows_fail_naming_row_and_column_or_skip(
+    tmp_path: Path, tiny_bert_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = tmp_path / "in.jsonl"
+    lines = [json.dumps({"id": "ok1", "text": "fine"}), json.dumps({"id": "n1", "text": None}),
+             json.dumps({"id": "num", "text": 42}), json.dumps({"id": "lst", "text": ["a", "b"]}), "{not json",
+             json.dumps({"id": "ok2", "text": "also fine"}), json.dumps(["an", "array"])]  # fmt: skip
+    src.write_text("\n".join(lines) + "\n")
+    base = ["embed", str(src), "--model", str(tiny_bert_dir), "--id-column", "id"]
+    assert main([*base, "-o", str(tmp_path / "fail")]) == 1
+    err = capsys.readouterr().err
+    assert "promptembed: error: Row id='n1' (in.jsonl line 2): column 'text' is NoneType (None), not str" in err
+    assert "--on-bad-row skip" in err
+    assert not (tmp_path / "fail").exists()  # checked before anything is written
+
+    assert main([*base, "-o", str(tmp_path / "skip"), "--on-bad-row", "skip"]) == 0
+    assert _read(tmp_path / "skip").column("id").to_pylist() == ["ok1", "ok2"]
+    manifest = json.loads((tmp_path / "skip" / "_manifest.json").read_text())
+    assert manifest["rows"] == 2 and manifest["input_rows"] == 7
+    assert manifest["skipped_rows"] == [
+        {"row": "id='n1'", "reason": "column 'text' is NoneType (None), not str"},
+        {"row": "id='num'", "reason": "column 'text' is int (42), not str"},
+        {"row": "id='lst'", "reason": "column 'text' is list (['a', 'b']), not str"},
+        {"row": "in.jsonl line 5", "reason": "not valid JSON (Expecting property name enclosed in double quotes)"},
+        {"row": "in.jsonl line 7", "reason": "is a JSON list, not an object"},
+    ]
+    assert (
+        "skipped 5 bad row(s): id='n1', id='num', id='lst', in.jsonl line 5, in.jsonl line 7" in capsys.readouterr().out
+    )
+
+
+def test_no_overwrite_without_flag(tmp_path: Path, tiny_bert_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "in.csv"
+    src.write_text("text\nhello\nworld\n")
+    out = tmp_path / "out"
+    argv = ["embed", str(src), "-o", str(out), "--model", str(tiny_bert_dir)]
+    assert main(argv) == 0
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    assert main(argv) == 1
+    assert f"--output {out} already holds a finished job; pass --overwrite to replace it" in capsys.readouterr().err
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
+    assert main([*argv, "--overwrite"]) == 0
+    other = tmp_path / "not-ours"
+    other.mkdir()
+    (other / "keep.txt").write_text("precious")
+    assert main(["embed", str(src), "-o", str(other), "--model", str(tiny_bert_dir), "--overwrite"]) == 1
+    assert "refusing to delete it with --overwrite" in capsys.readouterr().err
+    assert (other / "keep.txt").read_text() == "precious"
+
+
+def test_sigkill_halfway_then_rerun_gives_every_row_once(tmp_path: Path, minilm_dir: Path) -> None:
+    n = 320
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps({"id": i, "text": f"Document {i}: " + "words " * 20}) + "\n" for i in range(n)))
+    out = tmp_path / "out"
+    argv = [sys.executable, "-m", "promptembed", "embed", str(src), "-o", str(out), "--model", str(minilm_dir),
+            "--id-column", "id", "--part-rows", "20"]  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while len(list(out.glob("part-*.parquet"))) < 2 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    kept = {p.name: p.stat().st_ino for p in out.glob("part-*.parquet")}
+    assert 2 <= len(kept) < n // 20, f"the kill did not land halfway ({len(kept)} of {n // 20} parts)"
+    assert not (out / "_manifest.json").exists()
+
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    ids = _read(out).column("id").to_pylist()
+    assert sorted(ids) == list(range(n))  # exactly the input rows, each once
+    assert {name: (out / name).stat().st_ino for name in kept} == kept  # finished parts were kept, not redone
+    manifest = json.loads((out / "_manifest.json").read_text())
+    assert manifest["rows"] == n and set(manifest["resumed_parts"]) == {Path(k).stem for k in kept}
+    assert not list(out.glob(".*tmp*"))
+
+
+def test_rerun_with_other_options_is_refused(
+    tmp_path: Path, tiny_bert_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = tmp_path / "in.csv"
+    src.write_text("text\nhello\nworld\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "_job.json").write_text(json.dumps({"inputs": [], "job": {}, "embedder": {}, "part_rows": 1}))
+    assert main(["embed", str(src), "-o", str(out), "--model", str(tiny_bert_dir)]) == 1
+    err = capsys.readouterr().err
+    assert re.search(r"holds an unfinished job with other embedder, inputs, job, part_rows; rerun with the same", err)
+
+
+def test_missing_column_and_unknown_prompt(
+    tmp_path: Path, tiny_gemma_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = tmp_path / "in.csv"
+    src.write_text("body\nhello\n")
+    assert main(["embed", str(src), "-o", str(tmp_path / "o1"), "--model", str(tiny_gemma_dir)]) == 1
+    assert "column='text' is not a column of the input; its columns are ['body']" in capsys.readouterr().err
+    argv = ["embed", str(src), "-o", str(tmp_path / "o2"), "--model", str(tiny_gemma_dir), "--column", "body",
+            "--prompt-name", "STSS"]  # fmt: skip
+    assert main(argv) == 1
+    assert "Prompt name 'STSS' not found" in capsys.readouterr().err
+    assert not list((tmp_path / "o2").glob("part-*"))
+
+
+def test_missing_field_and_ray_options_without_ray(
+    tmp_path: Path, tiny_bert_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = tmp_path / "in.jsonl"
+    src.write_text(json.dumps({"id": 1, "body": "x"}) + "\n")
+    assert main(["embed", str(src), "-o", str(tmp_path / "o"), "--model", str(tiny_bert_dir), "--id-column", "id"]) == 1
+    assert "Row id=1 (in.jsonl line 1): has no 'text' field (its fields: ['body', 'id'])" in capsys.readouterr().err
+    assert main(["embed", str(src), "-o", str(tmp_path / "o"), "--column", "body", "--workers", "2"]) == 1
+    assert "--workers, --gpus-per-worker and --cpus-per-worker need --ray" in capsys.readouterr().err
