@@ -36,12 +36,12 @@ def check_options(
     unknown: Mapping[str, Any],
     *,
     batch_size: object,
-    max_batch_tokens: object,
-    engine: object,
     truncate_dim: object,
     normalize: object,
     trust_remote_code: object,
     show_progress_bar: object,
+    max_batch_tokens: object = None,
+    engine: object = "auto",
 ) -> None:
     """Refuse unknown options and values of the wrong type, naming the option and what it accepts."""
     if unknown:
