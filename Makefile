@@ -47,6 +47,7 @@ bench: setup ## Side-by-side benchmarks vs the stock framework embedders, writes
 	$(PIP) install -q -r requirements/bench.txt
 	$(PY) benchmarks/run.py
 	$(PY) benchmarks/stream.py
+	$(PY) benchmarks/engine.py
 	$(PY) benchmarks/scale.py
 
 dist: setup ## Build the four wheels and sdists into dist/ and twine-check them (make test checks them too)
