@@ -13,7 +13,7 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 export TOKENIZERS_PARALLELISM := false
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo test lint typecheck unit bench clean
+.PHONY: help setup demo test lint typecheck unit bench dist clean
 
 help: ## Show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -49,6 +49,11 @@ bench: setup ## Side-by-side benchmarks vs the stock framework embedders, writes
 	$(PY) benchmarks/stream.py
 	$(PY) benchmarks/engine.py
 	$(PY) benchmarks/scale.py
+
+dist: setup ## Build the four wheels and sdists into dist/ and twine-check them (make test checks them too)
+	rm -rf dist
+	for project in . $(INTEGRATIONS); do $(PY) -m build --installer uv --outdir dist $$project || exit 1; done
+	$(PY) -m twine check --strict dist/*
 
 clean: ## Remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
