@@ -13,7 +13,7 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 export TOKENIZERS_PARALLELISM := false
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo test lint typecheck unit bench stock-tests seed-snippets clean
+.PHONY: help setup demo test lint typecheck unit bench stock-tests seed-snippets dist clean
 
 help: ## Show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -47,6 +47,7 @@ bench: setup ## Side-by-side benchmarks vs the stock framework embedders, writes
 	$(PIP) install -q -r requirements/bench.txt
 	$(PY) benchmarks/run.py
 	$(PY) benchmarks/stream.py
+	$(PY) benchmarks/engine.py
 	$(PY) benchmarks/scale.py
 
 stock-tests: setup ## The stock integrations' own tests (from their sdists) on the stock classes and ours: benchmarks/STOCK_TESTS.md
@@ -54,6 +55,11 @@ stock-tests: setup ## The stock integrations' own tests (from their sdists) on t
 
 seed-snippets: setup ## The release post's snippets on the real EmbeddingGemma, stock vs ours: benchmarks/SEED_SNIPPETS.md
 	$(PY) benchmarks/seed_snippets.py
+
+dist: setup ## Build the four wheels and sdists into dist/ and twine-check them (make test checks them too)
+	rm -rf dist
+	for project in . $(INTEGRATIONS); do $(PY) -m build --installer uv --outdir dist $$project || exit 1; done
+	$(PY) -m twine check --strict dist/*
 
 clean: ## Remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -23,6 +23,8 @@ _OPTIONS = (
     "truncate_dim",
     "normalize",
     "batch_size",
+    "max_batch_tokens",
+    "engine",
     "prompts",
     "revision",
     "trust_remote_code",
@@ -49,11 +51,20 @@ def check_options(
     normalize: object,
     trust_remote_code: object,
     show_progress_bar: object,
+    max_batch_tokens: object = None,
+    engine: object = "auto",
 ) -> None:
     """Refuse unknown options and values of the wrong type, naming the option and what it accepts."""
     if unknown:
         raise ConfigError(f"Unknown option(s) {sorted(unknown)} for PromptEmbedder; valid options are {list(_OPTIONS)}")
     check_int("batch_size", batch_size, minimum=1)
+    if max_batch_tokens is not None:
+        check_int("max_batch_tokens", max_batch_tokens, minimum=1)
+    if engine not in ("auto", "sentence-transformers"):
+        raise ConfigError(
+            f"Unknown engine {engine!r}; use 'auto' (token-budget batches, the default) or 'sentence-transformers' "
+            "(sentence-transformers' own encode loop with batch_size texts per forward pass)"
+        )
     if truncate_dim is not None:
         check_int("truncate_dim", truncate_dim, minimum=1)
     for name, flag in (("normalize", normalize), ("trust_remote_code", trust_remote_code)):

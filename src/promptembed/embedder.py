@@ -57,7 +57,15 @@ class PromptEmbedder:
             ranges (as in sentence-transformers), which differs per call and fails for a single text.
         truncate_dim: Matryoshka dimension to keep (``None`` keeps all); re-normalized when ``normalize``.
         normalize: L2-normalize output vectors (after truncation).
-        batch_size: Texts per forward pass.
+        batch_size: Texts per forward pass of sentence-transformers' loop (``engine="sentence-transformers"``, a list
+            of devices, or a model the engine hands to that loop); the default engine batches by tokens instead.
+        max_batch_tokens: Token budget of one forward pass of the default engine: texts are sorted by token length and
+            each batch holds as many as fit in ``rows x longest row <= max_batch_tokens`` (a longer text runs alone).
+            ``None``: the device's default (2048 on CPU, 16384 on CUDA).
+        engine: ``"auto"``: the token-budget engine (length-sorted token batches, tokenization in a background
+            thread, pooling, truncation and normalization on the device) wherever the model is a text transformer,
+            else sentence-transformers' loop; ``"sentence-transformers"``: always sentence-transformers' own
+            ``encode`` loop. Both give the vectors of ``SentenceTransformer.encode_query``/``encode_document``.
         prompts: Prompt name -> text entries that replace or extend the model's saved prompts.
         revision: Hub revision (branch, tag or commit) for hub ids.
         trust_remote_code: Run code shipped with a hub model. Off by default: only turn it on for models
@@ -112,6 +120,8 @@ class PromptEmbedder:
         truncate_dim: int | None = None,
         normalize: bool = True,
         batch_size: int = 32,
+        max_batch_tokens: int | None = None,
+        engine: Literal["auto", "sentence-transformers"] = "auto",
         prompts: Mapping[str, str] | None = None,
         revision: str | None = None,
         trust_remote_code: bool = False,
@@ -132,6 +142,8 @@ class PromptEmbedder:
         check_options(
             unknown,
             batch_size=batch_size,
+            max_batch_tokens=max_batch_tokens,
+            engine=engine,
             truncate_dim=truncate_dim,
             normalize=normalize,
             trust_remote_code=trust_remote_code,
@@ -196,6 +208,8 @@ class PromptEmbedder:
         self._truncate_dim = truncate_dim
         self._normalize = normalize
         self._batch_size = batch_size
+        self._max_batch_tokens = max_batch_tokens
+        self._engine = engine
         self._prompt_overrides = dict(prompts) if prompts is not None else None
         self._revision = revision
         self._trust_remote_code = trust_remote_code
@@ -275,6 +289,16 @@ class PromptEmbedder:
         return self._batch_size
 
     @property
+    def max_batch_tokens(self) -> int:
+        """Token budget of one forward pass of the token-budget engine (the device's default when not given)."""
+        return self._max_batch_tokens or engine.default_max_batch_tokens(self.device)
+
+    @property
+    def engine(self) -> str:
+        """``"auto"`` (token-budget engine where the model allows) or ``"sentence-transformers"``."""
+        return self._engine
+
+    @property
     def closed(self) -> bool:
         """Whether :meth:`close` was called."""
         return self._entry is None
@@ -296,6 +320,8 @@ class PromptEmbedder:
             "truncate_dim": self._truncate_dim,
             "normalize": self._normalize,
             "batch_size": self._batch_size,
+            "max_batch_tokens": self._max_batch_tokens,
+            "engine": self._engine,
             "prompts": dict(self._prompt_overrides) if self._prompt_overrides is not None else None,
             "revision": self._revision,
             "trust_remote_code": self._trust_remote_code,
@@ -459,50 +485,37 @@ class PromptEmbedder:
     def _compute(
         self, entry: _registry.LoadedModel, texts: list[str], *, role: Role | None, prompts: list[str]
     ) -> np.ndarray:
-        # Under the model's encode lock: tokenizing resets the shared fast tokenizer's padding/truncation settings,
-        # which would strip the padding from another thread's batch mid-encode.
-        with entry.lock:
-            over = engine.count_over_limit(entry.model, [p + t for p, t in zip(prompts, texts, strict=True)])
-        if over:
+        progress = self._show_progress_bar if self._show_progress_bar is not None else len(texts) >= 1000
+        result = engine.encode(
+            entry,
+            texts,
+            prompts,
+            role=role,
+            batch_size=self._batch_size,
+            max_batch_tokens=self._max_batch_tokens,
+            engine=self._engine,
+            truncate_dim=self._truncate_dim,
+            normalize=self._normalize,
+            show_progress_bar=progress,
+            pool=self._pool,
+            forward_kwargs=self._forward_kwargs,
+        )
+        if result.truncated:
             logger.warning(
                 "%d of %d texts are longer than the model's max_seq_length (%s tokens, prompt included) and were "
                 "truncated by the tokenizer; split long documents into chunks to embed all of their text.",
-                over,
+                result.truncated,
                 len(texts),
                 self._max_seq_length,
             )
-        progress = self._show_progress_bar if self._show_progress_bar is not None else len(texts) >= 1000
-        out = np.empty((len(texts), self._full_dim), dtype=np.float32)
-        groups: dict[str, list[int]] = {}
-        for i, p in enumerate(prompts):
-            groups.setdefault(p, []).append(i)
-        for prompt_text, idx in groups.items():
-            batch = [texts[i] for i in idx]
-            out[idx] = engine.encode(
-                entry,
-                batch,
-                role=role,
-                prompt=prompt_text,
-                batch_size=self._batch_size,
-                show_progress_bar=progress,
-                pool=self._pool,
-                forward_kwargs=self._forward_kwargs,
-            )
-        return self._postprocess(out)
-
-    def _postprocess(self, vectors: np.ndarray) -> np.ndarray:
-        if self._truncate_dim is not None:
-            vectors = np.ascontiguousarray(vectors[:, : self._truncate_dim])
+        vectors = result.vectors
         if not np.isfinite(vectors).all():
             bad = sorted({int(i) for i in np.argwhere(~np.isfinite(vectors))[:, 0]})
             raise PromptEmbedError(
                 f"The model returned NaN or inf for texts at positions {bad[:10]} (dtype={self.dtype}); "
                 "this usually means the dtype overflows for this model: use dtype='float32'."
             )
-        if self._normalize:
-            norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-            vectors = vectors / np.where(norms == 0.0, 1.0, norms)
-        return vectors.astype(np.float32, copy=False)
+        return vectors
 
     # ----------------------------------------------------------------------------------------- lifecycle
     def _require(self) -> _registry.LoadedModel:
