@@ -88,10 +88,10 @@ def main() -> None:
     # ---- paired rounds
     new = PromptEmbedder(model=model, device="cpu")
     old = PromptEmbedder(model=model, device="cpu", engine="sentence-transformers")
-    int8_new = PromptEmbedder(model=model, device="cpu", precision="int8")
-    int8_old = PromptEmbedder(model=model, device="cpu", precision="int8", engine="sentence-transformers")
-    bf16_new = PromptEmbedder(model=model, device="cpu", precision="bfloat16")
-    bf16_old = PromptEmbedder(model=model, device="cpu", precision="bfloat16", engine="sentence-transformers")
+    int8_new = PromptEmbedder(model=model, device="cpu", dtype="int8")
+    int8_old = PromptEmbedder(model=model, device="cpu", dtype="int8", engine="sentence-transformers")
+    bf16_new = PromptEmbedder(model=model, device="cpu", dtype="bfloat16")
+    bf16_old = PromptEmbedder(model=model, device="cpu", dtype="bfloat16", engine="sentence-transformers")
     contestants: dict[str, Callable[[], object]] = {
         "raw encode, batch_size=32 (default)": lambda: raw.encode(docs, batch_size=32),
         f"raw encode, batch_size={best_bs} (its best)": lambda: raw.encode(docs, batch_size=best_bs),

@@ -227,7 +227,7 @@ def bench_model(name: str, path: Path, *, device: str, smoke: bool, sizes: dict[
             )
             row["default"] = True
         got = emb.embed_documents(docs[:512])
-    with PromptEmbedder(model=path, device=device, precision="float32") as f32:
+    with PromptEmbedder(model=path, device=device, dtype="float32") as f32:
         ref = f32.embed_documents(docs[:512])  # float32 vs bf16 on CUDA (on CPU both are float32: 1.0)
     cosine = float((np.asarray(got) * ref).sum(axis=1).min())
     for row in rows:

@@ -65,9 +65,12 @@ def test_adapters_pass_cache_dir_and_allow_pickle_to_the_core(tiny_bert_dir: Pat
     from promptembed.cache import VectorCache
 
     cache = tmp_path / "cache"
-    lc = PromptEmbeddings(model=str(tiny_bert_dir), cache_dir=str(cache))
+    # normalization as each host's stock embedder defaults it (LangChain and Haystack: off); here on for all three
+    lc = PromptEmbeddings(model=str(tiny_bert_dir), cache_dir=str(cache), normalize=True)
     li = PromptEmbedding(model=str(tiny_bert_dir), cache_dir=str(cache))
-    hs = PromptDocumentEmbedder(model=str(tiny_bert_dir), cache_dir=str(cache), progress_bar=False)
+    hs = PromptDocumentEmbedder(
+        model=str(tiny_bert_dir), cache_dir=str(cache), progress_bar=False, normalize_embeddings=True
+    )
     try:
         first = lc.embed_documents([DOC, QUERY])
         assert len(VectorCache(cache)) == 2

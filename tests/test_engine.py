@@ -236,8 +236,8 @@ def test_bf16_on_gpu_close_to_float32(tiny_gemma_dir: Path, tiny_bert_dir: Path)
     full-size shapes)."""
     texts = MIXED * 20
     for path in (tiny_bert_dir, tiny_gemma_dir):
-        with PromptEmbedder(model=path, device="cuda", precision="float32") as f32:
+        with PromptEmbedder(model=path, device="cuda", dtype="float32") as f32:
             ref = f32.embed_documents(texts)
-        with PromptEmbedder(model=path, device="cuda", precision="bfloat16") as bf16:
+        with PromptEmbedder(model=path, device="cuda", dtype="bfloat16") as bf16:
             got = bf16.embed_documents(texts)
         assert float((ref * got).sum(axis=1).min()) >= 0.999

@@ -17,7 +17,9 @@ if TYPE_CHECKING:
 _OPTIONS = (
     "model",
     "device",
+    "dtype",
     "precision",
+    "quantization_ranges",
     "truncate_dim",
     "normalize",
     "batch_size",
@@ -29,6 +31,15 @@ _OPTIONS = (
     "allow_pickle",
     "show_progress_bar",
     "cache_dir",
+    "model_kwargs",
+    "tokenizer_kwargs",
+    "config_kwargs",
+    "token",
+    "local_files_only",
+    "backend",
+    "cache_folder",
+    "max_seq_length",
+    "forward_kwargs",
 )
 
 
@@ -61,6 +72,22 @@ def check_options(
             raise ConfigError(f"{name} must be True or False, got {flag!r}")
     if show_progress_bar is not None and not isinstance(show_progress_bar, bool):
         raise ConfigError(f"show_progress_bar must be True, False or None, got {show_progress_bar!r}")
+
+
+def check_forward_kwargs(forward_kwargs: object, model: Any) -> dict[str, Any]:
+    """Refuse forward-pass keywords the model does not take, as ``SentenceTransformer.encode`` would at each call."""
+    if forward_kwargs is None:
+        return {}
+    if not isinstance(forward_kwargs, Mapping):
+        raise ConfigError(f"forward_kwargs must be a dict of keyword arguments or None, got {forward_kwargs!r}")
+    valid = sorted({"task", "processing_kwargs", *model.get_model_kwargs()})
+    unknown = sorted(str(k) for k in forward_kwargs if k not in valid)
+    if unknown:
+        raise ConfigError(
+            f"This model's forward pass does not take {unknown}; it takes {valid} (its get_model_kwargs() plus "
+            "sentence-transformers' task and processing_kwargs)"
+        )
+    return {str(k): v for k, v in forward_kwargs.items()}
 
 
 def device_list(device: object) -> list[Any]:

@@ -25,7 +25,10 @@ def _store(server: Any, collection: str) -> ChromaDocumentStore:
 
 @contextmanager
 def _query_pipeline(store: ChromaDocumentStore, model: str, ref: Any) -> Iterator[Pipeline]:
-    embedder = PromptTextEmbedder(model=model, prompts=ref.prompts, truncate_dim=ref.truncate_dim)
+    # normalize_embeddings as the reference does (the stock component's default, kept by ours, is off)
+    embedder = PromptTextEmbedder(
+        model=model, prompts=ref.prompts, truncate_dim=ref.truncate_dim, normalize_embeddings=True
+    )
     pipeline = Pipeline()
     pipeline.add_component("embedder", embedder)
     pipeline.add_component("retriever", ChromaEmbeddingRetriever(document_store=store, top_k=4))
@@ -52,7 +55,7 @@ def _check_answers(pipeline: Pipeline, ref: Any) -> None:
 
 def _index(store: ChromaDocumentStore, model: str, ref: Any) -> None:
     embedder = PromptDocumentEmbedder(
-        model=model, prompts=ref.prompts, truncate_dim=ref.truncate_dim, progress_bar=False
+        model=model, prompts=ref.prompts, truncate_dim=ref.truncate_dim, progress_bar=False, normalize_embeddings=True
     )
     indexing = Pipeline()
     indexing.add_component("embedder", embedder)

@@ -6,8 +6,8 @@ Two loops run sentence-transformers' own modules (Transformer, Pooling, Dense, N
   ``max_batch_tokens`` padded tokens, tokenized once in a background thread, pinned and copied without blocking on
   CUDA, pooled vectors gathered, truncated and normalized on the device, one copy back per call
   (:mod:`promptembed.engine._run`);
-* sentence-transformers' ``encode`` loop (``engine="sentence-transformers"``, device pools, and models that are not a
-  plain text transformer): fixed ``batch_size`` text batches (:mod:`promptembed.engine._st_loop`).
+* sentence-transformers' ``encode`` loop (``engine="sentence-transformers"``, device pools, calls with forward-pass
+  keyword arguments, and models that are not a plain text transformer): fixed ``batch_size`` text batches (:mod:`promptembed.engine._st_loop`).
 
 Padding-free attention: where the model was loaded with FlashAttention-2 (``flash-attn`` installed, CUDA, a model
 class that supports it), sentence-transformers' ``Transformer`` flattens a batch into one sequence without padding,
@@ -17,6 +17,7 @@ the engine's length-sorted token budget is the padding reduction.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import numpy as np
@@ -54,9 +55,15 @@ def default_max_batch_tokens(device: str) -> int:
     return DEFAULT_MAX_BATCH_TOKENS.get(device.split(":", 1)[0], DEFAULT_MAX_BATCH_TOKENS["cpu"])
 
 
-def path_for(entry: LoadedModel, *, engine: str, pool: object, task: str | None) -> str:
-    """Which loop encodes: ``"pad"``/``"preprocess"`` (token-budget engine) or ``"st-loop"`` (sentence-transformers)."""
-    if engine == "sentence-transformers" or pool is not None:
+def path_for(
+    entry: LoadedModel, *, engine: str, pool: object, task: str | None, forward_kwargs: Mapping[str, Any] | None = None
+) -> str:
+    """Which loop encodes: ``"pad"``/``"preprocess"`` (token-budget engine) or ``"st-loop"`` (sentence-transformers).
+
+    Forward-pass keyword arguments (``SentenceTransformer.encode(**kwargs)``) take sentence-transformers' loop, which
+    hands them to the model exactly as the stock ``encode`` does.
+    """
+    if engine == "sentence-transformers" or pool is not None or forward_kwargs:
         return "st-loop"
     mode = _features.mode_for(entry.model)
     if mode == "pad" and not _features.check_parity(entry.model, task):
@@ -77,6 +84,7 @@ def encode(
     normalize: bool,
     show_progress_bar: bool,
     pool: dict[str, Any] | None = None,
+    forward_kwargs: Mapping[str, Any] | None = None,
 ) -> Encoded:
     """Encode ``texts`` with ``prompts[i]`` prepended to ``texts[i]``, as sentence-transformers does.
 
@@ -92,16 +100,25 @@ def encode(
         normalize: L2-normalize the vectors.
         show_progress_bar: Show a progress bar.
         pool: A sentence-transformers multi-process pool (always its own loop).
+        forward_kwargs: Keyword arguments for the model's forward pass, as ``SentenceTransformer.encode(**kwargs)``
+            takes them (sentence-transformers' loop).
 
     Returns:
         Vectors in input order (float32, ``(len(texts), dim)``), how many texts were truncated, and the path taken.
     """
     model = entry.model
     with entry.lock:
-        path = path_for(entry, engine=engine, pool=pool, task=role)
+        path = path_for(entry, engine=engine, pool=pool, task=role, forward_kwargs=forward_kwargs)
         if path == "st-loop":
             raw, truncated = encode_groups(
-                model, texts, prompts, role=role, batch_size=batch_size, show_progress_bar=show_progress_bar, pool=pool
+                model,
+                texts,
+                prompts,
+                role=role,
+                batch_size=batch_size,
+                show_progress_bar=show_progress_bar,
+                pool=pool,
+                forward_kwargs=forward_kwargs,
             )
             return Encoded(_postprocess(raw, truncate_dim, normalize), truncated, path)
         kind = str(model.device.type)

@@ -6,7 +6,7 @@ handle (see :func:`promptembed.engine._features.mode_for`), and with ``engine="s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -42,6 +42,7 @@ def encode_groups(
     batch_size: int,
     show_progress_bar: bool,
     pool: dict[str, Any] | None,
+    forward_kwargs: Mapping[str, Any] | None = None,
 ) -> tuple[np.ndarray, int]:
     """Raw (un-normalized) float32 vectors from ``encode_query``/``encode_document``/``encode``, one call per prompt.
 
@@ -62,6 +63,8 @@ def encode_groups(
         }
         if pool is not None:
             kwargs["pool"] = pool
+        if forward_kwargs:
+            kwargs.update(forward_kwargs)
         batch = [texts[i] for i in idx]
         if role == "query":
             vectors = model.encode_query(batch, **kwargs)

@@ -37,7 +37,8 @@ def test_chroma_server_answers_and_stores_the_cores_vectors(
 ) -> None:
     ref = planet_reference(truncate_dim)
     collection = f"lc-{uuid.uuid4().hex[:8]}"
-    with PromptEmbeddings(model=str(minilm_dir), prompts=ref.prompts, truncate_dim=truncate_dim) as emb:
+    # normalize as the reference does (HuggingFaceEmbeddings' default, kept by ours, is off)
+    with PromptEmbeddings(model=str(minilm_dir), prompts=ref.prompts, truncate_dim=truncate_dim, normalize=True) as emb:
         store = _store(chroma_server, emb, collection)
         store.add_texts(ref.documents, ids=IDS)
         _check_answers(store, ref)
@@ -54,7 +55,7 @@ def test_chroma_server_keeps_the_data_across_a_restart(
 ) -> None:
     ref = planet_reference(None)
     collection = f"lc-restart-{uuid.uuid4().hex[:8]}"
-    with PromptEmbeddings(model=str(minilm_dir), prompts=ref.prompts) as emb:
+    with PromptEmbeddings(model=str(minilm_dir), prompts=ref.prompts, normalize=True) as emb:
         _store(chroma_server, emb, collection).add_texts(ref.documents, ids=IDS)
         before = _store(chroma_server, emb, collection).similarity_search_with_score(ref.query, k=4)
 
