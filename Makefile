@@ -13,7 +13,7 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 export TOKENIZERS_PARALLELISM := false
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo test lint typecheck unit bench bench-finetune clean
+.PHONY: help setup demo test lint typecheck unit bench bench-finetune stock-tests seed-snippets dist clean
 
 help: ## Show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -47,10 +47,22 @@ bench: setup ## Side-by-side benchmarks vs the stock framework embedders, writes
 	$(PIP) install -q -r requirements/bench.txt
 	$(PY) benchmarks/run.py
 	$(PY) benchmarks/stream.py
+	$(PY) benchmarks/engine.py
 	$(PY) benchmarks/scale.py
 
 bench-finetune: setup ## Finetune sweep on two real domains (hours on CPU, resumable), writes benchmarks/FINETUNE.md
 	$(PY) benchmarks/finetune_bench.py $(BENCH_ARGS)
+
+stock-tests: setup ## The stock integrations' own tests (from their sdists) on the stock classes and ours: benchmarks/STOCK_TESTS.md
+	$(PY) benchmarks/stock_tests.py
+
+seed-snippets: setup ## The release post's snippets on the real EmbeddingGemma, stock vs ours: benchmarks/SEED_SNIPPETS.md
+	$(PY) benchmarks/seed_snippets.py
+
+dist: setup ## Build the four wheels and sdists into dist/ and twine-check them (make test checks them too)
+	rm -rf dist
+	for project in . $(INTEGRATIONS); do $(PY) -m build --installer uv --outdir dist $$project || exit 1; done
+	$(PY) -m twine check --strict dist/*
 
 clean: ## Remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -24,6 +24,13 @@ PLANET_DOCS = [
     "Jupiter, the largest planet in our solar system, has a prominent red spot.",
     "Saturn, famous for its rings, is sometimes mistaken for the Red Planet.",
 ]
+#: One question per planet -> the index of its answer in PLANET_DOCS (all but the Red Planet one reworded).
+PLANET_QUESTIONS = {
+    "Which planet is similar in size to Earth and close to it?": 0,
+    RED_PLANET_QUERY: 1,
+    "What is the biggest planet of the solar system?": 2,
+    "Which planet has rings around it?": 3,
+}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -35,6 +42,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def planet_docs() -> list[str]:
+    """PLANET_DOCS, for tests outside this folder (conftest modules are not importable under importlib mode)."""
+    return list(PLANET_DOCS)
+
+
+@pytest.fixture(scope="session")
+def planet_questions() -> dict[str, int]:
+    """PLANET_QUESTIONS: question -> index of its answer in PLANET_DOCS."""
+    return dict(PLANET_QUESTIONS)
 
 
 @pytest.fixture(scope="session")

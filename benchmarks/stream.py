@@ -59,8 +59,10 @@ def main() -> None:
     )
     print(line)
     text = OUT.read_text(encoding="utf-8") if OUT.exists() else "# Benchmarks\n"
-    text = text.split(SECTION, 1)[0]  # replace an earlier streaming result, keep the rest
-    OUT.write_text(f"{text.rstrip()}\n\n{SECTION}\n\n{line}\n", encoding="utf-8")
+    before, _, rest = text.partition(SECTION)  # replace an earlier streaming result, keep every other section
+    ends = [i for i in (rest.find("\n## "), rest.find("\n<!--")) if i >= 0]
+    after = "\n" + rest[min(ends) + 1 :] if ends else ""
+    OUT.write_text(f"{before.rstrip()}\n\n{SECTION}\n\n{line}\n{after}", encoding="utf-8")
 
 
 if __name__ == "__main__":

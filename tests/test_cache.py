@@ -50,12 +50,12 @@ def test_query_and_document_entries_never_collide(tiny_gemma_dir: Path, tmp_path
     [
         {"truncate_dim": 16},
         {"normalize": False},
-        {"precision": "bfloat16"},
-        {"precision": "int8"},
+        {"dtype": "bfloat16"},
+        {"dtype": "int8"},
         {"prompts": {"document": "passage: "}},
     ],
 )
-def test_changed_dim_normalization_precision_or_prompt_misses(
+def test_changed_dim_normalization_dtype_or_prompt_misses(
     tiny_gemma_dir: Path, tmp_path: Path, change: dict[str, object]
 ) -> None:
     with PromptEmbedder(model=tiny_gemma_dir, cache_dir=tmp_path) as emb:

@@ -15,7 +15,7 @@ def test_info_prints_resolved_prompts(tiny_gemma_dir: Path, capsys: pytest.Captu
     assert info["document_prompt"] == "title: none | text: "
     assert info["title_slot"] is True
     assert info["dimension"] == 32 and info["max_seq_length"] == 64
-    assert info["device"] == "cpu" and info["precision"] == "float32"
+    assert info["device"] == "cpu" and info["dtype"] == "float32"
     assert info["cpu_fast_paths"][0] == "int8"
     assert info["prompts"]["STS"] == "task: sentence similarity | query: "
 
@@ -31,6 +31,13 @@ def test_info_error_is_one_line_exit_1(tmp_path: Path, capsys: pytest.CaptureFix
     assert main(["info", str(tmp_path / "missing")]) == 1
     err = capsys.readouterr().err
     assert err.startswith("promptembed: error: Model") and "tried the local folder" in err
+
+
+def test_info_old_precision_flag_names_dtype(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["info", "--precision", "bfloat16"])
+    assert exit_info.value.code == 2  # a usage error
+    assert "--precision bfloat16 is now --dtype bfloat16" in capsys.readouterr().err
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:

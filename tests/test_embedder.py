@@ -37,7 +37,7 @@ def test_default_model_is_bundled_minilm(minilm_dir: Path) -> None:
         assert emb.model_source == str(minilm_dir.resolve())
         assert emb.dimension == 384
         assert emb.prompts == {"query": "", "document": ""}
-        assert emb.device == "cpu" and emb.precision == "float32"
+        assert emb.device == "cpu" and emb.dtype == "float32"
 
 
 def test_minilm_equals_sentence_transformers(minilm_dir: Path) -> None:
@@ -163,10 +163,10 @@ def test_shared_weights_one_load(tiny_gemma_dir: Path) -> None:
         assert _registry.load_count == before + 2
 
 
-def test_different_precision_is_a_different_model(tiny_bert_dir: Path) -> None:
-    with PromptEmbedder(model=tiny_bert_dir) as a, PromptEmbedder(model=tiny_bert_dir, precision="bfloat16") as b:
+def test_different_dtype_is_a_different_model(tiny_bert_dir: Path) -> None:
+    with PromptEmbedder(model=tiny_bert_dir) as a, PromptEmbedder(model=tiny_bert_dir, dtype="bfloat16") as b:
         assert a._require().model is not b._require().model
-        assert b.precision == "bfloat16"
+        assert b.dtype == "bfloat16"
         va, vb = a.embed_queries(QUERIES), b.embed_queries(QUERIES)
         assert vb.dtype == np.float32
         assert (np.sum(va * vb, axis=1) > 0.99).all()
@@ -239,6 +239,7 @@ def test_unknown_option_lists_valid_ones() -> None:
     ("kwargs", "message"),
     [
         ({"device": "tpu"}, "Unknown device 'tpu'"),
+        ({"dtype": "fp8"}, "Unknown dtype 'fp8'"),
         ({"precision": "fp8"}, "Unknown precision 'fp8'"),
         ({"batch_size": 0}, "batch_size must be an int >= 1"),
         ({"normalize": "yes"}, "normalize must be True or False"),

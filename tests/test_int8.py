@@ -1,4 +1,4 @@
-"""precision="int8", the CPU fast path: rules, what gets quantized, closeness to float32, adapters.
+"""dtype="int8", the CPU fast path: rules, what gets quantized, closeness to float32, adapters.
 
 Speed and retrieval quality (nDCG@10 on the zaragoza FAQ) are measured by `make bench`, not asserted here.
 Data: zaragoza-construction-faq by Zaragoza AB (https://zaragoza.se), CC BY 4.0.
@@ -30,20 +30,20 @@ def _linears(emb: PromptEmbedder) -> dict[str, type]:
 def test_int8_is_cpu_only(monkeypatch: pytest.MonkeyPatch) -> None:
     import torch
 
-    assert _loading.resolve_precision("int8", "cpu", "bert") == "int8"
+    assert _loading.resolve_dtype("int8", "cpu", "bert") == "int8"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     for device in ("cuda", "cuda:1", "mps"):
-        with pytest.raises(ConfigError, match=re.escape("precision='int8' is the CPU fast path")):
-            _loading.resolve_precision("int8", device, "bert")
+        with pytest.raises(ConfigError, match=re.escape("dtype='int8' is the CPU fast path")):
+            _loading.resolve_dtype("int8", device, "bert")
 
 
 def test_int8_with_a_device_pool_is_refused() -> None:
-    with pytest.raises(ConfigError, match=re.escape("precision='int8' runs in this process only")):
-        PromptEmbedder(device=["cpu", "cpu"], precision="int8")
+    with pytest.raises(ConfigError, match=re.escape("dtype='int8' runs in this process only")):
+        PromptEmbedder(device=["cpu", "cpu"], dtype="int8")
 
 
 def test_auto_never_picks_int8() -> None:
-    assert _loading.resolve_precision("auto", "cpu", "bert") == "float32"
+    assert _loading.resolve_dtype("auto", "cpu", "bert") == "float32"
 
 
 def test_outlier_layers_stay_float32_the_rest_is_int8(minilm_dir: Path) -> None:
@@ -52,8 +52,8 @@ def test_outlier_layers_stay_float32_the_rest_is_int8(minilm_dir: Path) -> None:
 
     with PromptEmbedder(model=minilm_dir, device="cpu") as fp32:
         ratios = _int8.outlier_ratios(fp32._require().model)
-    with PromptEmbedder(model=minilm_dir, device="cpu", precision="int8") as q:
-        assert q.precision == "int8"
+    with PromptEmbedder(model=minilm_dir, device="cpu", dtype="int8") as q:
+        assert q.dtype == "int8"
         kinds = _linears(q)
     assert set(kinds) == set(ratios)
     kept = {n for n, r in ratios.items() if r > _int8.OUTLIER_RATIO}
@@ -66,7 +66,7 @@ def test_outlier_layers_stay_float32_the_rest_is_int8(minilm_dir: Path) -> None:
 def test_int8_vectors_stay_close_to_float32_and_rank_alike(minilm_dir: Path) -> None:
     with (
         PromptEmbedder(model=minilm_dir, device="cpu") as fp32,
-        PromptEmbedder(model=minilm_dir, device="cpu", precision="int8") as q,
+        PromptEmbedder(model=minilm_dir, device="cpu", dtype="int8") as q,
     ):
         a, b = fp32.embed_documents(ANSWERS), q.embed_documents(ANSWERS)
         qa, qb = fp32.embed_queries(QUESTIONS), q.embed_queries(QUESTIONS)
@@ -85,7 +85,7 @@ def test_int8_keeps_prompts_and_truncation(tiny_gemma_dir: Path) -> None:
     from sentence_transformers import SentenceTransformer
 
     texts = ["Which planet is known as the Red Planet?", "Mars is red."]
-    with PromptEmbedder(model=tiny_gemma_dir, device="cpu", precision="int8", truncate_dim=16) as q:
+    with PromptEmbedder(model=tiny_gemma_dir, device="cpu", dtype="int8", truncate_dim=16) as q:
         got_q, got_d = q.embed_queries(texts), q.embed_documents(texts)
         ref_q = q._require().model.encode_query(texts, convert_to_numpy=True)[:, :16]
     ref = SentenceTransformer(str(tiny_gemma_dir), device="cpu")
@@ -100,7 +100,7 @@ def test_int8_keeps_prompts_and_truncation(tiny_gemma_dir: Path) -> None:
 def test_int8_identity_differs_from_float32(minilm_dir: Path) -> None:
     with (
         PromptEmbedder(model=minilm_dir, device="cpu") as fp32,
-        PromptEmbedder(model=minilm_dir, device="cpu", precision="int8") as q,
+        PromptEmbedder(model=minilm_dir, device="cpu", dtype="int8") as q,
     ):
         ids = {_registry.fingerprint(fp32._require()), _registry.fingerprint(q._require())}
     assert len(ids) == 2
@@ -111,9 +111,9 @@ def test_rule_edges(tiny_bert_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Non
 
     monkeypatch.setattr(_int8, "OUTLIER_RATIO", 0.0)
     with pytest.raises(ConfigError, match="found no Linear layer it can quantize"):
-        PromptEmbedder(model=tiny_bert_dir, device="cpu", precision="int8")
+        PromptEmbedder(model=tiny_bert_dir, device="cpu", dtype="int8")
     monkeypatch.setattr(_int8, "OUTLIER_RATIO", float("inf"))
-    with PromptEmbedder(model=tiny_bert_dir, device="cpu", precision="int8") as q:
+    with PromptEmbedder(model=tiny_bert_dir, device="cpu", dtype="int8") as q:
         assert torch.nn.Linear not in set(_linears(q).values())
 
 
@@ -124,11 +124,14 @@ def test_adapters_accept_int8_and_match_the_core(tiny_bert_dir: Path) -> None:
     from llama_index.embeddings.promptembed import PromptEmbedding
 
     texts = ["first text", "a second, longer text about something else"]
-    with PromptEmbedder(model=tiny_bert_dir, device="cpu", precision="int8") as core:
+    with PromptEmbedder(model=tiny_bert_dir, device="cpu", dtype="int8") as core:
         want = core.embed_documents(texts)
-        lc = PromptEmbeddings(model=str(tiny_bert_dir), device="cpu", precision="int8")
-        li = PromptEmbedding(model=str(tiny_bert_dir), device="cpu", precision="int8")
-        hs = PromptDocumentEmbedder(model=str(tiny_bert_dir), device="cpu", precision="int8", progress_bar=False)
+        # normalization on in all three (LangChain's and Haystack's stock embedders default it off)
+        lc = PromptEmbeddings(model=str(tiny_bert_dir), device="cpu", dtype="int8", normalize=True)
+        li = PromptEmbedding(model=str(tiny_bert_dir), device="cpu", dtype="int8")
+        hs = PromptDocumentEmbedder(
+            model=str(tiny_bert_dir), device="cpu", dtype="int8", progress_bar=False, normalize_embeddings=True
+        )
         hs.warm_up()
         try:
             np.testing.assert_allclose(lc.embed_documents(texts), want, atol=1e-6)

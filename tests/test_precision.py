@@ -1,4 +1,4 @@
-"""Device and precision rules (pure functions, checked for every device kind without needing one)."""
+"""Device and weight-dtype (dtype=) rules (pure functions, checked for every device kind without needing one)."""
 
 from __future__ import annotations
 
@@ -20,18 +20,18 @@ def cuda(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
 
 
 def test_cpu_auto_is_float32() -> None:
-    assert _loading.resolve_precision("auto", "cpu", "bert") == "float32"
-    assert _loading.resolve_precision("auto", "cpu", "gemma3_text") == "float32"
+    assert _loading.resolve_dtype("auto", "cpu", "bert") == "float32"
+    assert _loading.resolve_dtype("auto", "cpu", "gemma3_text") == "float32"
 
 
 def test_cuda_auto_prefers_bf16_then_fp16(cuda: pytest.MonkeyPatch) -> None:
     import torch
 
     cuda.setattr(torch.cuda, "is_bf16_supported", lambda: True)
-    assert _loading.resolve_precision("auto", "cuda", "bert") == "bfloat16"
-    assert _loading.resolve_precision("auto", "cuda:1", "gemma3_text") == "bfloat16"
+    assert _loading.resolve_dtype("auto", "cuda", "bert") == "bfloat16"
+    assert _loading.resolve_dtype("auto", "cuda:1", "gemma3_text") == "bfloat16"
     cuda.setattr(torch.cuda, "is_bf16_supported", lambda: False)
-    assert _loading.resolve_precision("auto", "cuda", "bert") == "float16"
+    assert _loading.resolve_dtype("auto", "cuda", "bert") == "float16"
 
 
 @pytest.mark.parametrize("model_type", sorted(_loading.FP16_UNSAFE_MODEL_TYPES))
@@ -39,18 +39,18 @@ def test_gemma_never_gets_fp16_under_auto(cuda: pytest.MonkeyPatch, model_type: 
     import torch
 
     cuda.setattr(torch.cuda, "is_bf16_supported", lambda: False)
-    assert _loading.resolve_precision("auto", "cuda", model_type) == "float32"
-    assert _loading.resolve_precision("auto", "mps", model_type) == "float32"
+    assert _loading.resolve_dtype("auto", "cuda", model_type) == "float32"
+    assert _loading.resolve_dtype("auto", "mps", model_type) == "float32"
 
 
 def test_explicit_fp16_on_gemma_is_refused_with_reason(tiny_gemma_dir: Path) -> None:
-    with pytest.raises(ConfigError, match=re.escape("precision='float16' on a gemma3_text model: Gemma-family")):
-        PromptEmbedder(model=tiny_gemma_dir, precision="float16")
+    with pytest.raises(ConfigError, match=re.escape("dtype='float16' on a gemma3_text model: Gemma-family")):
+        PromptEmbedder(model=tiny_gemma_dir, dtype="float16")
 
 
-def test_explicit_precisions_honoured() -> None:
+def test_explicit_dtypes_honoured() -> None:
     for p in ("float32", "bfloat16", "float16"):
-        assert _loading.resolve_precision(p, "cpu", "bert") == p
+        assert _loading.resolve_dtype(p, "cpu", "bert") == p
 
 
 def test_model_type_read_from_folder(tiny_gemma_dir: Path, minilm_dir: Path) -> None:
@@ -80,7 +80,7 @@ def test_unavailable_device_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) ->
 
 
 @pytest.mark.gpu
-def test_gpu_auto_precision_and_memory_release(tiny_gemma_dir: Path, tiny_bert_dir: Path) -> None:
+def test_gpu_auto_dtype_and_memory_release(tiny_gemma_dir: Path, tiny_bert_dir: Path) -> None:
     import numpy as np
     import torch
     from sentence_transformers import SentenceTransformer
@@ -90,14 +90,14 @@ def test_gpu_auto_precision_and_memory_release(tiny_gemma_dir: Path, tiny_bert_d
     base = torch.cuda.memory_allocated()
     with PromptEmbedder(model=tiny_bert_dir, device="cuda") as emb:
         assert emb.device == "cuda"
-        assert emb.precision == ("bfloat16" if torch.cuda.is_bf16_supported() else "float16")
+        assert emb.dtype == ("bfloat16" if torch.cuda.is_bf16_supported() else "float16")
         assert torch.cuda.memory_allocated() > base
         ref = SentenceTransformer(str(tiny_bert_dir), device="cpu").encode(texts, normalize_embeddings=True)
         cos = np.sum(emb.embed_queries(texts) * ref, axis=1)
         assert (cos > 0.99).all(), cos
     assert torch.cuda.memory_allocated() <= base
     with PromptEmbedder(model=tiny_gemma_dir, device="cuda") as gemma:
-        assert gemma.precision in ("bfloat16", "float32")
+        assert gemma.dtype in ("bfloat16", "float32")
         ref = SentenceTransformer(str(tiny_gemma_dir), device="cpu").encode_query(texts)
         cos = np.sum(gemma.embed_queries(texts) * ref, axis=1)
         assert (cos > 0.99).all(), cos
@@ -115,10 +115,10 @@ def test_native_bf16_read_from_cpu_flags() -> None:
 def test_emulated_bf16_on_cpu_warns(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.setattr(_loading, "cpu_native_bf16", lambda: None)
     with caplog.at_level("WARNING", logger="promptembed"):
-        assert _loading.resolve_precision("bfloat16", "cpu", "bert") == "bfloat16"
-    assert "without avx512_bf16 or AMX" in caplog.text and "precision='int8'" in caplog.text
+        assert _loading.resolve_dtype("bfloat16", "cpu", "bert") == "bfloat16"
+    assert "without avx512_bf16 or AMX" in caplog.text and "dtype='int8'" in caplog.text
     caplog.clear()
     monkeypatch.setattr(_loading, "cpu_native_bf16", lambda: "avx512_bf16")
     with caplog.at_level("WARNING", logger="promptembed"):
-        _loading.resolve_precision("bfloat16", "cpu", "bert")
+        _loading.resolve_dtype("bfloat16", "cpu", "bert")
     assert caplog.text == ""

@@ -17,16 +17,29 @@ if TYPE_CHECKING:
 _OPTIONS = (
     "model",
     "device",
+    "dtype",
     "precision",
+    "quantization_ranges",
     "truncate_dim",
     "normalize",
     "batch_size",
+    "max_batch_tokens",
+    "engine",
     "prompts",
     "revision",
     "trust_remote_code",
     "allow_pickle",
     "show_progress_bar",
     "cache_dir",
+    "model_kwargs",
+    "tokenizer_kwargs",
+    "config_kwargs",
+    "token",
+    "local_files_only",
+    "backend",
+    "cache_folder",
+    "max_seq_length",
+    "forward_kwargs",
 )
 
 
@@ -38,11 +51,20 @@ def check_options(
     normalize: object,
     trust_remote_code: object,
     show_progress_bar: object,
+    max_batch_tokens: object = None,
+    engine: object = "auto",
 ) -> None:
     """Refuse unknown options and values of the wrong type, naming the option and what it accepts."""
     if unknown:
         raise ConfigError(f"Unknown option(s) {sorted(unknown)} for PromptEmbedder; valid options are {list(_OPTIONS)}")
     check_int("batch_size", batch_size, minimum=1)
+    if max_batch_tokens is not None:
+        check_int("max_batch_tokens", max_batch_tokens, minimum=1)
+    if engine not in ("auto", "sentence-transformers"):
+        raise ConfigError(
+            f"Unknown engine {engine!r}; use 'auto' (token-budget batches, the default) or 'sentence-transformers' "
+            "(sentence-transformers' own encode loop with batch_size texts per forward pass)"
+        )
     if truncate_dim is not None:
         check_int("truncate_dim", truncate_dim, minimum=1)
     for name, flag in (("normalize", normalize), ("trust_remote_code", trust_remote_code)):
@@ -50,6 +72,22 @@ def check_options(
             raise ConfigError(f"{name} must be True or False, got {flag!r}")
     if show_progress_bar is not None and not isinstance(show_progress_bar, bool):
         raise ConfigError(f"show_progress_bar must be True, False or None, got {show_progress_bar!r}")
+
+
+def check_forward_kwargs(forward_kwargs: object, model: Any) -> dict[str, Any]:
+    """Refuse forward-pass keywords the model does not take, as ``SentenceTransformer.encode`` would at each call."""
+    if forward_kwargs is None:
+        return {}
+    if not isinstance(forward_kwargs, Mapping):
+        raise ConfigError(f"forward_kwargs must be a dict of keyword arguments or None, got {forward_kwargs!r}")
+    valid = sorted({"task", "processing_kwargs", *model.get_model_kwargs()})
+    unknown = sorted(str(k) for k in forward_kwargs if k not in valid)
+    if unknown:
+        raise ConfigError(
+            f"This model's forward pass does not take {unknown}; it takes {valid} (its get_model_kwargs() plus "
+            "sentence-transformers' task and processing_kwargs)"
+        )
+    return {str(k): v for k, v in forward_kwargs.items()}
 
 
 def device_list(device: object) -> list[Any]:

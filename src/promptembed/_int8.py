@@ -1,4 +1,4 @@
-"""``precision="int8"``: the CPU fast path, dynamic int8 quantization of a model's ``nn.Linear`` layers.
+"""``dtype="int8"``: the CPU fast path, dynamic int8 quantization of a model's ``nn.Linear`` layers.
 
 Weights are stored as int8 (one scale per output channel); activations are quantized per batch at run time,
 by torch's built-in ``quantize_dynamic`` (fbgemm/oneDNN kernels on x86, QNNPACK on ARM). A Linear layer whose
@@ -51,8 +51,8 @@ def _quantize_dynamic() -> tuple[Any, Any]:
         from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
     except ImportError as exc:  # pragma: no cover - a future torch without torch.ao.quantization
         raise ConfigError(
-            f"precision='int8' uses torch.ao.quantization.quantize_dynamic, which torch {torch.__version__} does "
-            "not provide; use precision='float32' (or 'bfloat16' on CPUs with avx512_bf16/AMX)"
+            f"dtype='int8' uses torch.ao.quantization.quantize_dynamic, which torch {torch.__version__} does "
+            "not provide; use dtype='float32' (or 'bfloat16' on CPUs with avx512_bf16/AMX)"
         ) from exc
     return quantize_dynamic, per_channel_dynamic_qconfig
 
@@ -105,9 +105,7 @@ def quantize(
     kept = sorted(name for name, ratio in ratios.items() if ratio > limit)
     spec = {name: qconfig for name in ratios if name not in kept}
     if not spec:
-        raise ConfigError(
-            "precision='int8' found no Linear layer it can quantize in this model; use precision='float32'"
-        )
+        raise ConfigError("dtype='int8' found no Linear layer it can quantize in this model; use dtype='float32'")
     with warnings.catch_warnings():
         # torch marks torch.ao.quantization deprecated in favour of torchao, whose CPU int8 path needs
         # torch.compile to be fast; the eager kernels used here are the ones that run fast today.

@@ -18,10 +18,11 @@ from promptembed.errors import ConfigError, ModelLoadError, UnsafeModelError
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
+    from promptembed._modelopts import ModelOptions
     from promptembed._registry import ModelKey
 
 __all__ = [
-    "Precision",
+    "Dtype",
     "check_weights_safe",
     "cpu_flags",
     "cpu_native_bf16",
@@ -31,14 +32,14 @@ __all__ = [
     "max_seq_length",
     "pick_device",
     "read_model_type",
-    "resolve_precision",
+    "resolve_dtype",
     "resolve_source",
 ]
 
 logger = logging.getLogger("promptembed")
 
-Precision = Literal["float32", "bfloat16", "float16", "int8"]
-PRECISIONS: tuple[str, ...] = ("auto", "float32", "bfloat16", "float16", "int8")
+Dtype = Literal["float32", "bfloat16", "float16", "int8"]
+DTYPES: tuple[str, ...] = ("auto", "float32", "bfloat16", "float16", "int8")
 
 # transformers model_type values of the Gemma family: activations overflow float16 (EmbeddingGemma's card).
 FP16_UNSAFE_MODEL_TYPES = frozenset({"gemma", "gemma2", "gemma3", "gemma3_text", "gemma3n", "gemma3n_text"})
@@ -111,7 +112,9 @@ def check_weights_safe(source: str, *, allow_pickle: bool) -> None:
         )
 
 
-def read_model_type(source: str, is_local: bool, *, trust_remote_code: bool, revision: str | None) -> str | None:
+def read_model_type(
+    source: str, is_local: bool, *, trust_remote_code: bool, revision: str | None, options: ModelOptions | None = None
+) -> str | None:
     """Transformers ``model_type`` of the model's first module, or ``None`` if it cannot be read."""
     if is_local:
         root = Path(source)
@@ -135,9 +138,16 @@ def read_model_type(source: str, is_local: bool, *, trust_remote_code: bool, rev
     try:  # pragma: no cover - network path, exercised by real users only
         from transformers import AutoConfig
 
-        return str(
-            AutoConfig.from_pretrained(source, revision=revision, trust_remote_code=trust_remote_code).model_type
-        )
+        extra: dict[str, Any] = {}
+        if options is not None:
+            extra = {
+                **options.config_kwargs,
+                "token": options.token,
+                "cache_dir": options.cache_folder,
+                "local_files_only": options.local_files_only,
+            }
+        config = AutoConfig.from_pretrained(source, revision=revision, trust_remote_code=trust_remote_code, **extra)
+        return str(config.model_type)
     except Exception:  # pragma: no cover
         return None
 
@@ -192,40 +202,48 @@ def cpu_native_bf16(cpuinfo: str | None = None) -> str | None:
     return next((f for f in ("amx_bf16", "avx512_bf16", "bf16") if f in flags), None)
 
 
-def resolve_precision(precision: str, device: str, model_type: str | None) -> Precision:
-    """Choose the weight dtype.
+def resolve_dtype(dtype: str, device: str, model_type: str | None, backend: str = "torch") -> Dtype:
+    """Choose the weight dtype (the ``dtype=`` option).
 
     ``"auto"``: CUDA -> bfloat16 where supported, else float16, except fp16-unsafe (Gemma) models, which get
     float32 there; MPS -> float16 (float32 for Gemma); CPU -> float32. Explicit values are honoured, except
     float16 on a Gemma-family model, which overflows and is refused, and int8 (dynamic quantization, the CPU
-    fast path) anywhere but the CPU.
+    fast path) anywhere but the CPU. A non-torch ``backend`` (ONNX, OpenVINO) runs its own graph: only ``"auto"`` /
+    ``"float32"`` apply there.
 
     Raises:
-        ConfigError: Unknown precision, float16 on a Gemma-family model, or int8 on a GPU.
+        ConfigError: Unknown dtype, float16 on a Gemma-family model, int8 on a GPU, or a torch dtype on ONNX/OpenVINO.
     """
     import torch
 
-    if precision not in PRECISIONS:
-        raise ConfigError(f"Unknown precision {precision!r}; use one of {list(PRECISIONS)}")
+    if dtype not in DTYPES:
+        raise ConfigError(f"Unknown dtype {dtype!r}; use one of {list(DTYPES)}")
+    if backend != "torch":
+        if dtype not in ("auto", "float32"):
+            raise ConfigError(
+                f"dtype={dtype!r} applies to the torch backend only; backend={backend!r} runs its own exported "
+                "graph. Leave dtype='auto', or use backend='torch'."
+            )
+        return "float32"
     fp16_unsafe = model_type in FP16_UNSAFE_MODEL_TYPES
-    if precision == "float16" and fp16_unsafe:
+    if dtype == "float16" and fp16_unsafe:
         raise ConfigError(
-            f"precision='float16' on a {model_type} model: Gemma-family activations overflow in float16 and give "
-            "NaN or wrong vectors. Use precision='bfloat16' (GPU) or 'float32', or leave precision='auto'."
+            f"dtype='float16' on a {model_type} model: Gemma-family activations overflow in float16 and give "
+            "NaN or wrong vectors. Use dtype='bfloat16' (GPU) or 'float32', or leave dtype='auto'."
         )
     kind = device.split(":", 1)[0]
-    if precision == "int8" and kind != "cpu":
+    if dtype == "int8" and kind != "cpu":
         raise ConfigError(
-            f"precision='int8' is the CPU fast path (dynamic int8 quantization runs on CPU kernels only), but the "
-            f"device is {device!r}; on a GPU use precision='auto' or 'bfloat16', or pass device='cpu'"
+            f"dtype='int8' is the CPU fast path (dynamic int8 quantization runs on CPU kernels only), but the "
+            f"device is {device!r}; on a GPU use dtype='auto' or 'bfloat16', or pass device='cpu'"
         )
-    if precision == "bfloat16" and kind == "cpu" and cpu_native_bf16() is None:
+    if dtype == "bfloat16" and kind == "cpu" and cpu_native_bf16() is None:
         logger.warning(
-            "precision='bfloat16' on a CPU without avx512_bf16 or AMX: torch emulates it, several times slower "
-            "than float32. For a faster CPU encode use precision='int8'."
+            "dtype='bfloat16' on a CPU without avx512_bf16 or AMX: torch emulates it, several times slower "
+            "than float32. For a faster CPU encode use dtype='int8'."
         )
-    if precision != "auto":
-        return precision  # type: ignore[return-value]
+    if dtype != "auto":
+        return dtype  # type: ignore[return-value]
     if kind == "cuda":
         if torch.cuda.is_bf16_supported():
             return "bfloat16"
@@ -235,16 +253,24 @@ def resolve_precision(precision: str, device: str, model_type: str | None) -> Pr
     return "float32"
 
 
-def load_model(key: ModelKey, *, is_local: bool, allow_pickle: bool) -> tuple[SentenceTransformer, str | None]:
-    """Load the model; returns it and, for int8, its identity for the vector cache (else computed lazily)."""
+def load_model(
+    key: ModelKey, *, is_local: bool, allow_pickle: bool, options: ModelOptions
+) -> tuple[SentenceTransformer, str | None]:
+    """Load the model; returns it and, for int8, its identity for the vector cache (else computed lazily).
+
+    ``options`` carries what ``key`` only fingerprints (the keyword dicts as given, the token itself).
+    """
     import torch
     from sentence_transformers import SentenceTransformer
 
     dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "int8": torch.float32}
-    dtype = dtypes[key.precision]
-    model_kwargs: dict[str, Any] = {"dtype": dtype}
-    if not allow_pickle:
-        model_kwargs["use_safetensors"] = True
+    dtype = dtypes[key.dtype]
+    torch_backend = options.backend == "torch"
+    model_kwargs: dict[str, Any] = {**options.model_kwargs}
+    if torch_backend:
+        model_kwargs["dtype"] = dtype
+        if not allow_pickle:
+            model_kwargs["use_safetensors"] = True
     try:
         model = SentenceTransformer(
             key.source,
@@ -252,7 +278,12 @@ def load_model(key: ModelKey, *, is_local: bool, allow_pickle: bool) -> tuple[Se
             revision=key.revision,
             trust_remote_code=key.trust_remote_code,
             model_kwargs=model_kwargs,
-            local_files_only=is_local,
+            processor_kwargs=options.tokenizer_kwargs or None,
+            config_kwargs=options.config_kwargs or None,
+            token=options.token,
+            cache_folder=options.cache_folder,
+            backend=options.backend,
+            local_files_only=is_local or options.local_files_only,
         )
     except Exception as exc:
         where = f"local folder {key.source}" if is_local else f"hub id {key.source!r} (revision {key.revision})"
@@ -262,15 +293,19 @@ def load_model(key: ModelKey, *, is_local: bool, allow_pickle: bool) -> tuple[Se
             else "Check the id, your network and HF token, or download it and pass the local folder."
         )
         raise ModelLoadError(f"Could not load model from the {where}: {type(exc).__name__}: {exc}. {hint}") from exc
+    if options.max_seq_length is not None:
+        model.max_seq_length = options.max_seq_length
+    if not torch_backend:
+        return model, None
     model.to(dtype)
     model.eval()
-    if key.precision != "int8":
+    if key.dtype != "int8":
         return model, None
     from promptembed import _int8
     from promptembed.cache import weights_fingerprint
 
     kept, identity = _int8.quantize(model, weights_fingerprint(model))
-    logger.info("precision='int8': %s Linear layers with outlier inputs stay float32: %s", len(kept), kept)
+    logger.info("dtype='int8': %s Linear layers with outlier inputs stay float32: %s", len(kept), kept)
     return model, identity
 
 

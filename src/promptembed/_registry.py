@@ -1,7 +1,9 @@
 """The process-wide shared-model registry: one loaded model per identity, reference-counted, never hanging.
 
-A process holds one loaded model per :class:`ModelKey`; every ``PromptEmbedder`` (and so every framework adapter)
-on the same model shares it and releases it with ``close()``. The last release frees the weights, CUDA memory too.
+A process holds one loaded model per :class:`ModelKey` (model, revision, device, dtype, trust_remote_code and the
+options that reach the model when it loads: ``model_kwargs``, ``tokenizer_kwargs``, ``config_kwargs``, a keyed hash
+of the token, ...); every ``PromptEmbedder`` (and so every framework adapter) on the same model shares it and
+releases it with ``close()``. The last release frees the weights, CUDA memory too.
 
 Lifecycle rules (the README's "Reliability" section states them for users):
 
@@ -45,7 +47,7 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
-    from promptembed._loading import Precision
+    from promptembed._loading import Dtype
 
 __all__ = [
     "LoadedModel",
@@ -67,13 +69,25 @@ logger = logging.getLogger("promptembed")
 
 @dataclass(frozen=True)
 class ModelKey:
-    """Identity of one loaded model in the process registry."""
+    """Identity of one loaded model in the process registry.
+
+    The ``*_kwargs`` fields are canonical JSON; ``token`` is a keyed hash of the token, never the token itself
+    (see :mod:`promptembed._modelopts`).
+    """
 
     source: str
     revision: str | None
     device: str
-    precision: Precision
+    dtype: Dtype
     trust_remote_code: bool
+    model_kwargs: str = "{}"
+    tokenizer_kwargs: str = "{}"
+    config_kwargs: str = "{}"
+    token: str | None = None
+    local_files_only: bool = False
+    backend: str = "torch"
+    cache_folder: str | None = None
+    max_seq_length: int | None = None
 
 
 @dataclass

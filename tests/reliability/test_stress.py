@@ -48,7 +48,7 @@ def test_many_threads_over_several_models_with_faults(
     shutil.copytree(tiny_bert_dir, bert2)
     identities: list[dict[str, Any]] = [
         {"model": tiny_bert_dir},
-        {"model": tiny_bert_dir, "precision": "int8"},
+        {"model": tiny_bert_dir, "dtype": "int8"},
         {"model": tiny_gemma_dir},
         {"model": bert2},
     ]

@@ -77,11 +77,12 @@ def test_prompt_name_task_prompt(tiny_gemma_dir: Path) -> None:
 
 
 def test_wrong_input_types_name_the_other_component() -> None:
-    text = PromptTextEmbedder()
+    text = PromptTextEmbedder(progress_bar=False)
     docs = PromptDocumentEmbedder(progress_bar=False)
     try:
         with pytest.raises(
-            TypeError, match="expects a str, got list; to embed a list of Documents use PromptDocumentEmbedder"
+            TypeError,
+            match="expects a string as input, got list; to embed a list of Documents use PromptDocumentEmbedder",
         ):
             text.run(text=[Document(content="x")])  # type: ignore[arg-type]
         with pytest.raises(TypeError, match="got str; to embed a query string use PromptTextEmbedder"):
@@ -98,9 +99,9 @@ def test_to_dict_from_dict_and_yaml_pipeline_round_trip(tiny_gemma_dir: Path) ->
     settings = {
         "model": str(tiny_gemma_dir),
         "device": ComponentDevice.from_str("cpu"),
-        "precision": "float32",
+        "dtype": "auto",
         "truncate_dim": 16,
-        "normalize": False,
+        "normalize_embeddings": False,
         "batch_size": 4,
         "prompts": {"x": "x: "},
         "trust_remote_code": False,

@@ -27,7 +27,7 @@ def test_pipeline_returns_mars_first() -> None:
     assert store.count_documents() == 4
 
     query = Pipeline()
-    query.add_component("embedder", PromptTextEmbedder())
+    query.add_component("embedder", PromptTextEmbedder(progress_bar=False))
     query.add_component("retriever", InMemoryEmbeddingRetriever(document_store=store, top_k=4))
     query.connect("embedder.embedding", "retriever.query_embedding")
     hits = query.run({"embedder": {"text": QUERY}})["retriever"]["documents"]

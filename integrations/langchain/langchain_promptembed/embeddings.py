@@ -3,27 +3,37 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import warnings
 from typing import Any, Literal
 
 from langchain_core.embeddings import Embeddings
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
-from promptembed import PromptEmbedder
+from promptembed import ConfigError, PromptEmbedder
+from promptembed.compat import EncodeOptions, Side, encode_options, init_options, merge_options, side_options
 
 __all__ = ["PromptEmbeddings"]
+
+#: Our own fields that are also ``SentenceTransformer(...)`` options (given either way, but not two ways).
+_MODEL_FIELDS = ("device", "dtype", "truncate_dim", "prompts", "trust_remote_code", "allow_pickle", "cache_dir")
 
 
 class PromptEmbeddings(BaseModel, Embeddings):
     """Sentence-transformers embeddings with the model's own query and document prompts applied.
 
-    Queries get the model's query prompt and documents its document prompt, with nothing but the model
-    given: the vectors equal ``SentenceTransformer.encode_query`` / ``encode_document``. Every decision about
-    prompts, device, precision and truncation is made by :class:`promptembed.PromptEmbedder`; models are shared
-    with every other promptembed object on the same model in the process.
+    A drop-in for langchain-huggingface's ``HuggingFaceEmbeddings``: the same fields with the same meaning
+    (``model_name``, ``cache_folder``, ``model_kwargs`` = ``SentenceTransformer(...)`` keyword arguments,
+    ``encode_kwargs``, ``query_encode_kwargs``, ``multi_process``, ``show_progress``), plus promptembed's own.
+    With no prompt chosen, queries get the model's query prompt and documents its document prompt: the vectors
+    equal ``SentenceTransformer.encode_query`` / ``encode_document``. A prompt chosen the stock way
+    (``prompt_name``/``prompt`` in ``encode_kwargs``/``query_encode_kwargs``, ``default_prompt_name`` in
+    ``model_kwargs``) is honoured exactly as ``HuggingFaceEmbeddings`` honours it. Models are shared with every
+    other promptembed object on the same model in the process.
 
     Example:
         >>> from langchain_promptembed import PromptEmbeddings
-        >>> emb = PromptEmbeddings()  # bundled all-MiniLM-L6-v2; or model="path/or/hub-id"
+        >>> emb = PromptEmbeddings()  # bundled all-MiniLM-L6-v2; or model_name="path/or/hub-id"
         >>> len(emb.embed_query("Which planet is known as the Red Planet?"))
         384
         >>> emb.close()
@@ -31,19 +41,39 @@ class PromptEmbeddings(BaseModel, Embeddings):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, protected_namespaces=())
 
-    model: str | None = Field(default=None, alias="model_name")
-    """Local sentence-transformers folder or hub id; ``None`` is the bundled all-MiniLM-L6-v2.
-    Also accepted as ``model_name``."""
-    device: str = "auto"
-    """``"auto"`` (cuda, then mps, then cpu), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``."""
-    precision: Literal["auto", "float32", "bfloat16", "float16", "int8"] = "auto"
+    # ---- HuggingFaceEmbeddings' fields, with its meaning
+    model_name: str | None = Field(default=None, alias="model")
+    """Local sentence-transformers folder or hub id; ``None`` is the bundled all-MiniLM-L6-v2 (works offline).
+    Also accepted as ``model``."""
+    cache_folder: str | None = None
+    """Where downloaded hub models are kept."""
+    model_kwargs: dict[str, Any] = Field(default_factory=dict)
+    """``SentenceTransformer(...)`` keyword arguments: ``device``, ``prompts``, ``default_prompt_name``,
+    ``revision``, ``trust_remote_code``, ``token``, ``model_kwargs`` (Hugging Face ``from_pretrained``),
+    ``processor_kwargs``/``tokenizer_kwargs``, ``config_kwargs``, ``backend``, ``truncate_dim``, ..."""
+    encode_kwargs: dict[str, Any] = Field(default_factory=dict)
+    """``SentenceTransformer.encode`` keyword arguments for documents (and for queries when
+    ``query_encode_kwargs`` is empty): ``prompt_name``, ``prompt``, ``batch_size``, ``normalize_embeddings``,
+    ``precision``, ``truncate_dim``, model keywords such as ``task``."""
+    query_encode_kwargs: dict[str, Any] = Field(default_factory=dict)
+    """``SentenceTransformer.encode`` keyword arguments for queries."""
+    multi_process: bool = False
+    """Encode with a pool of worker processes (all CUDA devices, else 4 CPU workers), kept for the object's life."""
+    show_progress: bool = False
+    """Show a progress bar (promptembed's ``show_progress_bar`` when this is not set)."""
+
+    # ---- promptembed's own
+    device: str | list[str] | None = None
+    """``"auto"`` (cuda, then mps, then cpu), ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"``, or a list of devices
+    for one worker pool; ``None``: ``model_kwargs["device"]``, else auto."""
+    dtype: Literal["auto", "float32", "bfloat16", "float16", "int8"] = "auto"
     """Weight dtype; ``"auto"`` is safe for the model and device (never float16 for Gemma models)."""
     truncate_dim: int | None = None
     """Matryoshka dimension to keep (re-normalized); ``None`` keeps the full vector."""
-    normalize: bool = True
-    """L2-normalize vectors."""
-    batch_size: int = 32
-    """Texts per forward pass."""
+    normalize: bool | None = None
+    """L2-normalize vectors; ``None``: as ``encode_kwargs["normalize_embeddings"]`` says (default False)."""
+    batch_size: int | None = None
+    """Texts per forward pass; ``None``: ``encode_kwargs["batch_size"]``, else 32."""
     prompts: dict[str, str] | None = None
     """Prompt name -> text entries replacing or extending the model's saved prompts."""
     prompt_name: str | None = None
@@ -52,20 +82,21 @@ class PromptEmbeddings(BaseModel, Embeddings):
     trust_remote_code: bool = False
     """Run code shipped with a hub model; only for code you have read or a publisher you trust."""
     show_progress_bar: bool | None = None
-    """Progress bar while embedding (``None``: only for 1,000 texts or more)."""
+    """Progress bar while embedding (``None``: only for 1,000 texts or more, unless ``show_progress`` is set)."""
     allow_pickle: bool = False
     """Allow models whose weights exist only as pickle files (pickle can run code: trusted models only)."""
     cache_dir: str | None = None
-    """Folder of promptembed's persistent vector cache (keys cover weights, prompt, dim, precision and text)."""
+    """Folder of promptembed's persistent vector cache (keys cover weights, prompt, dim, dtype and text)."""
 
-    _embedder: PromptEmbedder = PrivateAttr()
+    _documents: Side = PrivateAttr()
+    _queries: Side = PrivateAttr()
 
     @model_validator(mode="before")
     @classmethod
     def _reject_unknown_fields(cls, data: Any) -> Any:
         """Name the valid fields when given an unknown one (``extra="forbid"`` alone does not list them)."""
         if isinstance(data, dict):
-            valid = [*cls.model_fields, "model_name"]
+            valid = [*cls.model_fields, "model"]
             unknown = sorted(str(key) for key in data if key not in valid)
             if unknown:
                 raise ValueError(f"Unknown field(s) {unknown} for PromptEmbeddings; valid fields are {valid}")
@@ -74,42 +105,85 @@ class PromptEmbeddings(BaseModel, Embeddings):
     def __init__(self, **data: Any) -> None:
         """Validate the fields and load (or share) the model."""
         super().__init__(**data)
-        self._embedder = PromptEmbedder(
-            model=self.model,
-            device=self.device,
-            precision=self.precision,
-            truncate_dim=self.truncate_dim,
-            normalize=self.normalize,
-            batch_size=self.batch_size,
-            prompts=self.prompts,
-            trust_remote_code=self.trust_remote_code,
-            show_progress_bar=self.show_progress_bar,
-            allow_pickle=self.allow_pickle,
-            cache_dir=self.cache_dir,
+        if self.model_kwargs.get("backend", "torch") == "ipex":  # as HuggingFaceEmbeddings does
+            warnings.warn(
+                "`backend='ipex'` is no longer supported; the default `torch` backend will be used instead.",
+                UserWarning,
+                stacklevel=2,
+            )
+            self.model_kwargs["backend"] = "torch"
+        theirs, default_prompt_name = init_options(self.model_kwargs, where="model_kwargs")
+        ours = {k: getattr(self, k) for k in _MODEL_FIELDS if k in self.model_fields_set}
+        if self.cache_folder is not None:
+            ours["cache_folder"] = self.cache_folder
+        base = merge_options(ours, theirs, where="model_kwargs")
+        if self.multi_process and not isinstance(base.get("device"), list):
+            base["device"] = _pool_devices()
+        base["model"] = self.model_name
+        base["normalize"] = self.normalize
+        if self.batch_size is not None:
+            base["batch_size"] = self.batch_size
+        progress = self.show_progress if "show_progress" in self.model_fields_set else None
+        base["show_progress_bar"] = merge_options(
+            {"show_progress_bar": self.show_progress_bar}, {"show_progress_bar": progress}, where="show_progress"
+        )["show_progress_bar"]
+        doc_enc = self._with_prompt_name(encode_options(self.encode_kwargs, where="encode_kwargs"), "encode_kwargs")
+        query_where = "query_encode_kwargs" if self.query_encode_kwargs else "encode_kwargs"
+        query_enc = self._with_prompt_name(
+            encode_options(self.query_encode_kwargs or self.encode_kwargs, where=query_where), query_where
         )
-        if self.prompt_name is not None:
-            self._embedder.embed([], prompt_name=self.prompt_name)  # validates the name now, not at first use
+        built: dict[str, PromptEmbedder] = {}
+        try:
+            for role, enc in (("document", doc_enc), ("query", query_enc)):
+                options = side_options(base, enc, normalize_default=False)
+                key = repr(sorted(options.items()))
+                if key not in built:
+                    built[key] = PromptEmbedder(**options)
+                side = Side(built[key], role=role, enc=enc, default_prompt_name=default_prompt_name)  # type: ignore[arg-type]
+                if role == "document":
+                    self._documents = side
+                else:
+                    self._queries = side
+        except BaseException:
+            for embedder in built.values():
+                embedder.close()
+            raise
+
+    def _with_prompt_name(self, enc: EncodeOptions, where: str) -> EncodeOptions:
+        if self.prompt_name is None:
+            return enc
+        if enc.chooses_prompt:
+            raise ConfigError(
+                f"prompt_name={self.prompt_name!r} and a prompt in {where} both choose the prompt; keep one"
+            )
+        return dataclasses.replace(enc, prompt_name=self.prompt_name)
+
+    @property
+    def model(self) -> str | None:
+        """The model as given (``model_name``)."""
+        return self.model_name
 
     @property
     def embedder(self) -> PromptEmbedder:
-        """The underlying :class:`promptembed.PromptEmbedder`."""
-        return self._embedder
+        """The underlying :class:`promptembed.PromptEmbedder` of the document side."""
+        return self._documents.embedder
+
+    @property
+    def query_embedder(self) -> PromptEmbedder:
+        """The underlying :class:`promptembed.PromptEmbedder` of the query side.
+
+        The same object as :attr:`embedder` when the options of both sides agree; otherwise a second object that
+        shares the one loaded model.
+        """
+        return self._queries.embedder
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        """Embed documents with the model's document prompt (or ``prompt_name``)."""
-        if self.prompt_name is not None:
-            vectors = self._embedder.embed(texts, prompt_name=self.prompt_name)
-        else:
-            vectors = self._embedder.embed_documents(texts)
-        return vectors.tolist()  # type: ignore[no-any-return]
+        """Embed documents with the model's document prompt (or the prompt chosen in ``encode_kwargs``)."""
+        return self._documents.embed(texts).tolist()  # type: ignore[no-any-return]
 
     def embed_query(self, text: str) -> list[float]:
-        """Embed one query with the model's query prompt (or ``prompt_name``)."""
-        if self.prompt_name is not None:
-            vectors = self._embedder.embed([text], prompt_name=self.prompt_name)
-        else:
-            vectors = self._embedder.embed_queries([text])
-        return vectors[0].tolist()  # type: ignore[no-any-return]
+        """Embed one query with the model's query prompt (or the prompt chosen in ``query_encode_kwargs``)."""
+        return self._queries.embed([text])[0].tolist()  # type: ignore[no-any-return]
 
     async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
         """Async :meth:`embed_documents`, computed in a worker thread so the event loop keeps running."""
@@ -121,10 +195,20 @@ class PromptEmbeddings(BaseModel, Embeddings):
 
     def close(self) -> None:
         """Release the shared model (the last user frees its memory)."""
-        self._embedder.close()
+        self._documents.embedder.close()
+        self._queries.embedder.close()
 
     def __enter__(self) -> PromptEmbeddings:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _pool_devices() -> list[str]:
+    """The worker devices of ``multi_process=True``: sentence-transformers' own default pool."""
+    import torch
+
+    if torch.cuda.is_available():
+        return [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    return ["cpu"] * 4

@@ -92,7 +92,7 @@ def test_to_dict_from_dict_keeps_every_setting(tiny_gemma_dir: Path) -> None:
         for field in (
             "model",
             "device",
-            "precision",
+            "dtype",
             "truncate_dim",
             "normalize",
             "batch_size",

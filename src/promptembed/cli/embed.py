@@ -74,7 +74,7 @@ def _describe(emb: PromptEmbedder, options: dict[str, Any], job: TableJob) -> di
                   "weights_sha256": _weights_sha256(emb.model_source)},
         "prompt": {"role": job.role, "prompt_name": job.prompt_name, "text": prompt,
                    "title_column": job.title_column, "title_slot": emb.has_title_slot},
-        "dimension": emb.dimension, "dtype": emb.precision, "device": emb.device,
+        "dimension": emb.dimension, "dtype": emb.dtype, "device": emb.device,
     }  # fmt: skip
 
 
@@ -122,7 +122,7 @@ def _embed_on_ray(
         embedded = embed_dataset(
             parts, column=job.column, role=job.role, prompt_name=job.prompt_name, title_column=job.title_column,
             output_column=job.output_column, id_column=job.id_column, on_bad_row=job.on_bad_row,
-            dtype=options["precision"], model=options["model"], truncate_dim=options["truncate_dim"],
+            dtype=options["dtype"], model=options["model"], truncate_dim=options["truncate_dim"],
             prompts=options["prompts"], revision=options["revision"], trust_remote_code=options["trust_remote_code"],
             allow_pickle=options["allow_pickle"], batch_size=None, model_batch_size=args.batch_size,
             concurrency=args.workers,
@@ -195,7 +195,7 @@ def _run(args: argparse.Namespace) -> int:
         raise ConfigError("--workers, --gpus-per-worker and --cpus-per-worker need --ray (auto, ADDRESS or local)")
     root = Path(args.input).resolve()
     files = find_inputs(root)
-    options = {"model": args.model, "device": args.device, "precision": args.dtype, "truncate_dim": args.truncate_dim,
+    options = {"model": args.model, "device": args.device, "dtype": args.dtype, "truncate_dim": args.truncate_dim,
                "normalize": True, "prompts": None, "revision": args.revision, "batch_size": args.batch_size,
                "trust_remote_code": args.trust_remote_code, "allow_pickle": False}  # fmt: skip
     job_info = {

@@ -1,4 +1,4 @@
-"""``promptembed info [MODEL]``: a model's resolved prompts, dimension, device and precision."""
+"""``promptembed info [MODEL]``: a model's resolved prompts, dimension, device and weight dtype."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ def _info(args: argparse.Namespace) -> int:
     with PromptEmbedder(
         model=args.model,
         device=args.device,
-        precision=args.precision,
+        dtype=args.dtype,
         truncate_dim=args.truncate_dim,
         trust_remote_code=args.trust_remote_code,
     ) as emb:
@@ -26,7 +26,7 @@ def _info(args: argparse.Namespace) -> int:
             "model_dimension": emb.model_dimension,
             "max_seq_length": emb.max_seq_length,
             "device": emb.device,
-            "precision": emb.precision,
+            "dtype": emb.dtype,
             "cpu_fast_paths": ["int8"] + ([f"bfloat16 ({native})"] if (native := cpu_native_bf16()) else []),
             "query_prompt": emb.query_prompt,
             "document_prompt": emb.document_prompt,
@@ -52,12 +52,20 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+class _OldPrecisionFlag(argparse.Action):
+    """``--precision``, the old name of ``--dtype``: a usage error that names the new flag."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: Any, values: Any, option: Any = None) -> None:
+        parser.error(f"--precision {values} is now --dtype {values} (the model's weight dtype)")
+
+
 def add_command(sub: Any) -> None:  # argparse's _SubParsersAction is private
     """Register ``info`` on the ``promptembed`` parser."""
-    info = sub.add_parser("info", help="show a model's resolved prompts, dimension, device and precision")
+    info = sub.add_parser("info", help="show a model's resolved prompts, dimension, device and weight dtype")
     info.add_argument("model", nargs="?", default=None, help="model folder or hub id (default: bundled MiniLM)")
     info.add_argument("--device", default="auto")
-    info.add_argument("--precision", default="auto", choices=["auto", "float32", "bfloat16", "float16", "int8"])
+    info.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16", "int8"])
+    info.add_argument("--precision", action=_OldPrecisionFlag, help=argparse.SUPPRESS)
     info.add_argument("--truncate-dim", type=int, default=None)
     info.add_argument("--trust-remote-code", action="store_true", help="run code shipped with a hub model")
     info.add_argument("--json", action="store_true", help="print JSON")

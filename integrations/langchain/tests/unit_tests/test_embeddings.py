@@ -94,7 +94,7 @@ def test_model_name_alias_truncate_dim_and_empty_list(tiny_gemma_dir: Path) -> N
 
 
 def test_unknown_field_is_rejected_naming_the_valid_ones() -> None:
-    valid = [*PromptEmbeddings.model_fields, "model_name"]
+    valid = [*PromptEmbeddings.model_fields, "model"]
     with pytest.raises(
         ValidationError,
         match=re.escape(f"Unknown field(s) ['normalize_embeddings'] for PromptEmbeddings; valid fields are {valid}"),

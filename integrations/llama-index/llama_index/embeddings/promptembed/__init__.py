@@ -4,4 +4,6 @@ from __future__ import annotations
 
 from llama_index.embeddings.promptembed.base import PromptEmbedding
 
-__all__ = ["PromptEmbedding"]
+__version__ = "0.1.0"
+
+__all__ = ["PromptEmbedding", "__version__"]

@@ -10,7 +10,8 @@ from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
 from llama_index.core.schema import BaseNode, MetadataMode
 from pydantic import Field, PrivateAttr
 
-from promptembed import PromptEmbedder
+from promptembed import ConfigError, PromptEmbedder
+from promptembed.compat import EncodeOptions, Side, init_options, merge_options
 
 __all__ = ["PromptEmbedding"]
 
@@ -19,30 +20,56 @@ _TITLE_KEY = "title"
 #: texts by length before cutting forward passes of ``batch_size``, so a larger window pads less: calls of 32
 #: pad the benchmark corpus 4.2% more than one call (benchmarks/RESULTS.md).
 DEFAULT_EMBED_BATCH_SIZE = 1024
+#: ``HuggingFaceEmbedding`` arguments that no longer work there either: any value but the default is an error.
+_DEPRECATED = ("tokenizer_name", "pooling", "tokenizer")
+#: Our fields that are also ``SentenceTransformer(...)`` options (``HuggingFaceEmbedding(**model_kwargs)``).
+_MODEL_FIELDS = (
+    "device",
+    "truncate_dim",
+    "prompts",
+    "trust_remote_code",
+    "cache_folder",
+    "revision",
+    "local_files_only",
+    "model_kwargs",
+    "tokenizer_kwargs",
+    "config_kwargs",
+    "backend",
+)
 
 
 class PromptEmbedding(BaseEmbedding):
     """Sentence-transformers embeddings with the model's own query and document prompts applied.
 
-    Queries get the model's query prompt; LlamaIndex "text" (nodes, documents) gets the model's document
-    prompt. When nodes pass through this embedding as a transformation (``embed_model(nodes)`` or an
-    ``IngestionPipeline``) and the model's document prompt has a title slot (EmbeddingGemma's
-    ``title: none | text: ``), a node's ``metadata["title"]`` fills it (and is left out of the metadata text).
-    Every decision about prompts, device, precision and truncation is made by :class:`promptembed.PromptEmbedder`.
+    A drop-in for LlamaIndex's ``HuggingFaceEmbedding``: the same arguments with the same meaning
+    (``model_name``, ``max_length``, ``query_instruction``, ``text_instruction``, ``normalize``,
+    ``embed_batch_size``, ``cache_folder``, ``trust_remote_code``, ``device``, ``parallel_process``,
+    ``target_devices``, ``show_progress_bar`` and ``SentenceTransformer(...)`` keyword arguments such as
+    ``revision``, ``token`` or ``model_kwargs``), plus promptembed's own. Without an instruction, queries get the
+    model's query prompt and LlamaIndex "text" (nodes, documents) its document prompt; a ``query_instruction`` /
+    ``text_instruction`` is prepended exactly as ``HuggingFaceEmbedding`` does. When nodes pass through this
+    embedding as a transformation (``embed_model(nodes)`` or an ``IngestionPipeline``) and the model's document
+    prompt has a title slot (EmbeddingGemma's ``title: none | text: ``), a node's ``metadata["title"]`` fills it
+    (and is left out of the metadata text).
 
     Example:
         >>> from llama_index.embeddings.promptembed import PromptEmbedding
-        >>> emb = PromptEmbedding()  # bundled all-MiniLM-L6-v2; or model="path/or/hub-id"
+        >>> emb = PromptEmbedding()  # bundled all-MiniLM-L6-v2; or model_name="path/or/hub-id"
         >>> len(emb.get_query_embedding("Which planet is known as the Red Planet?"))
         384
         >>> emb.close()
     """
 
     model: str | None = Field(default=None, description="Local folder or hub id; None is the bundled MiniLM.")
-    device: str = Field(default="auto", description="'auto' (cuda, mps, cpu), 'cpu', 'cuda', 'cuda:N' or 'mps'.")
-    precision: Literal["auto", "float32", "bfloat16", "float16", "int8"] = Field(
+    device: str | list[str] | None = Field(
+        default=None, description="None/'auto' (cuda, mps, cpu), 'cpu', 'cuda', 'cuda:N', 'mps', or a list (pool)."
+    )
+    dtype: Literal["auto", "float32", "bfloat16", "float16", "int8"] = Field(
         default="auto", description="Weight dtype."
     )
+    max_length: int | None = Field(default=None, description="Max tokens per input; None: the model's own.")
+    query_instruction: str | None = Field(default=None, description="Raw prefix for queries (else the model's).")
+    text_instruction: str | None = Field(default=None, description="Raw prefix for texts (else the model's).")
     truncate_dim: int | None = Field(default=None, description="Matryoshka dimension to keep (re-normalized).")
     normalize: bool = Field(default=True, description="L2-normalize vectors.")
     batch_size: int = Field(default=32, description="Texts per forward pass.")
@@ -51,11 +78,23 @@ class PromptEmbedding(BaseEmbedding):
         default=None, description="Named task prompt used for queries and texts alike (e.g. 'Clustering')."
     )
     trust_remote_code: bool = Field(default=False, description="Run code shipped with a hub model.")
-    show_progress_bar: bool | None = Field(default=None, description="Progress bar while encoding.")
+    show_progress_bar: bool | None = Field(default=None, description="Progress bar (None: for 1,000+ texts).")
     allow_pickle: bool = Field(default=False, description="Allow pickle-only weights (trusted models only).")
     cache_dir: str | None = Field(default=None, description="Folder of promptembed's persistent vector cache.")
+    cache_folder: str | None = Field(default=None, description="Where downloaded hub models are kept.")
+    parallel_process: bool = Field(default=False, description="Encode with a pool of worker processes.")
+    target_devices: list[str] | None = Field(default=None, description="Devices of that pool.")
+    revision: str | None = Field(default=None, description="Hub revision (branch, tag or commit).")
+    local_files_only: bool = Field(default=False, description="Use files on disk only, never download.")
+    model_kwargs: dict[str, Any] | None = Field(default=None, description="Hugging Face from_pretrained kwargs.")
+    tokenizer_kwargs: dict[str, Any] | None = Field(default=None, description="Tokenizer (processor) kwargs.")
+    config_kwargs: dict[str, Any] | None = Field(default=None, description="AutoConfig.from_pretrained kwargs.")
+    backend: Literal["torch", "onnx", "openvino"] = Field(default="torch", description="Model backend.")
 
     _embedder: PromptEmbedder = PrivateAttr()
+    _queries: Side = PrivateAttr()
+    _texts: Side = PrivateAttr()
+    _token: str | bool | None = PrivateAttr(default=None)
 
     def __init__(
         self,
@@ -64,39 +103,70 @@ class PromptEmbedding(BaseEmbedding):
         model_name: str | None = None,
         batch_size: int = 32,
         embed_batch_size: int | None = None,
+        token: str | bool | None = None,
         **kwargs: Any,
     ) -> None:
         """Validate the settings and load (or share) the model; ``model_name`` is an alias of ``model``.
 
         ``batch_size`` is texts per forward pass; ``embed_batch_size`` is texts per call into the core
-        (default :data:`DEFAULT_EMBED_BATCH_SIZE`), which length-sorts them before batching.
+        (default :data:`DEFAULT_EMBED_BATCH_SIZE`), which length-sorts them before batching. ``token`` (a Hugging
+        Face token) is kept out of ``to_dict()``. Other ``SentenceTransformer(...)`` keyword arguments are accepted
+        as ``HuggingFaceEmbedding`` accepts them.
         """
+        for name in _DEPRECATED:
+            if kwargs.pop(name, "deprecated") != "deprecated":
+                raise ValueError(f"{name} is deprecated. Please remove it from the arguments.")
         if model is not None and model_name is not None and model != model_name:
             raise ValueError(f"Pass model= or model_name=, not two different models ({model!r} vs {model_name!r})")
         chosen = model if model is not None else model_name
+        fields = set(type(self).model_fields)
+        st_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k not in fields}
+        if token is not None:
+            st_kwargs["token"] = token
+        try:
+            theirs, _unused_default_prompt_name = init_options(st_kwargs, where="PromptEmbedding keyword arguments")
+        except ConfigError as exc:
+            raise ConfigError(f"{exc}; PromptEmbedding's own fields are {sorted(fields)}") from None
         super().__init__(
             model=chosen,
             model_name=chosen or "",
             batch_size=batch_size,
             embed_batch_size=embed_batch_size or DEFAULT_EMBED_BATCH_SIZE,
-            **kwargs,
+            **merge_options(kwargs, {k: v for k, v in theirs.items() if k != "token"}, where="keyword arguments"),
         )
+        self._token = theirs.get("token")
+        self._build()
+
+    def _build(self) -> None:
+        options: dict[str, Any] = {k: getattr(self, k) for k in _MODEL_FIELDS}
+        if self.device is None:
+            options["device"] = "auto"
+        if self.parallel_process and not isinstance(self.device, list):
+            options["device"] = list(self.target_devices) if self.target_devices else _pool_devices()
         self._embedder = PromptEmbedder(
+            **options,
             model=self.model,
-            device=self.device,
-            precision=self.precision,
-            truncate_dim=self.truncate_dim,
-            normalize=self.normalize,
+            dtype=self.dtype,
+            normalize=self.normalize or self.truncate_dim is not None,
             batch_size=self.batch_size,
-            prompts=self.prompts,
-            trust_remote_code=self.trust_remote_code,
             show_progress_bar=self.show_progress_bar,
             allow_pickle=self.allow_pickle,
             cache_dir=self.cache_dir,
+            token=self._token,
+            max_seq_length=self.max_length,
         )
+        try:
+            self._queries = Side(self._embedder, role="query", enc=self._enc(self.query_instruction, "query"))
+            self._texts = Side(self._embedder, role="document", enc=self._enc(self.text_instruction, "text"))
+        except BaseException:
+            self._embedder.close()
+            raise
         self.model_name = self._embedder.model_source  # the resolved folder or hub id
-        if self.prompt_name is not None:
-            self._embedder.embed([], prompt_name=self.prompt_name)  # validate the name now
+
+    def _enc(self, instruction: str | None, side: str) -> EncodeOptions:
+        if instruction is not None and self.prompt_name is not None:
+            raise ConfigError(f"prompt_name={self.prompt_name!r} and {side}_instruction both choose the prompt")
+        return EncodeOptions(prompt=instruction, prompt_name=self.prompt_name)
 
     @classmethod
     def class_name(cls) -> str:
@@ -108,24 +178,14 @@ class PromptEmbedding(BaseEmbedding):
         """The underlying :class:`promptembed.PromptEmbedder`."""
         return self._embedder
 
-    def _queries(self, texts: list[str]) -> list[Embedding]:
-        if self.prompt_name is not None:
-            return self._embedder.embed(texts, prompt_name=self.prompt_name).tolist()  # type: ignore[no-any-return]
-        return self._embedder.embed_queries(texts).tolist()  # type: ignore[no-any-return]
-
-    def _texts(self, texts: list[str], titles: list[str | None] | None = None) -> list[Embedding]:
-        if self.prompt_name is not None:
-            return self._embedder.embed(texts, prompt_name=self.prompt_name).tolist()  # type: ignore[no-any-return]
-        return self._embedder.embed_documents(texts, titles=titles).tolist()  # type: ignore[no-any-return]
-
     def _get_query_embedding(self, query: str) -> Embedding:
-        return self._queries([query])[0]
+        return self._queries.embed([query])[0].tolist()  # type: ignore[no-any-return]
 
     def _get_text_embedding(self, text: str) -> Embedding:
-        return self._texts([text])[0]
+        return self._get_text_embeddings([text])[0]
 
-    def _get_text_embeddings(self, texts: list[str]) -> list[Embedding]:
-        return self._texts(texts)
+    def _get_text_embeddings(self, texts: list[str], titles: list[str | None] | None = None) -> list[Embedding]:
+        return self._texts.embed(texts, titles=titles).tolist()  # type: ignore[no-any-return]
 
     async def _aget_query_embedding(self, query: str) -> Embedding:
         return await asyncio.to_thread(self._get_query_embedding, query)
@@ -137,7 +197,7 @@ class PromptEmbedding(BaseEmbedding):
         return await asyncio.to_thread(self._get_text_embeddings, texts)
 
     def _embed_nodes(self, nodes: Sequence[BaseNode]) -> Sequence[BaseNode]:
-        use_titles = self.prompt_name is None and self._embedder.has_title_slot
+        use_titles = not self._texts.chooses_prompt and self._embedder.has_title_slot
         texts: list[str] = []
         titles: list[str | None] = []
         for node in nodes:
@@ -151,7 +211,7 @@ class PromptEmbedding(BaseEmbedding):
             else:
                 texts.append(node.get_content(metadata_mode=MetadataMode.EMBED))
                 titles.append(None)
-        vectors = self._texts(texts, titles if use_titles else None)
+        vectors = self._get_text_embeddings(texts, titles if use_titles else None)
         for node, vector in zip(nodes, vectors, strict=True):
             node.embedding = vector
         return nodes
@@ -167,3 +227,12 @@ class PromptEmbedding(BaseEmbedding):
     def close(self) -> None:
         """Release the shared model (the last user frees its memory)."""
         self._embedder.close()
+
+
+def _pool_devices() -> list[str]:
+    """The worker devices of ``parallel_process=True`` without ``target_devices``: sentence-transformers' default."""
+    import torch
+
+    if torch.cuda.is_available():
+        return [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    return ["cpu"] * 4

@@ -1,0 +1,152 @@
+"""Migration from langchain-huggingface: the stock HuggingFaceEmbeddings and ours, built with the same options.
+
+Where the options choose the prompt, the vectors are equal; where they do not, ours applies the model's prompts
+(and the stock class none). The release post's snippet (seeds/001) is the first case, on the tiny
+EmbeddingGemma-shaped model.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from langchain_core.documents import Document
+from langchain_huggingface import HuggingFaceEmbeddings  # the stock class: a test dependency (requirements/dev.txt)
+from langchain_promptembed import PromptEmbeddings
+from sentence_transformers import SentenceTransformer
+
+from promptembed import ConfigError
+
+QUERY = "Which planet is known as the Red Planet?"
+DOCS = [
+    "Venus is often called Earth's twin because of its similar size and proximity.",
+    "Mars, known for its reddish appearance, is often referred to as the Red Planet.",
+    "Jupiter, the largest planet in our solar system, has a prominent red spot.",
+    "Saturn, famous for its rings, is sometimes mistaken for the Red Planet.",
+]
+
+
+def both(**options: Any) -> tuple[HuggingFaceEmbeddings, PromptEmbeddings]:
+    return HuggingFaceEmbeddings(**options), PromptEmbeddings(**options)
+
+
+def assert_same_vectors(stock: HuggingFaceEmbeddings, ours: PromptEmbeddings, atol: float = 2e-6) -> None:
+    np.testing.assert_allclose(ours.embed_documents(DOCS), stock.embed_documents(DOCS), rtol=0, atol=atol)
+    np.testing.assert_allclose(ours.embed_query(QUERY), stock.embed_query(QUERY), rtol=0, atol=atol)
+
+
+def test_seed_snippet_gives_the_stock_vectors_and_scores(tiny_gemma_dir: Path) -> None:
+    from langchain_community.vectorstores import FAISS
+
+    stock, ours = both(
+        model_name=str(tiny_gemma_dir),
+        query_encode_kwargs={"prompt_name": "query"},
+        encode_kwargs={"prompt_name": "document"},
+    )
+    with ours:
+        assert_same_vectors(stock, ours)
+        documents = [Document(page_content=text, metadata={"id": i}) for i, text in enumerate(DOCS)]
+        hits = {}
+        for name, emb in (("stock", stock), ("ours", ours)):
+            store = FAISS.from_documents(documents, emb, distance_strategy="MAX_INNER_PRODUCT")
+            hits[name] = [(d.page_content, s) for d, s in store.similarity_search_with_score(QUERY, k=3)]
+        assert [t for t, _ in hits["ours"]] == [t for t, _ in hits["stock"]]
+        np.testing.assert_allclose([s for _, s in hits["ours"]], [s for _, s in hits["stock"]], atol=2e-6)
+
+
+def test_without_a_prompt_ours_applies_the_models_prompts(tiny_gemma_dir: Path) -> None:
+    ref = SentenceTransformer(str(tiny_gemma_dir), device="cpu")
+    stock, ours = both(model_name=str(tiny_gemma_dir), encode_kwargs={"batch_size": 2})
+    with ours:
+        np.testing.assert_allclose(ours.embed_documents(DOCS), ref.encode_document(DOCS), atol=2e-6)
+        np.testing.assert_allclose(ours.embed_query(QUERY), ref.encode_query([QUERY])[0], atol=2e-6)
+        np.testing.assert_allclose(stock.embed_documents(DOCS), ref.encode(DOCS), atol=2e-6)  # stock: no prompt
+        assert not np.allclose(ours.embed_documents(DOCS), stock.embed_documents(DOCS), atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        # encode_kwargs alone also serve queries (query_encode_kwargs empty), exactly as the stock class does
+        {"encode_kwargs": {"prompt_name": "Clustering"}},
+        {"encode_kwargs": {"prompt": "custom: ", "prompt_name": "document", "normalize_embeddings": True}},
+        {"model_kwargs": {"default_prompt_name": "STS", "device": "cpu"}},
+        {
+            "model_kwargs": {"prompts": {"query": "q: ", "document": "d: "}, "truncate_dim": None},
+            "encode_kwargs": {"prompt_name": "document", "batch_size": 3},
+            "query_encode_kwargs": {"prompt_name": "query", "batch_size": 1},
+        },
+        {
+            "model_kwargs": {
+                "model_kwargs": {"attn_implementation": "eager"},
+                "processor_kwargs": {"padding_side": "left"},
+            },
+            "encode_kwargs": {"prompt_name": "document"},
+            "query_encode_kwargs": {"prompt_name": "query"},
+            "show_progress": False,
+        },
+    ],
+)
+def test_chosen_prompts_and_options_give_the_stock_vectors(tiny_gemma_dir: Path, options: dict[str, Any]) -> None:
+    stock, ours = both(model_name=str(tiny_gemma_dir), **options)
+    with ours:
+        assert_same_vectors(stock, ours)
+
+
+@pytest.mark.parametrize("precision", ["binary", "ubinary", "int8"])
+def test_output_precision_as_the_stock_class(tiny_gemma_dir: Path, precision: str) -> None:
+    enc = {"prompt_name": "document", "precision": precision}
+    stock, ours = both(model_name=str(tiny_gemma_dir), encode_kwargs=enc)
+    with ours:
+        got, want = np.asarray(ours.embed_documents(DOCS)), np.asarray(stock.embed_documents(DOCS))
+    assert got.shape == want.shape and got.dtype.kind == want.dtype.kind == "i"
+    diff = np.abs(got - want)  # int8: a float on a bucket edge may land one bucket over (floats agree to 2e-6)
+    assert diff.max() <= (0 if precision.endswith("binary") else 1)
+
+
+def test_truncate_dim_renormalizes_where_the_stock_class_does_not(tiny_gemma_dir: Path) -> None:
+    stock, ours = both(
+        model_name=str(tiny_gemma_dir), model_kwargs={"truncate_dim": 8}, encode_kwargs={"prompt_name": "document"}
+    )
+    with ours:
+        mine, theirs = np.asarray(ours.embed_documents(DOCS)), np.asarray(stock.embed_documents(DOCS))
+    np.testing.assert_allclose(np.linalg.norm(mine, axis=1), 1.0, atol=1e-6)
+    np.testing.assert_allclose(mine, theirs / np.linalg.norm(theirs, axis=1, keepdims=True), atol=2e-6)
+
+
+def test_texts_are_not_rewritten(tiny_gemma_dir: Path) -> None:
+    """The stock class replaces newlines with spaces; ours embeds the text as given (a difference by design)."""
+    ref = SentenceTransformer(str(tiny_gemma_dir), device="cpu")
+    text = ["line one\nline two"]
+    with PromptEmbeddings(model_name=str(tiny_gemma_dir), encode_kwargs={"prompt_name": "document"}) as ours:
+        np.testing.assert_allclose(ours.embed_documents(text), ref.encode(text, prompt_name="document"), atol=2e-6)
+
+
+def test_the_two_sides_share_one_loaded_model(tiny_gemma_dir: Path) -> None:
+    with PromptEmbeddings(
+        model_name=str(tiny_gemma_dir),
+        encode_kwargs={"normalize_embeddings": True},
+        query_encode_kwargs={"normalize_embeddings": False, "batch_size": 1},
+    ) as ours:
+        assert ours.embedder is not ours.query_embedder
+        assert ours.embedder._require().model is ours.query_embedder._require().model
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"model_kwargs": {"device": "cpu"}, "device": "cuda"}, "device='cuda' and model_kwargs device='cpu' disagree"),
+        ({"model_kwargs": {"revison": "main"}}, "Unknown SentenceTransformer option 'revison' in model_kwargs"),
+        ({"encode_kwargs": {"output_value": "token_embeddings"}}, "encode_kwargs['output_value'] is not supported"),
+        (
+            {"encode_kwargs": {"prompt_name": "document"}, "prompt_name": "STS"},
+            "prompt_name='STS' and a prompt in encode_kwargs both choose the prompt",
+        ),
+    ],
+)
+def test_bad_stock_options_are_clear_errors(tiny_gemma_dir: Path, options: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        PromptEmbeddings(model_name=str(tiny_gemma_dir), **options)

@@ -1,0 +1,126 @@
+"""Migration from llama-index-embeddings-huggingface: the stock HuggingFaceEmbedding and ours, same options.
+
+With instructions given, the vectors are equal; without, ours applies the model's prompts (the stock class, which
+replaces the model's "query" prompt with an empty instruction, applies none). The release post's snippet
+(seeds/001) is the first case, on the tiny EmbeddingGemma-shaped model.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from llama_index.embeddings.huggingface import HuggingFaceEmbedding  # the stock class: a test dependency
+from llama_index.embeddings.promptembed import PromptEmbedding
+from sentence_transformers import SentenceTransformer
+
+from promptembed import ConfigError
+
+QUERY = "Which planet is known as the Red Planet?"
+DOCS = [
+    "Venus is often called Earth's twin because of its similar size and proximity.",
+    "Mars, known for its reddish appearance, is often referred to as the Red Planet.",
+    "Jupiter, the largest planet in our solar system, has a prominent red spot.",
+    "Saturn, famous for its rings, is sometimes mistaken for the Red Planet.",
+]
+SEED = {"query_instruction": "task: search result | query: ", "text_instruction": "title: none | text: "}
+
+
+def both(model: Path, **options: Any) -> tuple[HuggingFaceEmbedding, PromptEmbedding]:
+    return HuggingFaceEmbedding(model_name=str(model), **options), PromptEmbedding(model_name=str(model), **options)
+
+
+def assert_same_vectors(stock: HuggingFaceEmbedding, ours: PromptEmbedding) -> None:
+    np.testing.assert_allclose(ours.get_query_embedding(QUERY), stock.get_query_embedding(QUERY), rtol=0, atol=2e-6)
+    for text in DOCS[:2]:
+        np.testing.assert_allclose(ours.get_text_embedding(text), stock.get_text_embedding(text), rtol=0, atol=2e-6)
+    np.testing.assert_allclose(
+        ours.get_text_embedding_batch(DOCS), stock.get_text_embedding_batch(DOCS), rtol=0, atol=2e-6
+    )
+
+
+def test_seed_snippet_gives_the_stock_vectors_and_scores(tiny_gemma_dir: Path) -> None:
+    import faiss
+    from llama_index.core.schema import TextNode
+    from llama_index.core.vector_stores import VectorStoreQuery
+    from llama_index.vector_stores.faiss import FaissVectorStore
+
+    stock, ours = both(tiny_gemma_dir, **SEED)
+    try:
+        assert_same_vectors(stock, ours)
+        found = {}
+        for name, emb in (("stock", stock), ("ours", ours)):
+            store = FaissVectorStore(faiss_index=faiss.IndexFlatIP(32))
+            store.add([TextNode(id_=str(i), text=t, embedding=emb.get_text_embedding(t)) for i, t in enumerate(DOCS)])
+            result = store.query(VectorStoreQuery(query_embedding=emb.get_query_embedding(QUERY), similarity_top_k=3))
+            found[name] = (result.ids, result.similarities)
+        assert found["ours"][0] == found["stock"][0]
+        np.testing.assert_allclose(found["ours"][1], found["stock"][1], atol=2e-6)
+    finally:
+        ours.close()
+
+
+def test_without_instructions_ours_applies_the_models_prompts(tiny_gemma_dir: Path) -> None:
+    ref = SentenceTransformer(str(tiny_gemma_dir), device="cpu")
+    stock, ours = both(tiny_gemma_dir)
+    try:
+        np.testing.assert_allclose(ours.get_query_embedding(QUERY), ref.encode_query([QUERY])[0], atol=2e-6)
+        np.testing.assert_allclose(ours.get_text_embedding_batch(DOCS), ref.encode_document(DOCS), atol=2e-6)
+        np.testing.assert_allclose(stock.get_query_embedding(QUERY), ref.encode([QUERY])[0], atol=2e-6)  # no prompt
+    finally:
+        ours.close()
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"query_instruction": "q: ", "text_instruction": ""},
+        {**SEED, "normalize": False, "max_length": 8, "embed_batch_size": 2, "device": "cpu"},
+        {**SEED, "revision": None, "model_kwargs": {"attn_implementation": "eager"}, "local_files_only": True},
+        {**SEED, "trust_remote_code": False, "show_progress_bar": False, "config_kwargs": {"hidden_dropout_prob": 0.2}},
+    ],
+)
+def test_instructions_and_options_give_the_stock_vectors(tiny_gemma_dir: Path, options: dict[str, Any]) -> None:
+    stock, ours = both(tiny_gemma_dir, **options)
+    try:
+        assert_same_vectors(stock, ours)
+        if "max_length" in options:
+            assert ours.embedder.max_seq_length == stock._model.max_seq_length == 8
+    finally:
+        ours.close()
+
+
+def test_one_instruction_keeps_the_models_prompt_on_the_other_side(tiny_gemma_dir: Path) -> None:
+    ref = SentenceTransformer(str(tiny_gemma_dir), device="cpu")
+    ours = PromptEmbedding(model_name=str(tiny_gemma_dir), query_instruction="q: ")
+    try:
+        np.testing.assert_allclose(ours.get_query_embedding(QUERY), ref.encode([QUERY], prompt="q: ")[0], atol=2e-6)
+        np.testing.assert_allclose(ours.get_text_embedding_batch(DOCS), ref.encode_document(DOCS), atol=2e-6)
+    finally:
+        ours.close()
+
+
+def test_token_is_not_serialized(tiny_gemma_dir: Path) -> None:
+    ours = PromptEmbedding(model_name=str(tiny_gemma_dir), token="hf_secret-value-123")
+    try:
+        assert "hf_secret-value-123" not in str(ours.to_dict()) and "hf_secret-value-123" not in repr(ours)
+        assert "hf_secret-value-123" not in repr(ours.embedder._require().key)
+    finally:
+        ours.close()
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "message"),
+    [
+        ({"pooling": "cls"}, ValueError, "pooling is deprecated. Please remove it from the arguments."),
+        ({"tokenizer_name": "x"}, ValueError, "tokenizer_name is deprecated. Please remove it from the arguments."),
+        ({"revison": "main"}, ConfigError, "Unknown SentenceTransformer option 'revison'"),
+        ({"prompt_name": "STS", "text_instruction": "t: "}, ConfigError, "prompt_name='STS' and text_instruction"),
+    ],
+)
+def test_bad_options(tiny_gemma_dir: Path, options: dict[str, Any], error: type[Exception], message: str) -> None:
+    with pytest.raises(error, match=re.escape(message)):
+        PromptEmbedding(model_name=str(tiny_gemma_dir), **options)

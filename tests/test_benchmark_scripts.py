@@ -1,0 +1,67 @@
+"""The benchmark scripts run: `benchmarks/gpu.py --smoke` end to end (so a lent GPU session does not spend its
+minutes on a broken script), and the section replacement that lets several scripts share one results file."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _load(name: str):  # type: ignore[no-untyped-def]
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "benchmarks" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    sys.path.insert(0, str(ROOT / "examples"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_replace_section_keeps_every_other_section() -> None:
+    replace = _load("engine").replace_section
+    text = "# Benchmarks\n\nintro\n\n## A\n\nold a\n\n## B\n\nold b\n"
+    assert replace(text, "## A", "## A\n\nnew a") == "# Benchmarks\n\nintro\n\n## A\n\nnew a\n\n## B\n\nold b\n"
+    assert replace(text, "## B", "## B\n\nnew b") == "# Benchmarks\n\nintro\n\n## A\n\nold a\n\n## B\n\nnew b\n"
+    assert replace(text, "## C", "## C\n\nc").endswith("## B\n\nold b\n\n## C\n\nc\n")
+    marked = "## A\n\nold a\n\n<!-- other: start -->\n## B\n\nb\n<!-- other: end -->\n"
+    assert (
+        replace(marked, "## A", "## A\n\nnew")
+        == "\n\n## A\n\nnew\n\n<!-- other: start -->\n## B\n\nb\n<!-- other: end -->\n"
+    )
+
+
+@pytest.mark.slow
+def test_gpu_script_smoke_run(tmp_path: Path) -> None:
+    out = tmp_path / "GPU.md"
+    out.write_text("# GPU benchmarks\n\n## Earlier section\n\nkept\n", encoding="utf-8")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OUT": str(tmp_path)}
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "gpu.py"), "--smoke", "--device", "cpu", "--output", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=1200,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = out.read_text(encoding="utf-8")
+    assert "## Earlier section\n\nkept" in text and "SMOKE RUN" in text
+    for model in ("all-MiniLM-L6-v2-shaped", "EmbeddingGemma-300M-shaped"):
+        rows = [line for line in text.splitlines() if line.startswith(f"| {model} |")]
+        contestants = [row.split(" | ")[1] for row in rows]
+        assert any("(raw's best)" in c for c in contestants)
+        assert any(c.startswith("today's path") for c in contestants)
+        assert sum("(default)" in c for c in contestants) == 1
+        for row in rows:
+            docs_s = float(row.split(" | ")[2].replace(",", ""))
+            assert docs_s > 0
+        cosines = [float(c) for c in re.findall(r"\| (1\.0000|0\.\d{4}) \|$", "\n".join(rows), flags=re.M)]
+        assert cosines and min(cosines) > 0.9999  # float32 against float32 on CPU
+    assert (tmp_path / "gpu.json").exists()

@@ -1,0 +1,243 @@
+"""The token-budget engine: batch planning, vectors equal to sentence-transformers whatever the batching, paths."""
+
+from __future__ import annotations
+
+import itertools
+import re
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from promptembed import PromptEmbedder, engine
+from promptembed.engine import _features, _run
+from promptembed.engine._plan import pad_rows, plan_batches, windows
+from promptembed.errors import ConfigError
+
+ATOL = 2e-6
+
+# Mixed lengths: empty, one word, sentences, a paragraph, and texts over the tiny models' token limits.
+MIXED = [
+    "",
+    "Mars",
+    "Which planet is known as the Red Planet?",
+    "Venus is often called Earth's twin because of its similar size and proximity. " * 3,
+    "a",
+    "Jupiter, the largest planet in our solar system, has a prominent red spot.",
+    "word " * 300,
+    "Saturn is famous for its rings.",
+    "hello world " * 20,
+    "?",
+    "Mars, known for its reddish appearance, is often referred to as the Red Planet. " * 6,
+    "search engine retrieval",
+]
+
+
+def _st(path: Path):  # type: ignore[no-untyped-def]
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(path), device="cpu")
+
+
+# ----------------------------------------------------------------------------------------- planning (no model)
+def test_plan_covers_every_text_once_within_budget_longest_first() -> None:
+    rng = np.random.default_rng(0)
+    lengths = [int(x) for x in rng.integers(1, 300, size=500)]
+    for budget in (1, 7, 64, 1000, 10**6):
+        batches = plan_batches(lengths, budget)
+        seen = np.concatenate([b.index for b in batches])
+        assert sorted(seen.tolist()) == list(range(500))
+        for b in batches:
+            assert b.width == max(lengths[i] for i in b.index)
+            assert len(b.index) == 1 or b.padded_tokens <= budget
+            assert [lengths[i] for i in b.index] == sorted((lengths[i] for i in b.index), reverse=True)
+        assert [b.width for b in batches] == sorted((b.width for b in batches), reverse=True)
+
+
+def test_plan_never_mixes_keys_and_applies_offset() -> None:
+    lengths = [5, 9, 3, 9, 1, 4]
+    keys = ["a", "b", "a", "a", "b", "b"]
+    batches = plan_batches(lengths, 100, keys=keys, offset=10)
+    assert {b.key for b in batches} == {"a", "b"}
+    for b in batches:
+        assert {keys[i - 10] for i in b.index} == {b.key}
+    assert sorted(np.concatenate([b.index for b in batches]).tolist()) == list(range(10, 16))
+
+
+def test_windows_double_and_cover() -> None:
+    spans = windows(10_000, first=512, largest=4096)
+    assert spans[0] == (0, 512) and spans[-1][1] == 10_000
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(spans))
+    assert max(e - s for s, e in spans) <= 4096 + 4096 // 2
+    assert windows(3, first=512, largest=4096) == [(0, 3)]
+    assert windows(0, first=8, largest=8) == []
+
+
+def test_pad_rows_right_and_left() -> None:
+    np.testing.assert_array_equal(pad_rows([[1, 2], [3]], 3, 0, left=False), [[1, 2, 0], [3, 0, 0]])
+    np.testing.assert_array_equal(pad_rows([[1, 2], [3], []], 3, 9, left=True), [[9, 1, 2], [9, 9, 3], [9, 9, 9]])
+
+
+# ----------------------------------------------------------------------------------------- vectors vs reference
+@pytest.mark.parametrize("budget", [1, 7, 50, 333, 1_000_000])
+def test_mixed_lengths_odd_budgets_match_reference_in_input_order(minilm_dir: Path, budget: int) -> None:
+    texts = MIXED * 3
+    ref = _st(minilm_dir).encode_document(texts, normalize_embeddings=True)
+    with PromptEmbedder(model=minilm_dir, device="cpu", max_batch_tokens=budget) as emb:
+        got = emb.embed_documents(texts)
+    np.testing.assert_allclose(got, ref, atol=ATOL)
+
+
+@pytest.mark.parametrize("budget", [3, 64, None])
+def test_tiny_gemma_queries_documents_titles_match_reference(tiny_gemma_dir: Path, budget: int | None) -> None:
+    st = _st(tiny_gemma_dir)
+    titles = [None, "Mars", None, "Venus", "a title", None, None, "x", None, "Saturn", None, "Red"]
+    with PromptEmbedder(model=tiny_gemma_dir, device="cpu", max_batch_tokens=budget) as emb:
+        assert engine.path_for(emb._require(), engine="auto", pool=None, task="document") == "pad"
+        np.testing.assert_allclose(
+            emb.embed_queries(MIXED), st.encode_query(MIXED, normalize_embeddings=True), atol=ATOL
+        )
+        got = emb.embed_documents(MIXED, titles=titles)
+        # titles give each text its own prompt; the engine batches them together (the pooling includes the prompt)
+        for i, (text, title) in enumerate(zip(MIXED, titles, strict=True)):
+            prompt = f"title: {title or 'none'} | text: "
+            ref = st.encode([text], prompt=prompt, normalize_embeddings=True)
+            np.testing.assert_allclose(got[i : i + 1], ref, atol=ATOL)
+        np.testing.assert_allclose(
+            emb.embed(MIXED, prompt_name="STS"),
+            st.encode(MIXED, prompt_name="STS", normalize_embeddings=True),
+            atol=ATOL,
+        )
+
+
+@pytest.fixture
+def prompt_excluding_dir(tiny_bert_dir: Path, tmp_path: Path) -> Path:
+    """A tiny BERT with query/document prompts whose mean pooling excludes the prompt tokens (include_prompt=False)."""
+    model = _st(tiny_bert_dir)
+    model.prompts = {"query": "query: ", "document": "passage: hello world "}
+    model.set_pooling_include_prompt(False)
+    out = tmp_path / "prompt-excluding"
+    model.save(str(out))
+    return out
+
+
+def test_pooling_that_excludes_the_prompt_matches_reference(prompt_excluding_dir: Path) -> None:
+    st = _st(prompt_excluding_dir)
+    assert st[1].include_prompt is False
+    with PromptEmbedder(model=prompt_excluding_dir, device="cpu", max_batch_tokens=40) as emb:
+        assert not _features.mixes_prompts(emb._require().model)
+        q, d = emb.embed_queries(MIXED), emb.embed_documents(MIXED)
+        r = emb.embed(MIXED, prompt="raw prefix: ")
+    np.testing.assert_allclose(q, st.encode_query(MIXED, normalize_embeddings=True), atol=ATOL)
+    np.testing.assert_allclose(d, st.encode_document(MIXED, normalize_embeddings=True), atol=ATOL)
+    np.testing.assert_allclose(r, st.encode(MIXED, prompt="raw prefix: ", normalize_embeddings=True), atol=ATOL)
+    # an engine that dropped prompt_length (pooling over the prompt tokens too) would give these vectors instead
+    st.set_pooling_include_prompt(True)
+    assert np.abs(q - st.encode_query(MIXED, normalize_embeddings=True)).max() > 1e-3
+
+
+def test_left_padding_tokenizer_matches_reference(tiny_bert_dir: Path) -> None:
+    """Left padding shifts a BERT's absolute positions, so with it a text's vector depends on its batch's width (in
+    sentence-transformers too). Both sides therefore run all texts as one batch of the same width here."""
+    st = _st(tiny_bert_dir)
+    st.tokenizer.padding_side = "left"
+    with PromptEmbedder(model=tiny_bert_dir, device="cpu", max_batch_tokens=10**6) as emb:
+        emb._require().model.tokenizer.padding_side = "left"
+        try:
+            assert engine.path_for(emb._require(), engine="auto", pool=None, task=None) == "pad"
+            got = emb.embed(MIXED)
+        finally:
+            emb._require().model.tokenizer.padding_side = "right"
+            _features._parity.clear()
+    ref = st.encode(MIXED, batch_size=len(MIXED), normalize_embeddings=True)
+    np.testing.assert_allclose(got, ref, atol=ATOL)
+
+
+def test_preprocess_path_when_parity_fails(minilm_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_features, "check_parity", lambda model, task: False)
+    texts = MIXED * 2
+    with PromptEmbedder(model=minilm_dir, device="cpu", max_batch_tokens=100) as emb:
+        assert engine.path_for(emb._require(), engine="auto", pool=None, task="query") == "preprocess"
+        got = emb.embed_queries(texts)
+    np.testing.assert_allclose(got, _st(minilm_dir).encode_query(texts, normalize_embeddings=True), atol=ATOL)
+
+
+def test_sentence_transformers_engine_is_todays_loop(minilm_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    original = _run.run
+    monkeypatch.setattr(_run, "run", lambda *a, **k: calls.append(1) or original(*a, **k))
+    with PromptEmbedder(model=minilm_dir, device="cpu", engine="sentence-transformers", batch_size=4) as old:
+        assert engine.path_for(old._require(), engine=old.engine, pool=None, task="document") == "st-loop"
+        a = old.embed_documents(MIXED)
+    assert calls == []
+    with PromptEmbedder(model=minilm_dir, device="cpu") as new:
+        b = new.embed_documents(MIXED)
+    assert calls == [1]
+    np.testing.assert_allclose(a, b, atol=ATOL)
+
+
+def test_truncate_dim_and_no_normalize_on_device(tiny_gemma_dir: Path) -> None:
+    st = _st(tiny_gemma_dir)
+    ref = st.encode_query(MIXED)[:, :16]
+    with PromptEmbedder(model=tiny_gemma_dir, device="cpu", truncate_dim=16, normalize=False) as emb:
+        np.testing.assert_allclose(emb.embed_queries(MIXED), ref, atol=ATOL)
+    with PromptEmbedder(model=tiny_gemma_dir, device="cpu", truncate_dim=16) as emb:
+        got = emb.embed_queries(MIXED)
+    np.testing.assert_allclose(got, ref / np.linalg.norm(ref, axis=1, keepdims=True), atol=ATOL)
+
+
+def test_truncation_count_comes_from_the_engine(tiny_bert_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    texts = ["hello world " * n for n in range(0, 40, 3)] + ["word " * 100, "short"]
+    st = _st(tiny_bert_dir)
+    # reference: tokenize without truncation and count the rows over the limit (today's path's own counter)
+    expected = engine.count_over_limit(st, texts)
+    assert 0 < expected < len(texts)
+    with PromptEmbedder(model=tiny_bert_dir, device="cpu") as emb, caplog.at_level("WARNING", "promptembed"):
+        emb.embed(texts)
+    assert f"{expected} of {len(texts)} texts are longer than the model's max_seq_length (32 tokens" in caplog.text
+
+
+def test_error_in_tokenizer_thread_reaches_the_caller_and_the_thread_ends(
+    minilm_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    texts = [f"text number {i}" for i in range(_run.INLINE_TEXTS + 50)]
+    real = _features.build_features
+    count = [0]
+
+    def failing(*args: object, **kwargs: object) -> object:
+        count[0] += 1
+        if count[0] == 2:
+            raise RuntimeError("tokenizer thread failed")
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_features, "build_features", failing)
+    with PromptEmbedder(model=minilm_dir, device="cpu", max_batch_tokens=64) as emb:
+        with pytest.raises(RuntimeError, match="tokenizer thread failed"):
+            emb.embed_documents(texts)
+        assert not any(t.name == "promptembed-tokenizer" for t in threading.enumerate())
+        monkeypatch.setattr(_features, "build_features", real)
+        assert emb.embed_documents(texts[:3]).shape == (3, 384)  # the lock was released
+
+
+def test_engine_options_are_validated(minilm_dir: Path) -> None:
+    with pytest.raises(ConfigError, match=re.escape("Unknown engine 'fast'; use 'auto'")):
+        PromptEmbedder(model=minilm_dir, device="cpu", engine="fast")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=re.escape("max_batch_tokens must be an int >= 1, got 0")):
+        PromptEmbedder(model=minilm_dir, device="cpu", max_batch_tokens=0)
+    with PromptEmbedder(model=minilm_dir, device="cpu") as emb:
+        assert emb.max_batch_tokens == engine.default_max_batch_tokens("cpu")
+        assert emb.config()["engine"] == "auto" and emb.config()["max_batch_tokens"] is None
+
+
+@pytest.mark.gpu
+def test_bf16_on_gpu_close_to_float32(tiny_gemma_dir: Path, tiny_bert_dir: Path) -> None:
+    """Tiny local models (the bundled MiniLM cannot travel to the lent GPU machine; benchmarks/gpu.py checks the
+    full-size shapes)."""
+    texts = MIXED * 20
+    for path in (tiny_bert_dir, tiny_gemma_dir):
+        with PromptEmbedder(model=path, device="cuda", dtype="float32") as f32:
+            ref = f32.embed_documents(texts)
+        with PromptEmbedder(model=path, device="cuda", dtype="bfloat16") as bf16:
+            got = bf16.embed_documents(texts)
+        assert float((ref * got).sum(axis=1).min()) >= 0.999
