@@ -1,4 +1,4 @@
-"""The engine's options (``max_batch_tokens``, ``engine``) reach the core through every adapter, and keep the vectors."""
+"""The engine's options (``max_batch_tokens``, ``engine``) reach the core through every adapter; same vectors."""
 
 from __future__ import annotations
 
