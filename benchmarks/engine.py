@@ -147,7 +147,9 @@ def main() -> None:
         SECTION,
         "",
         f"Run with `python benchmarks/engine.py` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC: {os.cpu_count()} cores,"
-        f" load average at start {load_at_start:.2f}, torch {torch.__version__}. Bundled all-MiniLM-L6-v2, float32"
+        f" load average at start {load_at_start:.2f}, native bfloat16 on this CPU:"
+        f" {_loading.cpu_native_bf16() or 'none (torch emulates it, far slower)'}, torch {torch.__version__}."
+        " Bundled all-MiniLM-L6-v2, float32"
         f" unless named; {len(docs)} FAQ answers ({n_tokens:,} tokens) per call. The new engine's vectors differ from"
         f" raw `encode_document` by at most {max_diff:.1e} here (tests hold it to 2e-6).",
         "",

@@ -54,7 +54,7 @@ def test_folder_in_process_vectors_equal_promptembedder(
     expected = _corpus(tmp_path / "in")
     out = tmp_path / "out"
     argv = ["embed", str(tmp_path / "in"), "-o", str(out), "--model", str(tiny_gemma_dir), "--id-column", "id",
-            "--title-column", "title", "--part-rows", "10"]  # fmt: skip
+            "--title-column", "title", "--part-rows", "10", "--max-batch-tokens", "24"]  # fmt: skip
     assert main(argv) == 0
     table = _read(out)
     ids = table.column("id").to_pylist()

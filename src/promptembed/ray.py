@@ -96,6 +96,7 @@ def embed_dataset(
     prompts: dict[str, str] | None = None,
     batch_size: int | None = 256,
     model_batch_size: int = 32,
+    max_batch_tokens: int | None = None,
     concurrency: int | tuple[int, int] = 1,
     num_gpus: float = 0,
     num_cpus: float | None = None,
@@ -133,7 +134,10 @@ def embed_dataset(
         normalize: L2-normalize the vectors.
         prompts: Prompt entries that replace or extend the model's saved prompts.
         batch_size: Rows per batch handed to an actor; ``None``: one batch per block, as the blocks come.
-        model_batch_size: Texts per forward pass inside the actor (PromptEmbedder's ``batch_size``).
+        model_batch_size: Texts per forward pass inside the actor when it runs sentence-transformers' loop
+            (PromptEmbedder's ``batch_size``).
+        max_batch_tokens: Token budget per forward pass of the actor's engine (PromptEmbedder's
+            ``max_batch_tokens``); ``None``: the device's default (CPU 2048, CUDA 16384).
         concurrency: Number of actors (one model each), or ``(min, max)`` for an autoscaling pool.
         num_gpus: GPUs per actor (``1``: one model per GPU).
         num_cpus: CPUs per actor (Ray's default 1; Ray also caps each actor's torch threads to it).
@@ -177,14 +181,17 @@ def embed_dataset(
         "truncate_dim": truncate_dim,
         "normalize": normalize,
         "batch_size": model_batch_size,
+        "max_batch_tokens": max_batch_tokens,
         "prompts": dict(prompts) if prompts is not None else None,
         "revision": revision,
         "trust_remote_code": trust_remote_code,
         "allow_pickle": allow_pickle,
         "show_progress_bar": False,
     }
-    from promptembed._inputs import check_options
+    from promptembed._inputs import check_int, check_options
 
+    if max_batch_tokens is not None:
+        check_int("max_batch_tokens", max_batch_tokens, minimum=1)
     check_options({}, batch_size=model_batch_size, truncate_dim=truncate_dim, normalize=normalize,
                   trust_remote_code=trust_remote_code, show_progress_bar=False)  # fmt: skip
     try:
@@ -238,6 +245,7 @@ def _check_pool(*, batch_size: object, concurrency: object, num_gpus: object, nu
 
 _OPTIONS = [
     "model", "column", "role", "prompt_name", "title_column", "output_column", "id_column", "on_bad_row", "dtype",
-    "precision", "truncate_dim", "normalize", "prompts", "batch_size", "model_batch_size", "concurrency", "num_gpus",
+    "precision", "truncate_dim", "normalize", "prompts", "batch_size", "model_batch_size",
+    "max_batch_tokens", "concurrency", "num_gpus",
     "num_cpus", "device", "revision", "trust_remote_code", "allow_pickle",
 ]  # fmt: skip

@@ -31,7 +31,9 @@ def test_vectors_equal_promptembedder_ids_and_order_kept(
     ds = ray.data.from_items(items, override_num_blocks=4)
     small = {"batch_size": 8, "num_cpus": 0.5}
     out = embed_dataset(ds, model=minilm_dir, output_column="minilm", **small)
-    out = embed_dataset(out, model=tiny_gemma_dir, title_column="title", output_column="titled", **small)
+    out = embed_dataset(
+        out, model=tiny_gemma_dir, title_column="title", output_column="titled", max_batch_tokens=24, **small
+    )  # a small token budget: more, smaller forward passes in the actor, the same vectors
     out = embed_dataset(out, model=tiny_gemma_dir, role=None, prompt_name="STS", output_column="sts", **small)
     rows = out.take_all()
 
@@ -102,6 +104,8 @@ def test_options_checked_on_the_driver(ray_cluster: Any) -> None:
         embed_dataset(ds, precision="int8")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="concurrency must be an int >= 1"):
         embed_dataset(ds, concurrency=0)
+    with pytest.raises(ConfigError, match="max_batch_tokens must be an int >= 1"):
+        embed_dataset(ds, max_batch_tokens=0)
     with pytest.raises(
         ConfigError, match=re.escape("output_column='vec' is already a column of the input ['text', 'vec']")
     ):

@@ -73,7 +73,13 @@ class PromptEmbeddings(BaseModel, Embeddings):
     normalize: bool | None = None
     """L2-normalize vectors; ``None``: as ``encode_kwargs["normalize_embeddings"]`` says (default False)."""
     batch_size: int | None = None
-    """Texts per forward pass; ``None``: ``encode_kwargs["batch_size"]``, else 32."""
+    """Texts per forward pass of sentence-transformers' loop; ``None``: ``encode_kwargs["batch_size"]``, else 32."""
+    max_batch_tokens: int | None = None
+    """Token budget per forward pass of promptembed's engine (texts sorted by length, batches filled up to this many
+    padded tokens); ``None``: the device's default (CPU 2048, CUDA 16384)."""
+    engine: Literal["auto", "sentence-transformers"] = "auto"
+    """``"auto"``: promptembed's token-budget engine where the model allows it; ``"sentence-transformers"``:
+    sentence-transformers' own ``encode`` loop (``batch_size`` texts per pass). Both give the same vectors."""
     prompts: dict[str, str] | None = None
     """Prompt name -> text entries replacing or extending the model's saved prompts."""
     prompt_name: str | None = None
@@ -123,6 +129,8 @@ class PromptEmbeddings(BaseModel, Embeddings):
         base["normalize"] = self.normalize
         if self.batch_size is not None:
             base["batch_size"] = self.batch_size
+        base["max_batch_tokens"] = self.max_batch_tokens
+        base["engine"] = self.engine
         progress = self.show_progress if "show_progress" in self.model_fields_set else None
         base["show_progress_bar"] = merge_options(
             {"show_progress_bar": self.show_progress_bar}, {"show_progress_bar": progress}, where="show_progress"

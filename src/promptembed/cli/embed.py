@@ -125,6 +125,7 @@ def _embed_on_ray(
             dtype=options["dtype"], model=options["model"], truncate_dim=options["truncate_dim"],
             prompts=options["prompts"], revision=options["revision"], trust_remote_code=options["trust_remote_code"],
             allow_pickle=options["allow_pickle"], batch_size=None, model_batch_size=args.batch_size,
+            max_batch_tokens=args.max_batch_tokens,
             concurrency=args.workers,
             num_gpus=args.gpus_per_worker, num_cpus=args.cpus_per_worker,
         )  # fmt: skip
@@ -190,6 +191,8 @@ def _run(args: argparse.Namespace) -> int:
 
     check_int("--part-rows", args.part_rows, minimum=1)
     check_int("--batch-size", args.batch_size, minimum=1)
+    if args.max_batch_tokens is not None:
+        check_int("--max-batch-tokens", args.max_batch_tokens, minimum=1)
     check_int("--workers", args.workers, minimum=1)
     if not args.ray and (args.workers != 1 or args.gpus_per_worker or args.cpus_per_worker is not None):
         raise ConfigError("--workers, --gpus-per-worker and --cpus-per-worker need --ray (auto, ADDRESS or local)")
@@ -197,11 +200,12 @@ def _run(args: argparse.Namespace) -> int:
     files = find_inputs(root)
     options = {"model": args.model, "device": args.device, "dtype": args.dtype, "truncate_dim": args.truncate_dim,
                "normalize": True, "prompts": None, "revision": args.revision, "batch_size": args.batch_size,
+               "max_batch_tokens": args.max_batch_tokens,
                "trust_remote_code": args.trust_remote_code, "allow_pickle": False}  # fmt: skip
     job_info = {
         "inputs": [{"path": str(f), "bytes": f.stat().st_size, "mtime_ns": f.stat().st_mtime_ns} for f in files],
         "job": {k: getattr(job, k) for k in TableJob.__dataclass_fields__},
-        "embedder": {k: v for k, v in options.items() if k not in ("device", "batch_size")},
+        "embedder": {k: v for k, v in options.items() if k not in ("device", "batch_size", "max_batch_tokens")},
         "part_rows": args.part_rows,
     }
     out = OutputFolder(Path(args.output).resolve())
@@ -265,7 +269,15 @@ def add_command(sub: Any) -> None:  # argparse's _SubParsersAction is private
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16", "int8"],
                    help="weight dtype (default: auto = float32 on CPU, bfloat16 on CUDA)")  # fmt: skip
     p.add_argument("--truncate-dim", type=int, default=None, help="Matryoshka dimension to keep")
-    p.add_argument("--batch-size", type=int, default=32, help="texts per forward pass (default: 32)")
+    p.add_argument(
+        "--batch-size", type=int, default=32, help="texts per forward pass of sentence-transformers' loop (default: 32)"
+    )
+    p.add_argument(
+        "--max-batch-tokens",
+        type=int,
+        default=None,
+        help="token budget per forward pass of the engine (default: 2048 on CPU, 16384 on CUDA)",
+    )
     p.add_argument("--part-rows", type=int, default=10_000, help="rows per output part (default: 10000)")
     p.add_argument("--device", default="auto", help="in-process device (default: auto)")
     p.add_argument("--revision", default=None, help="hub revision of the model")

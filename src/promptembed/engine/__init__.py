@@ -7,7 +7,8 @@ Two loops run sentence-transformers' own modules (Transformer, Pooling, Dense, N
   CUDA, pooled vectors gathered, truncated and normalized on the device, one copy back per call
   (:mod:`promptembed.engine._run`);
 * sentence-transformers' ``encode`` loop (``engine="sentence-transformers"``, device pools, calls with forward-pass
-  keyword arguments, and models that are not a plain text transformer): fixed ``batch_size`` text batches (:mod:`promptembed.engine._st_loop`).
+  keyword arguments, and models that are not a plain text transformer): fixed ``batch_size`` text batches
+  (:mod:`promptembed.engine._st_loop`).
 
 Padding-free attention: where the model was loaded with FlashAttention-2 (``flash-attn`` installed, CUDA, a model
 class that supports it), sentence-transformers' ``Transformer`` flattens a batch into one sequence without padding,

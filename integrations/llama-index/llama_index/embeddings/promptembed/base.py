@@ -17,8 +17,8 @@ __all__ = ["PromptEmbedding"]
 
 _TITLE_KEY = "title"
 #: Texts per call into the core when LlamaIndex batches (``get_text_embedding_batch``). The core sorts a call's
-#: texts by length before cutting forward passes of ``batch_size``, so a larger window pads less: calls of 32
-#: pad the benchmark corpus 4.2% more than one call (benchmarks/RESULTS.md).
+#: texts by length before cutting forward passes, so a larger window pads less: calls of 32 pad the benchmark
+#: corpus 4.2% more than one call (benchmarks/RESULTS.md).
 DEFAULT_EMBED_BATCH_SIZE = 1024
 #: ``HuggingFaceEmbedding`` arguments that no longer work there either: any value but the default is an error.
 _DEPRECATED = ("tokenizer_name", "pooling", "tokenizer")
@@ -72,7 +72,15 @@ class PromptEmbedding(BaseEmbedding):
     text_instruction: str | None = Field(default=None, description="Raw prefix for texts (else the model's).")
     truncate_dim: int | None = Field(default=None, description="Matryoshka dimension to keep (re-normalized).")
     normalize: bool = Field(default=True, description="L2-normalize vectors.")
-    batch_size: int = Field(default=32, description="Texts per forward pass.")
+    batch_size: int = Field(default=32, description="Texts per forward pass of sentence-transformers' loop.")
+    max_batch_tokens: int | None = Field(
+        default=None,
+        description="Token budget per forward pass of promptembed's engine; None: the device's default.",
+    )
+    engine: Literal["auto", "sentence-transformers"] = Field(
+        default="auto",
+        description="'auto': promptembed's token-budget engine; 'sentence-transformers': its encode loop.",
+    )
     prompts: dict[str, str] | None = Field(default=None, description="Prompt overrides/additions by name.")
     prompt_name: str | None = Field(
         default=None, description="Named task prompt used for queries and texts alike (e.g. 'Clustering')."
@@ -149,6 +157,8 @@ class PromptEmbedding(BaseEmbedding):
             dtype=self.dtype,
             normalize=self.normalize or self.truncate_dim is not None,
             batch_size=self.batch_size,
+            max_batch_tokens=self.max_batch_tokens,
+            engine=self.engine,
             show_progress_bar=self.show_progress_bar,
             allow_pickle=self.allow_pickle,
             cache_dir=self.cache_dir,

@@ -50,6 +50,8 @@ STOCK_DEFAULTS: dict[str, Any] = {
     "prompt_name": None,
     "allow_pickle": False,
     "cache_dir": None,
+    "max_batch_tokens": None,
+    "engine": "auto",
 }
 #: encode_kwargs keys that repeat one of the component's own parameters (the stock component fails on them too).
 _OWN_PARAMETERS = ("batch_size", "show_progress_bar", "normalize_embeddings", "precision")
@@ -116,6 +118,8 @@ class EmbedderBase:
             allow_pickle=self.allow_pickle,
             cache_dir=self.cache_dir,
             batch_size=self.batch_size,
+            max_batch_tokens=self.max_batch_tokens,
+            engine=self.engine,
             show_progress_bar=self.progress_bar,
             normalize=self.normalize_embeddings or self.truncate_dim is not None,
             precision=self.precision,

@@ -74,6 +74,8 @@ class PromptDocumentEmbedder(EmbedderBase):
         allow_pickle: bool = False,
         cache_dir: str | None = None,
         title_meta_field: str | None = "title",
+        max_batch_tokens: int | None = None,
+        engine: Literal["auto", "sentence-transformers"] = "auto",
     ) -> None:
         """Create the component; the model loads in :meth:`warm_up` (or the first :meth:`run`).
 
@@ -85,7 +87,7 @@ class PromptDocumentEmbedder(EmbedderBase):
             prefix: Text put before each document. A non-empty prefix is your prompt: the model's document prompt
                 is then not added (the stock behaviour).
             suffix: Text put after each document.
-            batch_size: Texts per forward pass.
+            batch_size: Texts per forward pass of sentence-transformers' loop (``engine="sentence-transformers"``).
             progress_bar: Show a progress bar.
             normalize_embeddings: L2-normalize vectors (always, when ``truncate_dim`` is set).
             meta_fields_to_embed: Meta fields whose values are embedded before the content.
@@ -110,6 +112,10 @@ class PromptDocumentEmbedder(EmbedderBase):
             allow_pickle: Allow models whose weights exist only as pickle files (trusted models only).
             cache_dir: Folder of promptembed's persistent vector cache (``None``: no cache).
             title_meta_field: Meta field that fills the model's title slot (if it has one); ``None`` disables it.
+            max_batch_tokens: Token budget per forward pass of promptembed's engine (texts sorted by length,
+                batches filled up to this many padded tokens); ``None``: the device's default (CPU 2048, CUDA 16384).
+            engine: ``"auto"``: promptembed's token-budget engine; ``"sentence-transformers"``: its own ``encode``
+                loop (``batch_size`` texts per pass). Both give the same vectors.
         """
         self._set_parameters(
             model=model,
@@ -136,6 +142,8 @@ class PromptDocumentEmbedder(EmbedderBase):
             prompt_name=prompt_name,
             allow_pickle=allow_pickle,
             cache_dir=cache_dir,
+            max_batch_tokens=max_batch_tokens,
+            engine=engine,
         )
         self.meta_fields_to_embed = list(meta_fields_to_embed or [])
         self.embedding_separator = embedding_separator

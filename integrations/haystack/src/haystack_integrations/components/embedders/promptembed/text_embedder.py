@@ -64,6 +64,8 @@ class PromptTextEmbedder(EmbedderBase):
         prompt_name: str | None = None,
         allow_pickle: bool = False,
         cache_dir: str | None = None,
+        max_batch_tokens: int | None = None,
+        engine: Literal["auto", "sentence-transformers"] = "auto",
     ) -> None:
         """Create the component; the model loads in :meth:`warm_up` (or the first :meth:`run`).
 
@@ -75,7 +77,7 @@ class PromptTextEmbedder(EmbedderBase):
             prefix: Text put before the query. A non-empty prefix is your prompt: the model's query prompt is then
                 not added (the stock behaviour).
             suffix: Text put after the query.
-            batch_size: Texts per forward pass.
+            batch_size: Texts per forward pass of sentence-transformers' loop (``engine="sentence-transformers"``).
             progress_bar: Show a progress bar.
             normalize_embeddings: L2-normalize the vector (always, when ``truncate_dim`` is set).
             trust_remote_code: Run code shipped with a hub model (only for code you trust).
@@ -97,6 +99,10 @@ class PromptTextEmbedder(EmbedderBase):
             prompt_name: A named task prompt (e.g. ``"STS"``) used instead of the query prompt.
             allow_pickle: Allow models whose weights exist only as pickle files (trusted models only).
             cache_dir: Folder of promptembed's persistent vector cache (``None``: no cache).
+            max_batch_tokens: Token budget per forward pass of promptembed's engine (texts sorted by length,
+                batches filled up to this many padded tokens); ``None``: the device's default (CPU 2048, CUDA 16384).
+            engine: ``"auto"``: promptembed's token-budget engine; ``"sentence-transformers"``: its own ``encode``
+                loop (``batch_size`` texts per pass). Both give the same vectors.
 
         Raises:
             ValueError: ``precision`` is ``"int8"``/``"uint8"`` without ``quantization_ranges`` (one text has no
@@ -127,6 +133,8 @@ class PromptTextEmbedder(EmbedderBase):
             prompt_name=prompt_name,
             allow_pickle=allow_pickle,
             cache_dir=cache_dir,
+            max_batch_tokens=max_batch_tokens,
+            engine=engine,
         )
         if precision in ("int8", "uint8") and quantization_ranges is None:
             raise ValueError(
