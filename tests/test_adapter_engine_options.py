@@ -15,22 +15,16 @@ from sentence_transformers import SentenceTransformer
 from promptembed import ConfigError
 
 QUERY = "Which planet is known as the Red Planet?"
-DOCS = [
-    "Venus is often called Earth's twin because of its similar size and proximity.",
-    "Mars, known for its reddish appearance, is often referred to as the Red Planet.",
-    "Jupiter, the largest planet in our solar system, has a prominent red spot.",
-    "Saturn, famous for its rings, is sometimes mistaken for the Red Planet.",
-    "Short.",
-]
 
 
 @pytest.mark.parametrize(("engine", "max_batch_tokens"), [("auto", 24), ("sentence-transformers", None)])
 def test_every_adapter_passes_engine_options_and_keeps_the_vectors(
-    tiny_gemma_dir: Path, engine: str, max_batch_tokens: int | None
+    tiny_gemma_dir: Path, planet_docs: list[str], engine: str, max_batch_tokens: int | None
 ) -> None:
+    docs = [*planet_docs, "Short."]  # lengths far apart: a small budget cuts them into several forward passes
     ref = SentenceTransformer(str(tiny_gemma_dir), device="cpu")
     q_ref = ref.encode_query([QUERY], normalize_embeddings=True)[0]
-    d_ref = ref.encode_document(DOCS, normalize_embeddings=True)
+    d_ref = ref.encode_document(docs, normalize_embeddings=True)
     options = {"model": str(tiny_gemma_dir), "engine": engine, "max_batch_tokens": max_batch_tokens}
     lc = PromptEmbeddings(**options, normalize=True)
     li = PromptEmbedding(**options)
@@ -48,12 +42,12 @@ def test_every_adapter_passes_engine_options_and_keeps_the_vectors(
         queries = [lc.embed_query(QUERY), li.get_query_embedding(QUERY), hs_text.run(text=QUERY)["embedding"]]
         for got in queries:
             np.testing.assert_allclose(got, q_ref, atol=2e-6, rtol=0)
-        docs = [
-            lc.embed_documents(DOCS),
-            li.get_text_embedding_batch(DOCS),
-            [d.embedding for d in hs_docs.run(documents=[Document(content=t) for t in DOCS])["documents"]],
+        results = [
+            lc.embed_documents(docs),
+            li.get_text_embedding_batch(docs),
+            [d.embedding for d in hs_docs.run(documents=[Document(content=t) for t in docs])["documents"]],
         ]
-        for got in docs:
+        for got in results:
             np.testing.assert_allclose(np.asarray(got), d_ref, atol=2e-6, rtol=0)
     finally:
         lc.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import _thread
 import gc
+import signal
 import threading
 import time
 import weakref
@@ -208,9 +209,15 @@ def test_ctrl_c_during_a_load_in_the_main_thread() -> None:
         time.sleep(0.1)
         _thread.interrupt_main()
 
-    threading.Thread(target=interrupt, daemon=True).start()
-    with pytest.raises(KeyboardInterrupt):
-        _registry.acquire(key, load=loader("m", before=slow), model_type=None)
+    # Python's own Ctrl-C handler, whatever an earlier test's library left installed: interrupt_main does nothing
+    # while SIGINT is ignored or at its default (the likely cause of one full-suite run where it never arrived)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        threading.Thread(target=interrupt, daemon=True).start()
+        with pytest.raises(KeyboardInterrupt):
+            _registry.acquire(key, load=loader("m", before=slow), model_type=None)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     st = _registry.state()
     assert key not in st.refs and key not in st.busy
     entry = _registry.acquire(key, load=loader("m"), model_type=None)
