@@ -13,7 +13,7 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 export TOKENIZERS_PARALLELISM := false
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo test lint typecheck unit bench stock-tests seed-snippets dist clean
+.PHONY: help setup demo test lint typecheck unit bench bench-finetune stock-tests seed-snippets dist clean
 
 help: ## Show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -49,6 +49,9 @@ bench: setup ## Side-by-side benchmarks vs the stock framework embedders, writes
 	$(PY) benchmarks/stream.py
 	$(PY) benchmarks/engine.py
 	$(PY) benchmarks/scale.py
+
+bench-finetune: setup ## Finetune sweep on two real domains (hours on CPU, resumable), writes benchmarks/FINETUNE.md
+	$(PY) benchmarks/finetune_bench.py $(BENCH_ARGS)
 
 stock-tests: setup ## The stock integrations' own tests (from their sdists) on the stock classes and ours: benchmarks/STOCK_TESTS.md
 	$(PY) benchmarks/stock_tests.py

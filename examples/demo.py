@@ -41,6 +41,13 @@ def main() -> None:
     for label, key in (("nDCG@10", "ndcg_at_10"), ("MRR@10", "mrr_at_10"), ("recall@10", "recall_at_10")):
         before, after = getattr(ev["base"], key), getattr(ev["finetuned"], key)
         print(f"  {label:<10} base {before:.4f}   finetuned {after:.4f}   ({after - before:+.4f})")
+    held = result.evaluations.get("heldout_pseudo_queries")
+    if held:
+        b, t = held["base"].ndcg_at_10, held["finetuned"].ndcg_at_10
+        print(f"  held-out pseudo-queries ({held['base'].n_queries}, what you would see without real questions): "
+              f"nDCG@10 {b:.4f} -> {t:.4f} ({t - b:+.4f})")  # fmt: skip
+    wall = {k: v for k, v in result.timings.items() if not k.startswith("cpu_")}
+    print("  time by stage (s): " + ", ".join(f"{k} {v:.0f}" for k, v in wall.items()))
     print(f"\n{result.verdict}")
     print(f"training pairs: {result.train_pairs}   report: {result.report_md}   plot: {result.plot}\n")
 

@@ -60,3 +60,16 @@ def test_finetune_cli_error_is_one_line(tmp_path: Path, capsys: pytest.CaptureFi
     assert main(["finetune", str(empty), "--output", str(tmp_path / "m")]) == 1
     err_lines = capsys.readouterr().err.strip().splitlines()  # progress bars first, then one error line
     assert err_lines[-1].startswith("promptembed: error: No readable documents in")
+
+
+def test_finetune_cli_teacher_and_levers(
+    docs: Path, tmp_path: Path, tiny_bert_dir: Path, tiny_gemma_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "student"
+    main(["finetune", str(docs), "-o", str(out), "--base", str(tiny_bert_dir), "--teacher", str(tiny_gemma_dir),
+          "--max-steps", "1", "--batch-size", "4", "--interpolate", "0.5", "--filter", "both",
+          "--filter-top-k", "5"])  # fmt: skip
+    printed = capsys.readouterr().out
+    config = json.loads((out / "report.json").read_text())["configuration"]
+    assert config["teacher"] == str(tiny_gemma_dir) and config["interpolate"] == 0.5 and config["filter"] == "both"
+    assert "teacher" in printed and "time by stage (s): reading_chunking" in printed

@@ -111,7 +111,7 @@ def test_dedupe_across_chunks_and_cap(chunks: list[Chunk]) -> None:
 
 
 def test_bad_arguments_name_the_valid_values(chunks: list[Chunk]) -> None:
-    with pytest.raises(ValueError, match=re.escape("Unknown filter 'cosine'; use 'bm25', 'model' or 'none'")):
+    with pytest.raises(ValueError, match=re.escape("Unknown filter 'cosine'; use 'bm25', 'model', 'both' or 'none'")):
         generate_pairs(chunks, filter="cosine")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=re.escape("filter='model' needs embedder=")):
         generate_pairs(chunks, filter="model")

@@ -14,6 +14,19 @@ def _finetune(args: argparse.Namespace) -> int:
     from promptembed.finetune import finetune
 
     llm = _load_llm(args.llm) if args.llm else None
+    options = {
+        name: value
+        for name, value in (
+            ("epochs", args.epochs), ("batch_size", args.batch_size), ("learning_rate", args.learning_rate),
+            ("lr_scheduler", args.lr_scheduler), ("hard_negatives", args.hard_negatives),
+            ("filter", args.filter), ("filter_top_k", args.filter_top_k), ("interpolate", args.interpolate),
+            ("max_pairs_per_chunk", args.max_pairs_per_chunk), ("max_train_pairs", args.max_train_pairs),
+            ("max_steps", args.max_steps), ("teacher", args.teacher), ("eval_corpus", args.eval_corpus),
+        )
+        if value is not None
+    }  # fmt: skip
+    if args.strategies:
+        options["strategies"] = args.strategies.split(",")
     result = finetune(
         args.docs,
         output=args.output,
@@ -21,15 +34,10 @@ def _finetune(args: argparse.Namespace) -> int:
         eval_queries=args.eval_queries,
         supervision=args.pairs_file,
         llm=llm,
-        strategies=args.strategies.split(","),
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        learning_rate=args.learning_rate,
-        hard_negatives=args.hard_negatives,
-        max_steps=args.max_steps,
         seed=args.seed,
         device=args.device,
         overwrite=args.overwrite,
+        **options,
     )
     from promptembed.finetune.distributed import is_main_process
 
@@ -40,9 +48,12 @@ def _finetune(args: argparse.Namespace) -> int:
         print(f"{name}: {b.n_queries} queries, {b.n_corpus} passages")
         for label, key in (("nDCG@10", "ndcg_at_10"), ("MRR@10", "mrr_at_10"), ("recall@10", "recall_at_10")):
             before, after = getattr(b, key), getattr(t, key)
-            print(f"  {label:<10} base {before:.4f}  finetuned {after:.4f}  ({after - before:+.4f})")
+            teacher = f"  teacher {getattr(ev['teacher'], key):.4f}" if "teacher" in ev else ""
+            print(f"  {label:<10} base {before:.4f}  finetuned {after:.4f}  ({after - before:+.4f}){teacher}")
     for item in result.skipped:
         print(f"skipped {item['path']}: {item['reason']}")
+    wall = {k: v for k, v in result.timings.items() if not k.startswith("cpu_")}
+    print("time by stage (s): " + ", ".join(f"{k} {v:.0f}" for k, v in wall.items()))
     print(result.verdict)
     print(f"model: {result.output}\nreport: {result.report_md}\nplot: {result.plot}")
     return 0 if result.improved else 1
@@ -108,11 +119,19 @@ def add_commands(sub: Any) -> None:  # argparse's _SubParsersAction is private
     ft.add_argument("--eval-queries", default=None, help="CSV/JSONL of real questions: columns query,positive")
     ft.add_argument("--pairs-file", default=None, help="your own pairs/triplets/scored pairs (CSV or JSONL)")
     ft.add_argument("--llm", default=None, help="module:attribute of a LangChain chat model or callable")
-    ft.add_argument("--strategies", default="sentence,keyphrase", help="pair strategies, comma-separated")
-    ft.add_argument("--epochs", type=float, default=1.0)
-    ft.add_argument("--batch-size", type=int, default=32)
-    ft.add_argument("--learning-rate", type=float, default=2e-5)
-    ft.add_argument("--hard-negatives", action="store_true", help="mine one hard negative per pair")
+    ft.add_argument("--eval-corpus", default=None, help="JSONL of extra distractor passages (column text)")
+    ft.add_argument("--teacher", default=None, help="bi-encoder or CrossEncoder folder/hub id to learn margins from")
+    ft.add_argument("--strategies", default=None, help="pair strategies, comma-separated (default: sentence,keyphrase)")
+    ft.add_argument("--epochs", type=float, default=None)
+    ft.add_argument("--batch-size", type=int, default=None)
+    ft.add_argument("--learning-rate", type=float, default=None)
+    ft.add_argument("--lr-scheduler", default=None, help="linear, cosine, constant_with_warmup, ...")
+    ft.add_argument("--hard-negatives", type=int, nargs="?", const=1, default=None, help="mined negatives per pair")
+    ft.add_argument("--filter", choices=("bm25", "model", "both", "none"), default=None, help="pair filter")
+    ft.add_argument("--filter-top-k", type=int, default=None, help="a pair's chunk must rank within this top-k")
+    ft.add_argument("--interpolate", type=float, default=None, help="WiSE-FT weight of the finetuned model (0-1)")
+    ft.add_argument("--max-pairs-per-chunk", type=int, default=None)
+    ft.add_argument("--max-train-pairs", type=int, default=None, help="cap of training pairs")
     ft.add_argument("--max-steps", type=int, default=None)
     ft.add_argument("--seed", type=int, default=0)
     ft.add_argument("--device", default="auto")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-import random
+import resource
 import shutil
 import time
 import warnings
@@ -16,17 +16,31 @@ from typing import Any, Literal
 
 from promptembed import _loading
 from promptembed.errors import ConfigError
+from promptembed.finetune._steps import (
+    BaseEncoder,
+    EvalSet,
+    cap_pairs,
+    load_eval_queries,
+    preflight,
+    split_chunks,
+    stage,
+    write_rows,
+)
 from promptembed.finetune.chunking import Chunk, chunk_documents
 from promptembed.finetune.distributed import is_main_process, share_outcome, world_size
 from promptembed.finetune.documents import load_documents
 from promptembed.finetune.evaluate import RetrievalMetrics, evaluate_retrieval
-from promptembed.finetune.pairs import DEFAULT_STRATEGIES, generate_pairs
-from promptembed.finetune.report import write_reports
+from promptembed.finetune.heldout import heldout_queries
+from promptembed.finetune.negatives import margin_rows, mine_chunk_negatives
+from promptembed.finetune.pairs import DEFAULT_STRATEGIES, Pair, generate_pairs
+from promptembed.finetune.report import build_report, write_card, write_reports
 from promptembed.finetune.supervision import load_supervision
-from promptembed.finetune.train import detect_matryoshka_dims, train_model
+from promptembed.finetune.teacher import load_teacher
+from promptembed.finetune.teacher_eval import evaluate_teacher
+from promptembed.finetune.train import detect_matryoshka_dims, interpolate_weights, train_model
 from promptembed.prompts import resolve_role_prompt
 
-__all__ = ["FinetuneResult", "finetune", "load_eval_queries"]
+__all__ = ["FinetuneResult", "FinetuneWorseWarning", "finetune", "load_eval_queries"]
 
 logger = logging.getLogger("promptembed")
 
@@ -46,6 +60,7 @@ class FinetuneResult:
     skipped: list[dict[str, str]] = field(default_factory=list)
     report_md: Path | None = None
     plot: Path | None = None
+    timings: dict[str, float] = field(default_factory=dict)
 
     @property
     def verdict(self) -> str:
@@ -64,72 +79,31 @@ def _headline(evaluations: dict[str, Any]) -> str:
     return "eval_queries" if "eval_queries" in evaluations else next(iter(evaluations))
 
 
-def load_eval_queries(path: str | Path) -> tuple[dict[str, str], dict[str, str], dict[str, set[str]]]:
-    """Read real questions with their gold passages (JSONL/CSV columns ``query`` and ``positive``).
-
-    Returns ``(queries, corpus, relevant)``; the corpus is every distinct gold passage.
-    """
-    sup = load_supervision(path)
-    if sup.kind != "pairs":
-        raise ConfigError(f"{path}: eval queries need columns query,positive (got a {sup.kind} file)")
-    corpus_ids: dict[str, str] = {}
-    queries: dict[str, str] = {}
-    relevant: dict[str, set[str]] = {}
-    for i, row in enumerate(sup.rows):
-        pid = corpus_ids.setdefault(row["positive"], f"p{len(corpus_ids)}")
-        queries[f"q{i}"] = row["anchor"]
-        relevant[f"q{i}"] = {pid}
-    return queries, {v: k for k, v in corpus_ids.items()}, relevant
-
-
-def _preflight(output: Path, overwrite: bool, base_source: str) -> None:
-    parent = output.parent
-    if output.exists() and not overwrite:
-        raise ConfigError(f"Output folder {output} already exists; pass overwrite=True (--overwrite) or another path")
-    if not parent.exists():
-        try:
-            parent.mkdir(parents=True, exist_ok=True)  # several ranks may create it at once
-        except OSError as exc:
-            raise ConfigError(f"Cannot create the output's parent folder {parent}: {exc}") from exc
-    if not os.access(parent, os.W_OK):
-        raise ConfigError(f"Output folder's parent {parent} is not writable; choose another --output")
-    size = (
-        sum(p.stat().st_size for p in Path(base_source).rglob("*") if p.is_file()) if Path(base_source).is_dir() else 0
-    )
-    free = shutil.disk_usage(parent).free
-    if size and free < 4 * size:
-        raise ConfigError(
-            f"Only {free / 2**20:.0f} MB free next to {output}; finetuning this {size / 2**20:.0f} MB model needs "
-            f"about {4 * size / 2**20:.0f} MB (checkpoints + the saved model). Free space or choose another --output"
-        )
-
-
-def _split(chunks: list[Chunk], heldout_fraction: float, seed: int) -> tuple[list[Chunk], list[Chunk]]:
-    if len(chunks) < 5 or heldout_fraction <= 0:
-        return chunks, []
-    order = list(range(len(chunks)))
-    random.Random(seed).shuffle(order)
-    n_held = max(1, round(len(chunks) * heldout_fraction))
-    held = set(order[:n_held])
-    return [c for i, c in enumerate(chunks) if i not in held], [c for i, c in enumerate(chunks) if i in held]
-
-
 def finetune(
     docs: Sequence[str | Path] = (),
     *,
     output: str | Path,
     base: str | Path | None = None,
     eval_queries: str | Path | None = None,
+    eval_corpus: str | Path | None = None,
     supervision: str | Path | None = None,
     llm: Any = None,
+    teacher: Any = None,
     strategies: Sequence[str] = DEFAULT_STRATEGIES,
     max_pairs_per_chunk: int = 3,
+    max_train_pairs: int | None = None,
+    filter: Literal["bm25", "model", "both", "none"] = "bm25",
+    filter_top_k: int = 10,
     heldout_fraction: float = 0.1,
     epochs: float = 1.0,
     batch_size: int = 32,
     learning_rate: float = 2e-5,
+    lr_scheduler: str = "linear",
+    warmup_ratio: float = 0.1,
     loss: Literal["auto", "mnrl", "cached_mnrl", "cosent"] = "auto",
-    hard_negatives: bool = False,
+    hard_negatives: int = 0,
+    negative_margin: float = 0.05,
+    interpolate: float = 1.0,
     max_steps: int | None = None,
     save_steps: int = 50,
     seed: int = 0,
@@ -141,26 +115,43 @@ def finetune(
     """Finetune a sentence-transformers model on your documents (and/or your own supervision file).
 
     Chunks are split into training and held-out chunks *before* any pair is generated, so no held-out text is
-    ever trained on. Both the base and the finetuned model are evaluated on held-out pseudo-queries (the whole
-    corpus as distractors) and on ``eval_queries`` when given. The model, a model card, report.json, report.md
-    and before_after.png are written to a temporary folder next to ``output`` and renamed into place at the end,
-    so a crash never leaves a half-written ``output``; checkpoints in ``.<name>.work`` let a rerun resume.
+    ever trained on. Both the base and the finetuned model are evaluated on held-out pseudo-queries (one sentence
+    of each held-out chunk, cut out of it, the whole corpus as distractors: a fixed generator, so the estimate
+    does not reward the training templates) and on ``eval_queries`` when given. The model, a model card,
+    report.json, report.md and before_after.png are written to a temporary folder next to ``output`` and renamed
+    into place at the end, so a crash never leaves a half-written ``output``; checkpoints in ``.<name>.work`` let
+    a rerun resume.
 
     Args:
         docs: Files and folders of .txt/.md/.rst/.html/.pdf.
         output: Folder to create for the finetuned model.
         base: Base model folder or hub id (default: the bundled all-MiniLM-L6-v2).
         eval_queries: CSV/JSONL of real questions with their gold passages (columns ``query``, ``positive``).
+        eval_corpus: JSONL of extra distractor passages (column ``text``) for ``eval_queries``.
         supervision: Your own pairs/triplets/scored pairs (see :mod:`promptembed.finetune.supervision`).
         llm: LangChain chat model or callable for LLM-written queries (adds the ``"llm"`` strategy).
+        teacher: A stronger model (folder, hub id or instance of a sentence-transformers bi-encoder or
+            ``CrossEncoder``): it scores (query, positive, mined negatives) and the student learns its margins
+            with margin-MSE (GPL's recipe), keeping its own prompts; the teacher is evaluated too.
         strategies: Pair strategies (see :mod:`promptembed.finetune.pairs`).
         max_pairs_per_chunk: Cap of generated pairs per chunk.
+        max_train_pairs: Cap of training pairs (each chunk's first pair first), so large corpora train in bounded
+            time; None: no cap.
+        filter: Keep a generated pair only if its chunk is found for its query: ``"bm25"``, ``"model"`` (the base
+            model, round-trip filtering), ``"both"`` or ``"none"``.
+        filter_top_k: ... within the top ``filter_top_k`` chunks.
         heldout_fraction: Share of chunks kept out of training for evaluation.
         epochs: Training epochs.
         batch_size: Training batch size (in-batch negatives for MNRL).
         learning_rate: Peak learning rate.
-        loss: ``"auto"`` (MNRL for pairs/triplets, CoSENT for scored pairs), or one explicitly.
-        hard_negatives: Mine one hard negative per pair with sentence-transformers' ``mine_hard_negatives``.
+        lr_scheduler: transformers scheduler name (``"linear"``, ``"cosine"``, ``"constant_with_warmup"``...).
+        warmup_ratio: Share of the steps spent warming up the learning rate.
+        loss: ``"auto"`` (MNRL for pairs/triplets, CoSENT for scored pairs, margin-MSE with a teacher), or one
+            explicitly.
+        hard_negatives: Negatives mined per pair with the base model (0: in-batch negatives only); never the
+            pair's own chunk, never within ``negative_margin`` of the positive's score. With a teacher: 1 if 0.
+        negative_margin: Relative margin protecting against false negatives.
+        interpolate: WiSE-FT: final weights ``interpolate * finetuned + (1 - interpolate) * base`` (1: no mixing).
         max_steps: Stop after this many optimizer steps (overrides ``epochs``).
         save_steps: Checkpoint every this many steps.
         seed: Seed for the split, pair generation and training.
@@ -170,164 +161,217 @@ def finetune(
         progress: Progress bars.
 
     Raises:
-        ConfigError: Bad output location, no usable documents or supervision, too little disk space.
+        ConfigError: Bad output location, no usable documents or supervision, too little disk space, a bad option.
     """
+    config = {k: v for k, v in locals().items() if k not in ("docs", "output", "llm", "progress", "overwrite")}
     from sentence_transformers import SentenceTransformer
 
-    started = time.time()
+    config["teacher"] = None if teacher is None else str(teacher if isinstance(teacher, str | Path) else type(teacher))
+    config["llm"] = None if llm is None else type(llm).__name__
+    if not 0.0 <= interpolate <= 1.0:
+        raise ConfigError(f"interpolate={interpolate} must be in [0, 1] (1 = the finetuned weights, 0 = the base)")
+    if hard_negatives < 0:
+        raise ConfigError(f"hard_negatives={hard_negatives} must be 0 (in-batch negatives only) or more")
+    if max_train_pairs is not None and max_train_pairs < 2:
+        raise ConfigError(f"max_train_pairs={max_train_pairs} must be at least 2, or None for no cap")
+    started, cpu_started = time.time(), time.process_time()
+    timings: dict[str, float] = {}
     output = Path(output).resolve()
     source, is_local = _loading.resolve_source(base)
     if is_local:
         _loading.check_weights_safe(source, allow_pickle=False)
-    _preflight(output, overwrite, source)
+    preflight(output, overwrite, source)
     work_dir = output.parent / f".{output.name}.work"
 
-    loaded = load_documents(list(docs), progress=progress) if docs else None
-    skipped = [{"path": s.path, "reason": s.reason} for s in (loaded.skipped if loaded else [])]
-    for item in skipped:
-        logger.warning("skipped %s: %s", item["path"], item["reason"])
-    if not (loaded and loaded.documents) and supervision is None:
-        detail = f" (skipped: {', '.join(s['path'] + ' - ' + s['reason'] for s in skipped[:5])})" if skipped else ""
-        raise ConfigError(
-            f"No readable documents in {[str(d) for d in docs]}{detail}; give .txt/.md/.rst/.html/.pdf files"
-        )
+    with stage(timings, "reading_chunking"):
+        loaded = load_documents(list(docs), progress=progress) if docs else None
+        skipped = [{"path": s.path, "reason": s.reason} for s in (loaded.skipped if loaded else [])]
+        for item in skipped:
+            logger.warning("skipped %s: %s", item["path"], item["reason"])
+        if not (loaded and loaded.documents) and supervision is None:
+            detail = f" (skipped: {', '.join(s['path'] + ' - ' + s['reason'] for s in skipped[:5])})" if skipped else ""
+            raise ConfigError(
+                f"No readable documents in {[str(d) for d in docs]}{detail}; give .txt/.md/.rst/.html/.pdf files"
+            )
+        model = SentenceTransformer(source, device=_loading.pick_device(device), local_files_only=is_local)
+        prompts = dict(model.prompts)
 
-    model = SentenceTransformer(source, device=_loading.pick_device(device), local_files_only=is_local)
-    prompts = dict(model.prompts)
-    max_len = int(model.max_seq_length or 256)
-    doc_prompt_tokens = len(
-        model.tokenizer(resolve_role_prompt(prompts, "document"), add_special_tokens=False)["input_ids"]
-    )
-    budget = max(16, max_len - doc_prompt_tokens - 4)
-    chunks = (
-        chunk_documents(loaded.documents, tokenizer=model.tokenizer, max_tokens=budget, progress=progress)
-        if loaded
-        else []
-    )
-    unique: dict[str, Chunk] = {}
-    for chunk in chunks:  # identical passages would sit on both sides of the split
-        unique.setdefault(" ".join(chunk.text.split()), chunk)
-    chunks = list(unique.values())
-    train_chunks, held_chunks = _split(chunks, heldout_fraction, seed)
+        doc_prompt = resolve_role_prompt(prompts, "document")
+        doc_prompt_tokens = len(model.tokenizer(doc_prompt, add_special_tokens=False)["input_ids"])
+        budget = max(16, int(model.max_seq_length or 256) - doc_prompt_tokens - 4)
+        chunks = (
+            chunk_documents(loaded.documents, tokenizer=model.tokenizer, max_tokens=budget, progress=progress)
+            if loaded
+            else []
+        )
+        unique: dict[str, Chunk] = {}
+        for chunk in chunks:  # identical passages would sit on both sides of the split
+            unique.setdefault(" ".join(chunk.text.split()), chunk)
+        chunks = list(unique.values())
+        train_chunks, held_chunks = split_chunks(chunks, heldout_fraction, seed)
+    encoder = BaseEncoder(model)
 
     rows: list[dict[str, Any]] = []
     origins: list[dict[str, str]] = []
+    pairs: list[Pair] = []
     pair_stats: dict[str, Any] = {}
     kind = "pairs"
-    if train_chunks:
-        generated = generate_pairs(
-            train_chunks,
-            strategies=[*strategies, "llm"] if llm is not None and "llm" not in strategies else strategies,
-            max_per_chunk=max_pairs_per_chunk,
-            llm=llm,
-            seed=seed,
-            progress=progress,
-        )
-        pair_stats = generated.stats
-        rows = [{"anchor": p.query, "positive": p.positive} for p in generated.pairs]
-        origins = [{"chunk_id": p.chunk_id, "source": p.source} for p in generated.pairs]
-    if supervision is not None:
-        sup = load_supervision(supervision)
-        if sup.kind == "scored" and rows:
+    with stage(timings, "pairs"):
+        if train_chunks:
+            generated = generate_pairs(
+                train_chunks,
+                strategies=[*strategies, "llm"] if llm is not None and "llm" not in strategies else strategies,
+                max_per_chunk=max_pairs_per_chunk, filter=filter, top_k=filter_top_k, corpus=chunks,
+                embedder=encoder, llm=llm, seed=seed, progress=progress,
+            )  # fmt: skip
+            pair_stats = generated.stats
+            pairs = cap_pairs(generated.pairs, max_train_pairs)
+            rows = [{"anchor": p.query, "positive": p.positive} for p in pairs]
+            origins = [{"chunk_id": p.chunk_id, "source": p.source} for p in pairs]
+        if supervision is not None:
+            sup = load_supervision(supervision)
+            if sup.kind == "scored" and rows:
+                raise ConfigError(
+                    "Scored pairs (text1,text2,score) cannot be mixed with generated pairs; pass docs=() with them"
+                )
+            kind = "scored" if sup.kind == "scored" else ("triplets" if sup.kind == "triplets" else "pairs")
+            rows = rows + sup.rows if kind != "triplets" else sup.rows
+            origins = (origins if kind != "triplets" else []) + [{"source": "supervision"}] * len(sup.rows)
+            pairs = pairs if kind == "pairs" else []
+        if len(rows) < 2:
             raise ConfigError(
-                "Scored pairs (text1,text2,score) cannot be mixed with generated pairs; pass docs=() with them"
+                f"Only {len(rows)} training pairs could be made; add more documents, "
+                "or pass a supervision file of pairs"
             )
-        kind = "scored" if sup.kind == "scored" else ("triplets" if sup.kind == "triplets" else "pairs")
-        rows = rows + sup.rows if kind != "triplets" else sup.rows
-    if len(rows) < 2:
-        raise ConfigError(
-            f"Only {len(rows)} training pairs could be made; add more documents, or pass a supervision file of pairs"
-        )
-    if hard_negatives and kind == "pairs":
-        from datasets import Dataset
-        from sentence_transformers.util import mine_hard_negatives
 
-        mined = mine_hard_negatives(
-            Dataset.from_list(rows),
-            model,
-            num_negatives=1,
-            range_min=5,
-            range_max=50,
-            output_format="triplet",
-            use_faiss=False,
-            verbose=progress,
-        )
-        rows, kind = [dict(r) for r in mined], "triplets"
-    chosen_loss = ("cosent" if kind == "scored" else "mnrl") if loss == "auto" else loss
+    teacher_model = None
+    n_negatives = max(int(hard_negatives), 1 if teacher is not None else 0)
+    with stage(timings, "mining"):
+        if teacher is not None:
+            if kind != "pairs" or len(pairs) != len(rows):
+                raise ConfigError("teacher= works with generated pairs only (not with a supervision file)")
+            teacher_model = load_teacher(teacher, device=device)
+        if n_negatives and kind == "pairs" and len(pairs) == len(rows) and len(train_chunks) > 2:
+            # Negatives come from training chunks only: held-out text never enters training, not even as a negative.
+            train_index = {c.id: i for i, c in enumerate(train_chunks)}
+            chunk_vectors = encoder.embed_documents([c.text for c in train_chunks])
+            query_vectors = encoder.embed_queries([p.query for p in pairs])
+            found = mine_chunk_negatives(
+                query_vectors, chunk_vectors, [train_index[p.chunk_id] for p in pairs], num_negatives=n_negatives,
+                range_min=0, range_max=50, relative_margin=negative_margin,
+            )  # fmt: skip
+            negatives = [[train_chunks[i].text for i in got] for got in found]
+            if teacher_model is not None:
+                rows, kept = margin_rows(rows, negatives, teacher_model, progress=progress)
+                kind = "margin_mse"
+            else:
+                kept = [i for i, n in enumerate(negatives) if len(n) == n_negatives]
+                rows = [{**rows[i], **{f"negative_{j + 1}": t for j, t in enumerate(negatives[i])}} for i in kept]
+                kind = "triplets"
+            origins = [origins[i] for i in kept]
+            if len(rows) < 2:
+                raise ConfigError("Too few pairs had hard negatives; lower negative_margin or hard_negatives")
+        elif teacher_model is not None:
+            raise ConfigError("A teacher needs at least 3 chunks to mine negatives from; give more documents")
+    chosen_loss = (
+        ("cosent" if kind == "scored" else "margin_mse" if kind == "margin_mse" else "mnrl") if loss == "auto" else loss
+    )
+    if kind == "margin_mse" and chosen_loss != "margin_mse":
+        raise ConfigError(f"loss={loss!r} cannot train on teacher margins; use loss='auto' with teacher=")
 
-    evals: dict[str, tuple[dict[str, str], dict[str, str], dict[str, set[str]]]] = {}
-    if held_chunks:
-        held_pairs = generate_pairs(
-            held_chunks, strategies=strategies, corpus=chunks, max_per_chunk=1, seed=seed + 1, progress=False
-        ).pairs
-        if held_pairs:
-            evals["heldout_pseudo_queries"] = (
-                {f"h{i}": p.query for i, p in enumerate(held_pairs)},
-                {c.id: c.text for c in chunks},
-                {f"h{i}": {p.chunk_id} for i, p in enumerate(held_pairs)},
-            )
-    if eval_queries is not None:
-        evals["eval_queries"] = load_eval_queries(eval_queries)
-    if not evals:
-        raise ConfigError("Nothing to evaluate on: give more documents (for held-out chunks) or eval_queries=")
-    main = is_main_process()  # under torchrun / accelerate launch only rank 0 evaluates, reports and saves
-    before = {name: evaluate_retrieval(model, *ev, name=name, progress=progress) for name, ev in evals.items() if main}
+    evals: dict[str, EvalSet] = {}
+    corpus_vectors: dict[str, Any] = {}
+    with stage(timings, "evaluation"):
+        if held_chunks:
+            held = heldout_queries(held_chunks, chunks, seed=seed + 1)
+            if held[0]:
+                evals["heldout_pseudo_queries"] = held
+        if eval_queries is not None:
+            evals["eval_queries"] = load_eval_queries(eval_queries, eval_corpus)
+        if not evals:
+            raise ConfigError("Nothing to evaluate on: give more documents (for held-out chunks) or eval_queries=")
+        import torch
+
+        main = is_main_process()  # under torchrun / accelerate launch only rank 0 evaluates, reports and saves
+        for name, (_, corpus, _) in evals.items():
+            if main:
+                corpus_vectors[name] = torch.from_numpy(encoder.embed_documents(list(corpus.values())))
+        before = {
+            name: evaluate_retrieval(model, *ev, name=name, progress=progress, corpus_embeddings=corpus_vectors[name])
+            for name, ev in evals.items()
+            if main
+        }
+        teacher_scores = (
+            {name: evaluate_teacher(teacher_model, *ev, progress=progress) for name, ev in evals.items()}
+            if teacher_model is not None and main
+            else {}
+        )
+    del teacher_model, encoder
 
     dimension = int(model.get_embedding_dimension() or 0)
     dims = detect_matryoshka_dims(source if is_local else None, dimension)
+    base_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()} if interpolate < 1 else None
     work_dir.mkdir(exist_ok=True)
     if main:
         (work_dir / "run.json").write_text(json.dumps({"base": source, "rows": len(rows), "seed": seed}))
-    train_metrics = train_model(
-        model, rows, loss=chosen_loss, work_dir=work_dir, epochs=epochs, batch_size=batch_size,
-        learning_rate=learning_rate, seed=seed, matryoshka_dims=dims, max_steps=max_steps, save_steps=save_steps,
-        resume=resume, progress=progress,
-    )  # fmt: skip
-    model.prompts = prompts  # the trainer must not change the prompts the model was trained with
+    with stage(timings, "training"):
+        train_metrics = train_model(
+            model, rows, loss=chosen_loss, work_dir=work_dir, epochs=epochs, batch_size=batch_size,
+            learning_rate=learning_rate, seed=seed, matryoshka_dims=dims, max_steps=max_steps, save_steps=save_steps,
+            resume=resume, progress=progress, lr_scheduler=lr_scheduler, warmup_ratio=warmup_ratio,
+        )  # fmt: skip
+        model.prompts = prompts  # the trainer must not change the prompts the model was trained with
+        if base_state is not None:
+            interpolate_weights(model, base_state, interpolate)
     if not main:
         return _result_from_rank0(output, skipped)
-    after = {name: evaluate_retrieval(model, *ev, name=name, progress=progress) for name, ev in evals.items()}
-    evaluations = {name: {"base": before[name], "finetuned": after[name]} for name in evals}
+    with stage(timings, "evaluation"):
+        tuned = BaseEncoder(model)  # the finetuned model's embeddings, shared by the evaluation sets
+        after = {
+            name: evaluate_retrieval(
+                model, *ev, name=name, progress=progress,
+                corpus_embeddings=torch.from_numpy(tuned.embed_documents(list(ev[1].values()))),
+            )
+            for name, ev in evals.items()
+        }  # fmt: skip
+        del tuned
+    evaluations: dict[str, dict[str, RetrievalMetrics]] = {
+        name: {"base": before[name], "finetuned": after[name]} for name in evals
+    }
+    for name, score in teacher_scores.items():
+        evaluations[name]["teacher"] = score
     head = _headline(evaluations)
     improved = evaluations[head]["finetuned"].ndcg_at_10 > evaluations[head]["base"].ndcg_at_10
 
     tmp = output.parent / f".{output.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
+    result = FinetuneResult(
+        output=output, evaluations=evaluations, improved=improved, train_pairs=len(rows), skipped=skipped,
+        timings=timings,
+    )  # fmt: skip
     try:
-        model.save(str(tmp))
-        _write_card(tmp, source, dims, evaluations, len(rows), chosen_loss)
-        result = FinetuneResult(
-            output=output, evaluations=evaluations, improved=improved, train_pairs=len(rows), skipped=skipped
-        )
-        report = {
-            "output_name": output.name,
-            "base_model": source,
-            "verdict": result.verdict,
-            "improved": improved,
-            "evaluations": {n: {k: m.to_dict() for k, m in ev.items()} for n, ev in evaluations.items()},
-            "data": {
-                "documents": len(loaded.documents) if loaded else 0,
-                "skipped": skipped,
-                "chunks": len(chunks),
-                "train_chunks": len(train_chunks),
-                "heldout_chunks": len(held_chunks),
-                "train_pairs": len(rows),
+        with stage(timings, "saving"):
+            model.save(str(tmp))
+            write_card(tmp, source, dims, evaluations, len(rows), chosen_loss)
+        timings["total"] = round(time.time() - started, 1)
+        timings["cpu_total"] = round(time.process_time() - cpu_started, 1)
+        # the reports last, so they include every stage's time
+        report = build_report(
+            output_name=output.name, base=source, verdict=result.verdict, improved=improved,
+            evaluations=evaluations, config=config, timings=timings,
+            data={
+                "documents": len(loaded.documents) if loaded else 0, "skipped": skipped, "chunks": len(chunks),
+                "train_chunks": len(train_chunks), "heldout_chunks": len(held_chunks), "train_pairs": len(rows),
                 "pair_stats": pair_stats,
             },
-            "training": {"loss": chosen_loss, "matryoshka_dims": dims, "epochs": epochs, "batch_size": batch_size,
-                         "learning_rate": learning_rate, "seed": seed, "metrics": train_metrics,
-                         "processes": world_size()},
-            "prompts": prompts,
-            "seconds": round(time.time() - started, 1),
-        }  # fmt: skip
+            training={"loss": chosen_loss, "matryoshka_dims": dims, "epochs": epochs, "batch_size": batch_size,
+                      "learning_rate": learning_rate, "seed": seed, "metrics": train_metrics,
+                      "processes": world_size()},
+            prompts=prompts,
+            peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        )  # fmt: skip
         write_reports(tmp, report)
-        with (tmp / "train_pairs.jsonl").open("w", encoding="utf-8") as f:
-            for i, row in enumerate(rows):
-                origin = origins[i] if i < len(origins) and kind != "triplets" else {"source": "supervision"}
-                f.write(json.dumps({**row, **origin}, ensure_ascii=False) + "\n")
-        with (tmp / "heldout_chunks.jsonl").open("w", encoding="utf-8") as f:
-            for c in held_chunks:
-                f.write(json.dumps({"id": c.id, "doc_path": c.doc_path, "text": c.text}, ensure_ascii=False) + "\n")
+        write_rows(tmp, rows, origins, held_chunks)
         if output.exists():
             old = output.parent / f".{output.name}.old-{os.getpid()}"
             output.rename(old)
@@ -348,31 +392,6 @@ def finetune(
     return result
 
 
-def _write_card(
-    folder: Path, base: str, dims: list[int] | None, evaluations: dict[str, Any], n_pairs: int, loss: str
-) -> None:
-    lines = [
-        "---",
-        "library_name: sentence-transformers",
-        "tags: [sentence-transformers, promptembed, finetuned]",
-        "---",
-        "",
-        f"# {folder.name.split('.tmp-')[0].lstrip('.')}",
-        "",
-        f"Finetuned from `{base}` with promptembed on {n_pairs} pairs (loss: {loss}).",
-        "The model's query/document prompts are saved in config_sentence_transformers.json and applied by promptembed.",
-        "",
-    ]
-    if dims:
-        lines += [f"Matryoshka: trained with MatryoshkaLoss, matryoshka_dims: {dims}", ""]
-    for name, ev in evaluations.items():
-        b, t = ev["base"], ev["finetuned"]
-        lines.append(
-            f"- {name}: nDCG@10 {b.ndcg_at_10:.4f} -> {t.ndcg_at_10:.4f}, MRR@10 {b.mrr_at_10:.4f} -> {t.mrr_at_10:.4f}"
-        )
-    (folder / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-
-
 def _result_from_rank0(output: Path, skipped: list[dict[str, str]]) -> FinetuneResult:
     """On a rank other than 0: wait for rank 0's save, then return the same result, read from its report."""
     error = share_outcome(None)
@@ -391,4 +410,5 @@ def _result_from_rank0(output: Path, skipped: list[dict[str, str]]) -> FinetuneR
         skipped=skipped,
         report_md=output / "report.md",
         plot=output / "before_after.png",
+        timings=dict(report.get("timings_s", {})),
     )

@@ -11,13 +11,17 @@ Strategies (select by name; each is deterministic given ``seed``):
 - ``"question"``: a user-style question built from those salient phrases with generic templates
   (``"What is X?"``, ``"Do I need X?"``, ``"Does X apply to Y?"`` ...), because real users ask questions,
   not keyword lists; the templates are fixed English text and use nothing but the chunk itself.
+- ``"ask"``: a sentence of the chunk rewritten by rules as the question it answers (``"A carport needs a
+  permit."`` -> ``"Does a carport need a permit?"``, see :mod:`promptembed.finetune.questions`), the rest of the
+  chunk as the passage, as for ``"sentence"``: the inverse cloze task in the form users ask in.
 - ``"title"``: the heading path (or the document title), with ``-``/``_`` slugs read as spaces, as the query,
   the section's chunk as the passage. Useful when headings are specific; on short FAQ-style documents that
   share one heading per category most title pairs are (rightly) dropped by the filter.
 - ``"llm"``: queries written by an LLM (``llm=``), see :mod:`promptembed.finetune.llm`.
 
 Every candidate is kept only if its source chunk is retrievable for it: within the top ``top_k`` of the
-corpus with a positive score by BM25 (``filter="bm25"``, bm25s) or by the base model (``filter="model"``).
+corpus with a positive score by BM25 (``filter="bm25"``, bm25s), by the base model (``filter="model"``: round-trip
+filtering as in InPars and Promptagator), or by both (``filter="both"``).
 Duplicates (same normalized query) are dropped and each chunk contributes at most ``max_per_chunk`` pairs,
 taken round-robin over the strategies from a seeded starting strategy, so none crowds out the others.
 Pairs come only from the chunks passed in: the caller passes training chunks, so held-out chunks never become
@@ -44,9 +48,18 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from promptembed.finetune.chunking import Chunk, split_sentences
+from promptembed.finetune.questions import sentence_to_question
 
 if TYPE_CHECKING:
-    from promptembed.embedder import PromptEmbedder
+    from typing import Protocol
+
+    class TextEncoder(Protocol):
+        """What the ``"model"`` filter needs: a :class:`~promptembed.PromptEmbedder` or anything alike."""
+
+        def embed_queries(self, texts: list[str]) -> np.ndarray: ...
+
+        def embed_documents(self, texts: list[str]) -> np.ndarray: ...
+
 
 __all__ = [
     "DEFAULT_STRATEGIES",
@@ -58,7 +71,7 @@ __all__ = [
     "save_pairs_jsonl",
 ]
 
-STRATEGIES = ("sentence", "keyphrase", "phrase", "question", "title", "llm")
+STRATEGIES = ("sentence", "keyphrase", "phrase", "question", "ask", "title", "llm")
 DEFAULT_STRATEGIES: tuple[str, ...] = ("sentence", "keyphrase")
 
 _WORD = re.compile(r"[^\W_]+(?:[-'][^\W_]+)*", re.UNICODE)
@@ -184,6 +197,19 @@ def _candidates(chunk: Chunk, strategies: Sequence[str], idf: dict[str, float], 
                 if len(_words(sentences[i])) >= 4 and len(_words(rest)) >= 4:
                     got.append(Pair(sentences[i], rest, chunk.id, "sentence"))
         per.append(got)
+    if "ask" in strategies:
+        got = []
+        sentences = split_sentences(text)
+        order = list(range(len(sentences)))
+        rng.shuffle(order)
+        for i in order:
+            question = sentence_to_question(sentences[i]) if len(sentences) >= 2 else None
+            rest = " ".join(s for j, s in enumerate(sentences) if j != i)
+            if question and len(_words(rest)) >= 4:
+                got.append(Pair(question, rest, chunk.id, "ask"))
+            if len(got) == 2:
+                break
+        per.append(got)
     if "keyphrase" in strategies:
         phrase = _keyphrase(chunk, idf, n_words=rng.choice((3, 4, 5)))
         per.append([Pair(phrase, text, chunk.id, "keyphrase")] if phrase else [])
@@ -228,7 +254,7 @@ def _retrievable_bm25(queries: list[str], corpus: Sequence[Chunk], targets: list
 
 
 def _retrievable_model(
-    queries: list[str], corpus: Sequence[Chunk], targets: list[int], top_k: int, embedder: PromptEmbedder
+    queries: list[str], corpus: Sequence[Chunk], targets: list[int], top_k: int, embedder: TextEncoder
 ) -> list[bool]:
     d = embedder.embed_documents([c.text for c in corpus])
     out: list[bool] = []
@@ -245,10 +271,10 @@ def generate_pairs(
     *,
     strategies: Sequence[str] = DEFAULT_STRATEGIES,
     max_per_chunk: int = 3,
-    filter: Literal["bm25", "model", "none"] = "bm25",
+    filter: Literal["bm25", "model", "both", "none"] = "bm25",
     top_k: int = 10,
     corpus: Sequence[Chunk] | None = None,
-    embedder: PromptEmbedder | None = None,
+    embedder: TextEncoder | None = None,
     llm: Any = None,
     seed: int = 0,
     progress: bool = True,
@@ -259,7 +285,8 @@ def generate_pairs(
         chunks: Chunks to make pairs from (training chunks only: held-out chunks must not be passed).
         strategies: Names from :data:`STRATEGIES` (see the module docstring).
         max_per_chunk: Cap of pairs per chunk.
-        filter: ``"bm25"``, ``"model"`` (needs ``embedder``) or ``"none"``.
+        filter: ``"bm25"``, ``"model"`` (round-trip filtering with the base model, InPars/Promptagator; needs
+            ``embedder``), ``"both"`` (BM25 and the model must both find the chunk) or ``"none"``.
         top_k: A pair is kept if its chunk ranks within the top ``top_k`` of ``corpus`` for the query.
         corpus: Chunks searched by the filter (default: ``chunks``); must contain ``chunks``.
         embedder: Base model for ``filter="model"``.
@@ -279,10 +306,10 @@ def generate_pairs(
         raise ValueError(f"Unknown pair strategies {unknown or strategies!r}; choose from {list(STRATEGIES)}")
     if "llm" in strategies and llm is None:
         raise ValueError("The 'llm' strategy needs llm= (a LangChain chat model or a callable str -> list[str])")
-    if filter not in ("bm25", "model", "none"):
-        raise ValueError(f"Unknown filter {filter!r}; use 'bm25', 'model' or 'none'")
-    if filter == "model" and embedder is None:
-        raise ValueError("filter='model' needs embedder= (a PromptEmbedder on the base model)")
+    if filter not in ("bm25", "model", "both", "none"):
+        raise ValueError(f"Unknown filter {filter!r}; use 'bm25', 'model', 'both' or 'none'")
+    if filter in ("model", "both") and embedder is None:
+        raise ValueError(f"filter={filter!r} needs embedder= (a PromptEmbedder on the base model)")
     if max_per_chunk < 1 or top_k < 1:
         raise ValueError(f"max_per_chunk={max_per_chunk} and top_k={top_k} must both be at least 1")
     corpus = list(corpus) if corpus is not None else list(chunks)
@@ -312,10 +339,11 @@ def generate_pairs(
     if filter != "none" and candidates:
         queries = [p.query for p in candidates]
         targets = [index[p.chunk_id] for p in candidates]
-        if filter == "bm25":
+        if filter in ("bm25", "both"):
             ok = _retrievable_bm25(queries, corpus, targets, top_k)
-        elif embedder is not None:
-            ok = _retrievable_model(queries, corpus, targets, top_k, embedder)
+        if filter in ("model", "both") and embedder is not None:
+            by_model = _retrievable_model(queries, corpus, targets, top_k, embedder)
+            ok = [a and b for a, b in zip(ok, by_model, strict=True)]
     seen: set[str] = set()
     per_chunk: Counter[str] = Counter()
     kept: list[Pair] = []

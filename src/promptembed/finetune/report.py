@@ -1,4 +1,4 @@
-"""Finetune reports: report.json, report.md and a before/after PNG plot."""
+"""Finetune reports: report.json, report.md, a before/after PNG plot and the model card."""
 
 from __future__ import annotations
 
@@ -6,9 +6,42 @@ import json
 from pathlib import Path
 from typing import Any
 
-__all__ = ["write_reports"]
+__all__ = ["build_report", "write_card", "write_reports"]
 
 _METRICS = (("ndcg_at_10", "nDCG@10"), ("mrr_at_10", "MRR@10"), ("recall_at_10", "recall@10"))
+_MODELS = (("base", "base", "#9aa5b1"), ("finetuned", "finetuned", "#2f7ed8"), ("teacher", "teacher", "#f28f43"))
+_STAGES = ("reading_chunking", "pairs", "mining", "training", "evaluation", "saving")
+
+
+def build_report(
+    *,
+    output_name: str,
+    base: str,
+    verdict: str,
+    improved: bool,
+    evaluations: dict[str, dict[str, Any]],
+    config: dict[str, Any],
+    timings: dict[str, float],
+    data: dict[str, Any],
+    training: dict[str, Any],
+    prompts: dict[str, str],
+    peak_rss_mb: float,
+) -> dict[str, Any]:
+    """The report.json content: verdict, every evaluation, the configuration, stage times and peak memory."""
+    return {
+        "output_name": output_name,
+        "base_model": base,
+        "verdict": verdict,
+        "improved": improved,
+        "evaluations": {n: {k: m.to_dict() for k, m in ev.items()} for n, ev in evaluations.items()},
+        "configuration": {k: (str(v) if isinstance(v, Path) else v) for k, v in config.items()},
+        "timings_s": dict(timings),
+        "peak_rss_mb": peak_rss_mb,
+        "data": data,
+        "training": training,
+        "prompts": prompts,
+        "seconds": timings.get("total"),
+    }
 
 
 def _plot(evaluations: dict[str, dict[str, dict[str, float]]], path: Path) -> None:
@@ -20,14 +53,15 @@ def _plot(evaluations: dict[str, dict[str, dict[str, float]]], path: Path) -> No
     sets = list(evaluations)
     fig, axes = plt.subplots(1, len(sets), figsize=(5.5 * len(sets), 4), squeeze=False)
     for ax, name in zip(axes[0], sets, strict=True):
-        base = [evaluations[name]["base"][k] for k, _ in _METRICS]
-        tuned = [evaluations[name]["finetuned"][k] for k, _ in _METRICS]
+        present = [m for m in _MODELS if m[0] in evaluations[name]]
+        width = 0.8 / len(present)
         xs = range(len(_METRICS))
-        ax.bar([x - 0.2 for x in xs], base, width=0.4, label="base", color="#9aa5b1")
-        ax.bar([x + 0.2 for x in xs], tuned, width=0.4, label="finetuned", color="#2f7ed8")
-        for x, b, t in zip(xs, base, tuned, strict=True):
-            ax.text(x - 0.2, b + 0.01, f"{b:.3f}", ha="center", fontsize=8)
-            ax.text(x + 0.2, t + 0.01, f"{t:.3f}", ha="center", fontsize=8)
+        for j, (key, label, color) in enumerate(present):
+            values = [evaluations[name][key][k] for k, _ in _METRICS]
+            offset = (j - (len(present) - 1) / 2) * width
+            ax.bar([x + offset for x in xs], values, width=width, label=label, color=color)
+            for x, v in zip(xs, values, strict=True):
+                ax.text(x + offset, v + 0.01, f"{v:.3f}", ha="center", fontsize=7)
         ax.set_xticks(list(xs), [label for _, label in _METRICS])
         ax.set_ylim(0, 1.08)
         n = evaluations[name]["base"].get("n_queries", 0)
@@ -45,15 +79,36 @@ def write_reports(folder: Path, report: dict[str, Any]) -> tuple[Path, Path, Pat
     json_path.write_text(json.dumps(report, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
     evaluations: dict[str, dict[str, dict[str, float]]] = report["evaluations"]
     lines = [f"# Finetune report: {report['output_name']}", "", f"Base model: `{report['base_model']}`", ""]
-    verdict = report["verdict"]
-    lines += [f"**{verdict}**", ""]
+    lines += [f"**{report['verdict']}**", ""]
+    config = report.get("configuration", {})
     for name, ev in evaluations.items():
         lines += [f"## {name} ({int(ev['base']['n_queries'])} queries, {int(ev['base']['n_corpus'])} passages)", ""]
-        lines += ["| metric | base | finetuned | change |", "|---|---|---|---|"]
-        for key, label in _METRICS:
-            b, t = ev["base"][key], ev["finetuned"][key]
-            lines.append(f"| {label} | {b:.4f} | {t:.4f} | {t - b:+.4f} |")
+        teacher = "teacher" in ev
+        lines += ["| metric | base | finetuned | change |" + (" teacher |" if teacher else "")]
+        lines += ["|---|---|---|---|" + ("---|" if teacher else "")]
+        for key, label in (*_METRICS, ("recall_at_100", "recall@100")):
+            b, t = ev["base"].get(key, 0.0), ev["finetuned"].get(key, 0.0)
+            extra = f" {ev['teacher'].get(key, 0.0):.4f} |" if teacher else ""
+            lines.append(f"| {label} | {b:.4f} | {t:.4f} | {t - b:+.4f} |{extra}")
         lines.append("")
+    if "heldout_pseudo_queries" in evaluations:
+        lines += [
+            "Held-out pseudo-queries: one sentence of each held-out chunk (never trained on), cut out of its chunk; "
+            "every chunk is a distractor. The same generator whatever the training strategies, so it does not "
+            "reward the training templates, but it can reward heavy sentence (inverse-cloze) training; real "
+            "questions (`eval_queries`) are the better test when you have them.",
+            "",
+        ]
+    if config.get("teacher"):
+        lines += [f"Teacher: `{config['teacher']}` (margin-MSE on its scores; evaluated with its own prompts).", ""]
+    lines += ["## Configuration", "", "| setting | value |", "|---|---|"]
+    lines += [f"| {k} | `{v}` |" for k, v in config.items()]
+    lines += ["", "## Time by stage", "", "| stage | wall s | CPU s (all threads) |", "|---|---|---|"]
+    timings = report.get("timings_s", {})
+    lines += [
+        f"| {s} | {timings[s]:.1f} | {timings.get('cpu_' + s, 0.0):.1f} |" for s in (*_STAGES, "total") if s in timings
+    ]
+    lines += ["", f"Peak memory (RSS): {report.get('peak_rss_mb', 0):.0f} MB", ""]
     lines += ["## Data", ""]
     data = report["data"]
     lines += [f"- documents read: {data['documents']}, skipped: {len(data['skipped'])}", f"- chunks: {data['chunks']}"]
@@ -61,9 +116,9 @@ def write_reports(folder: Path, report: dict[str, Any]) -> tuple[Path, Path, Pat
     lines += [f"- training pairs: {data['train_pairs']}", ""]
     if data["pair_stats"]:
         lines += ["| strategy | generated | kept | filtered | duplicates | capped |", "|---|---|---|---|---|---|"]
-        for name, st in data["pair_stats"].items():
+        for strategy, st in data["pair_stats"].items():
             counts = " | ".join(str(st[k]) for k in ("generated", "kept", "filtered", "duplicates", "capped"))
-            lines.append(f"| {name} | {counts} |")
+            lines.append(f"| {strategy} | {counts} |")
         lines.append("")
     if data["skipped"]:
         lines += ["Skipped files:", ""] + [f"- `{s['path']}`: {s['reason']}" for s in data["skipped"]] + [""]
@@ -71,3 +126,29 @@ def write_reports(folder: Path, report: dict[str, Any]) -> tuple[Path, Path, Pat
     md_path.write_text("\n".join(lines), encoding="utf-8")
     _plot(evaluations, png_path)
     return json_path, md_path, png_path
+
+
+def write_card(
+    folder: Path, base: str, dims: list[int] | None, evaluations: dict[str, Any], n_pairs: int, loss: str
+) -> None:
+    """The model card (README.md) beside the weights."""
+    lines = [
+        "---",
+        "library_name: sentence-transformers",
+        "tags: [sentence-transformers, promptembed, finetuned]",
+        "---",
+        "",
+        f"# {folder.name.split('.tmp-')[0].lstrip('.')}",
+        "",
+        f"Finetuned from `{base}` with promptembed on {n_pairs} pairs (loss: {loss}).",
+        "The model's query/document prompts are saved in config_sentence_transformers.json and applied by promptembed.",
+        "",
+    ]
+    if dims:
+        lines += [f"Matryoshka: trained with MatryoshkaLoss, matryoshka_dims: {dims}", ""]
+    for name, ev in evaluations.items():
+        b, t = ev["base"], ev["finetuned"]
+        lines.append(
+            f"- {name}: nDCG@10 {b.ndcg_at_10:.4f} -> {t.ndcg_at_10:.4f}, MRR@10 {b.mrr_at_10:.4f} -> {t.mrr_at_10:.4f}"
+        )
+    (folder / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8")

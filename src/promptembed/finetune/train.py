@@ -9,9 +9,9 @@ from typing import Any, Literal
 
 from promptembed.prompts import resolve_role_prompt
 
-__all__ = ["detect_matryoshka_dims", "latest_checkpoint", "train_model"]
+__all__ = ["detect_matryoshka_dims", "interpolate_weights", "latest_checkpoint", "train_model"]
 
-LossKind = Literal["mnrl", "cached_mnrl", "cosent"]
+LossKind = Literal["mnrl", "cached_mnrl", "cosent", "margin_mse"]
 _DIMS = re.compile(r"matryoshka_dims\W+\[([0-9,\s]+)\]", re.IGNORECASE)
 
 
@@ -37,6 +37,28 @@ def latest_checkpoint(work_dir: Path) -> Path | None:
     return max(complete, key=lambda p: int(p.name.split("-")[-1]), default=None)
 
 
+def interpolate_weights(model: Any, base_state: dict[str, Any], alpha: float) -> None:
+    """WiSE-FT (Wortsman et al. 2022): set ``model``'s weights to ``alpha * finetuned + (1 - alpha) * base``.
+
+    Floating-point tensors are mixed; integer buffers (position ids) keep the finetuned values.
+
+    Raises:
+        ValueError: ``alpha`` outside [0, 1], or ``base_state`` does not match the model's parameters.
+    """
+    import torch
+
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"interpolate={alpha} must be in [0, 1] (1 = the finetuned weights, 0 = the base weights)")
+    state = model.state_dict()
+    missing = sorted(set(state) - set(base_state))
+    if missing:
+        raise ValueError(f"The base weights lack {len(missing)} tensors of the model (e.g. {missing[0]!r})")
+    with torch.no_grad():
+        for name, tensor in state.items():
+            if tensor.is_floating_point():
+                tensor.copy_(alpha * tensor + (1.0 - alpha) * base_state[name].to(tensor.device, tensor.dtype))
+
+
 def train_model(
     model: Any,
     rows: list[dict[str, Any]],
@@ -52,12 +74,16 @@ def train_model(
     save_steps: int,
     resume: bool,
     progress: bool,
+    lr_scheduler: str = "linear",
+    warmup_ratio: float = 0.1,
 ) -> dict[str, Any]:
-    """Finetune ``model`` in place on ``rows`` (columns anchor/positive[/negative] or text1/text2/score).
+    """Finetune ``model`` in place on ``rows`` (anchor/positive[/negative...][/label] or text1/text2/score).
 
-    The model's query prompt is mapped to ``anchor`` and its document prompt to ``positive``/``negative``, so
-    training sees the same prefixes as inference. Precision: bf16 on a GPU that supports it, else fp32; never fp16
-    (Gemma-family models overflow in it). Checkpoints go to ``work_dir``; with ``resume`` the newest one is used.
+    The model's query prompt is mapped to ``anchor`` and its document prompt to ``positive`` and every negative
+    column, so training sees the same prefixes as inference. ``margin_mse`` rows carry teacher margins in ``label``
+    (sentence-transformers' ``MarginMSELoss`` on cosine similarity, the scale of the teacher's scores). Precision:
+    bf16 on a GPU that supports it, else fp32; never fp16 (Gemma-family models overflow in it). Checkpoints go to
+    ``work_dir``; with ``resume`` the newest one is used.
 
     Returns:
         The trainer's final metrics (``train_loss`` and timings).
@@ -67,23 +93,26 @@ def train_model(
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.base.sampler import BatchSamplers
     from sentence_transformers.sentence_transformer import losses
+    from sentence_transformers.util import pairwise_cos_sim
 
     dataset = Dataset.from_list(rows)
     prompts = dict(model.prompts)
     q_prompt = resolve_role_prompt(prompts, "query")
     d_prompt = resolve_role_prompt(prompts, "document")
+    text_columns = [c for c in dataset.column_names if c not in ("label", "score")]
+    column_prompts = {c: p for c in text_columns if (p := q_prompt if c == "anchor" else d_prompt)}
+    sampler = BatchSamplers.NO_DUPLICATES
     if loss == "cosent":
         train_loss: Any = losses.CoSENTLoss(model)
-        column_prompts = {}
+        column_prompts, sampler = {}, BatchSamplers.BATCH_SAMPLER
+    elif loss == "margin_mse":
+        train_loss = losses.MarginMSELoss(model, similarity_fct=pairwise_cos_sim)
         sampler = BatchSamplers.BATCH_SAMPLER
     else:
         cls = (
             losses.CachedMultipleNegativesRankingLoss if loss == "cached_mnrl" else losses.MultipleNegativesRankingLoss
         )
         train_loss = cls(model)
-        column_prompts = {c: p for c, p in (("anchor", q_prompt), ("positive", d_prompt), ("negative", d_prompt)) if p}
-        column_prompts = {c: p for c, p in column_prompts.items() if c in dataset.column_names}
-        sampler = BatchSamplers.NO_DUPLICATES
     if matryoshka_dims:
         train_loss = losses.MatryoshkaLoss(model, train_loss, matryoshka_dims=matryoshka_dims)
     on_gpu = str(model.device).startswith("cuda")
@@ -93,7 +122,8 @@ def train_model(
         max_steps=max_steps if max_steps is not None else -1,
         per_device_train_batch_size=batch_size,
         learning_rate=learning_rate,
-        warmup_ratio=0.1,
+        lr_scheduler_type=lr_scheduler,
+        warmup_steps=warmup_ratio,  # a float below 1 is a ratio of the total steps (Transformers v5)
         seed=seed,
         data_seed=seed,
         bf16=bool(on_gpu and torch.cuda.is_bf16_supported()),
@@ -108,6 +138,7 @@ def train_model(
         report_to=[],
         disable_tqdm=not progress,
         dataloader_num_workers=0,
+        dataloader_pin_memory=on_gpu,
     )
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset, loss=train_loss)
     checkpoint = latest_checkpoint(work_dir) if resume else None

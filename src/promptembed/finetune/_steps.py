@@ -1,0 +1,152 @@
+"""Steps of ``finetune()``: eval sets, output checks, the train/held-out split, caps, shared embeddings, timing."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from promptembed.errors import ConfigError
+from promptembed.finetune.chunking import Chunk
+from promptembed.finetune.evaluate import embed_texts
+from promptembed.finetune.pairs import Pair
+from promptembed.finetune.supervision import load_supervision
+from promptembed.prompts import Role
+
+__all__ = ["EvalSet", "load_eval_queries"]
+
+EvalSet = tuple[dict[str, str], dict[str, str], dict[str, set[str]]]
+
+
+def load_eval_queries(path: str | Path, extra_corpus: str | Path | None = None) -> EvalSet:
+    """Read real questions with their gold passages (JSONL/CSV columns ``query`` and ``positive``).
+
+    Args:
+        path: The questions file.
+        extra_corpus: Optional JSONL of distractor passages (one object per line with a ``text`` column).
+
+    Returns ``(queries, corpus, relevant)``; the corpus is every distinct gold passage, then the distractors.
+    """
+    sup = load_supervision(path)
+    if sup.kind != "pairs":
+        raise ConfigError(f"{path}: eval queries need columns query,positive (got a {sup.kind} file)")
+    corpus_ids: dict[str, str] = {}
+    queries: dict[str, str] = {}
+    relevant: dict[str, set[str]] = {}
+    for i, row in enumerate(sup.rows):
+        pid = corpus_ids.setdefault(row["positive"], f"p{len(corpus_ids)}")
+        queries[f"q{i}"] = row["anchor"]
+        relevant[f"q{i}"] = {pid}
+    corpus = {v: k for k, v in corpus_ids.items()}
+    if extra_corpus is not None:
+        with Path(extra_corpus).open(encoding="utf-8") as f:
+            for n, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                row = json.loads(line)
+                if not isinstance(row, dict) or not isinstance(row.get("text"), str):
+                    raise ConfigError(f"{extra_corpus}:{n}: each line needs a JSON object with a text column 'text'")
+                if row["text"] not in corpus_ids:
+                    corpus_ids[row["text"]] = f"x{n}"
+                    corpus[f"x{n}"] = row["text"]
+    return queries, corpus, relevant
+
+
+def preflight(output: Path, overwrite: bool, base_source: str) -> None:
+    parent = output.parent
+    if output.exists() and not overwrite:
+        raise ConfigError(f"Output folder {output} already exists; pass overwrite=True (--overwrite) or another path")
+    if not parent.exists():
+        try:
+            parent.mkdir(parents=True, exist_ok=True)  # several ranks may create it at once
+        except OSError as exc:
+            raise ConfigError(f"Cannot create the output's parent folder {parent}: {exc}") from exc
+    if not os.access(parent, os.W_OK):
+        raise ConfigError(f"Output folder's parent {parent} is not writable; choose another --output")
+    size = (
+        sum(p.stat().st_size for p in Path(base_source).rglob("*") if p.is_file()) if Path(base_source).is_dir() else 0
+    )
+    free = shutil.disk_usage(parent).free
+    if size and free < 4 * size:
+        raise ConfigError(
+            f"Only {free / 2**20:.0f} MB free next to {output}; finetuning this {size / 2**20:.0f} MB model needs "
+            f"about {4 * size / 2**20:.0f} MB (checkpoints + the saved model). Free space or choose another --output"
+        )
+
+
+def split_chunks(chunks: list[Chunk], heldout_fraction: float, seed: int) -> tuple[list[Chunk], list[Chunk]]:
+    if len(chunks) < 5 or heldout_fraction <= 0:
+        return chunks, []
+    order = list(range(len(chunks)))
+    random.Random(seed).shuffle(order)
+    n_held = max(1, round(len(chunks) * heldout_fraction))
+    held = set(order[:n_held])
+    return [c for i, c in enumerate(chunks) if i not in held], [c for i, c in enumerate(chunks) if i in held]
+
+
+def cap_pairs(pairs: list[Pair], limit: int | None) -> list[Pair]:
+    """At most ``limit`` pairs: every chunk's first pair, then every chunk's second, ... (coverage first)."""
+    if limit is None or len(pairs) <= limit:
+        return pairs
+    rank: dict[str, int] = defaultdict(int)
+    keyed = []
+    for i, pair in enumerate(pairs):
+        keyed.append((rank[pair.chunk_id], i))
+        rank[pair.chunk_id] += 1
+    keep = {i for _, i in sorted(keyed)[:limit]}
+    return [p for i, p in enumerate(pairs) if i in keep]
+
+
+class BaseEncoder:
+    """The base model's embeddings, each distinct text embedded once (filter, mining and evaluation share them)."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self.cache: dict[tuple[str, str], np.ndarray] = {}
+
+    def embed(self, texts: list[str], role: Role) -> np.ndarray:
+        todo = list(dict.fromkeys(t for t in texts if (role, t) not in self.cache))
+        if todo:
+            vectors = embed_texts(self.model, todo, role).cpu().numpy()
+            self.cache.update({(role, t): v for t, v in zip(todo, vectors, strict=True)})
+        dim = int(self.model.get_embedding_dimension() or 0)
+        return np.stack([self.cache[(role, t)] for t in texts]) if texts else np.zeros((0, dim), np.float32)
+
+    def embed_queries(self, texts: list[str]) -> np.ndarray:
+        return self.embed(texts, "query")
+
+    def embed_documents(self, texts: list[str]) -> np.ndarray:
+        return self.embed(texts, "document")
+
+
+@contextmanager
+def stage(timings: dict[str, float], name: str) -> Iterator[None]:
+    """Add the block's wall time to ``timings[name]`` and its CPU time (all threads) to ``timings["cpu_" + name]``.
+
+    CPU seconds do not grow when other processes share the cores, so they show the work a stage costs even on a
+    busy machine; wall seconds are what a user waits.
+    """
+    started, cpu = time.perf_counter(), time.process_time()
+    try:
+        yield
+    finally:
+        timings[name] = round(timings.get(name, 0.0) + time.perf_counter() - started, 2)
+        timings["cpu_" + name] = round(timings.get("cpu_" + name, 0.0) + time.process_time() - cpu, 2)
+
+
+def write_rows(folder: Path, rows: list[dict[str, Any]], origins: list[dict[str, str]], held: list[Chunk]) -> None:
+    with (folder / "train_pairs.jsonl").open("w", encoding="utf-8") as f:
+        for row, origin in zip(rows, origins, strict=True):
+            f.write(json.dumps({**row, **origin}, ensure_ascii=False) + "\n")
+    with (folder / "heldout_chunks.jsonl").open("w", encoding="utf-8") as f:
+        for c in held:
+            f.write(json.dumps({"id": c.id, "doc_path": c.doc_path, "text": c.text}, ensure_ascii=False) + "\n")

@@ -1,0 +1,91 @@
+"""Held-out pseudo-queries that do not reward the training templates.
+
+The estimate a user without real questions sees must not go up just because the model learned the pair
+generator's own templates (a "What is X?" model scored on "What is X?" queries). So held-out queries come from one
+fixed generator, whatever strategies trained the model: one natural sentence of each held-out chunk, with that
+sentence cut out of the chunk in the corpus, so the query is never a substring of its gold passage. Every other
+chunk of the corpus (training chunks included) is a distractor. A held-out chunk too short for that (one
+sentence, as with a tiny model's short chunks) gets a keyphrase query (its most salient words) instead.
+It shares its generator with the ``sentence`` training strategy, so it can still reward heavy inverse-cloze
+training (benchmarks/FINETUNE.md: issue #16's run-5 configuration rose here while real questions fell);
+``make bench-finetune`` reports how well it ranks configurations the way real questions do.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+from promptembed.finetune.chunking import Chunk, split_sentences
+
+__all__ = ["heldout_queries"]
+
+_MIN_WORDS = 5
+
+
+def heldout_queries(
+    held: Sequence[Chunk], corpus: Sequence[Chunk], *, seed: int, generator: str = "sentence", per_chunk: int = 1
+) -> tuple[dict[str, str], dict[str, str], dict[str, set[str]]]:
+    """Queries from held-out chunks; the corpus holds every chunk, held-out ones without their queries' sentences.
+
+    Args:
+        held: Held-out chunks (never trained on).
+        corpus: All chunks (must include ``held``).
+        seed: Picks the sentence of each chunk.
+        generator: ``"sentence"`` (a sentence of the chunk), ``"ask"`` (a sentence rewritten as the question it
+            answers, :func:`~promptembed.finetune.questions.sentence_to_question`; chunks with no rewritable
+            sentence are left out) or ``"keyphrase"`` (the chunk's most salient words; the chunk stays whole).
+        per_chunk: Queries per chunk (sentences generators), at most half of its sentences: all of them are cut
+            out of the chunk's passage.
+
+    Returns:
+        ``(queries, corpus, relevant)`` for :func:`~promptembed.finetune.evaluate.evaluate_retrieval`; empty
+        queries when no held-out chunk has two usable sentences.
+
+    Example:
+        >>> from promptembed.finetune.chunking import Chunk
+        >>> c = Chunk("c1", "a.md", (), "Roofs need care every year. Moss grows on old tiles quickly.", None)
+        >>> q, corpus, rel = heldout_queries([c], [c], seed=0)
+        >>> q["h0"] in corpus["c1"], rel
+        (False, {'h0': {'c1'}})
+    """
+    from promptembed.finetune.pairs import generate_pairs
+    from promptembed.finetune.questions import sentence_to_question
+
+    if generator not in ("sentence", "ask", "keyphrase"):
+        raise ValueError(f"Unknown held-out generator {generator!r}; use 'sentence', 'ask' or 'keyphrase'")
+    rng = random.Random(seed)
+    texts = {c.id: c.text for c in corpus}
+    queries: dict[str, str] = {}
+    relevant: dict[str, set[str]] = {}
+    short: list[Chunk] = []
+    for chunk in held if generator != "keyphrase" else ():
+        sentences = split_sentences(chunk.text)
+        asked = {i: sentence_to_question(s) for i, s in enumerate(sentences)} if generator == "ask" else {}
+        usable = [i for i, s in enumerate(sentences) if len(s.split()) >= _MIN_WORDS and asked.get(i, s)]
+        if per_chunk == 1:
+            picks = [rng.choice(usable)] if len(sentences) >= 2 and usable else []
+        else:
+            rng.shuffle(usable)
+            picks = usable[: min(per_chunk, len(sentences) // 2)]  # at least half of the chunk stays as its passage
+        rest = " ".join(s for i, s in enumerate(sentences) if i not in picks)
+        if not picks or len(rest.split()) < _MIN_WORDS:
+            if generator == "sentence":
+                short.append(chunk)
+            continue
+        for pick in sorted(picks):
+            qid = f"h{len(queries)}"
+            queries[qid] = asked.get(pick) or sentences[pick]
+            relevant[qid] = {chunk.id}
+        texts[chunk.id] = rest
+    if generator == "keyphrase":
+        short = list(held)
+    if short:
+        fallback = generate_pairs(
+            short, strategies=("keyphrase",), corpus=list(corpus), max_per_chunk=1, seed=seed, progress=False
+        )
+        for pair in fallback.pairs:
+            qid = f"h{len(queries)}"
+            queries[qid] = pair.query
+            relevant[qid] = {pair.chunk_id}
+    return queries, texts, relevant

@@ -1,0 +1,156 @@
+"""Levers on small data: round-trip filtering, weight interpolation, chunk-aware hard negatives, held-out queries."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from sentence_transformers import SentenceTransformer
+
+from promptembed import ConfigError, PromptEmbedder
+from promptembed.finetune import chunk_documents, finetune, generate_pairs, load_documents
+from promptembed.finetune.chunking import Chunk
+from promptembed.finetune.heldout import heldout_queries
+from promptembed.finetune.negatives import mine_chunk_negatives
+from promptembed.finetune.train import interpolate_weights
+
+TEXTS = {
+    "permits": "A carport needs a building permit in most municipalities. The roof area decides whether it does. "
+    "Attached carports count as extensions of the house.",
+    "energy": "Heat pumps lower energy bills for houses. Ground source pumps cost more to install than air pumps. "
+    "Both need a licensed installer.",
+    "roofs": "Roof repairs with the same material need no permit. Changing the colour of the roof may need one. "
+    "Listed buildings follow stricter rules.",
+    "insurance": "The contractor must have liability insurance. Ask for the certificate before any work starts. "
+    "Home insurance rarely covers renovation damage.",
+    "drainage": "Drainage must be checked before the foundation is poured. Water damage is expensive to repair. "
+    "A surveyor can inspect the slope of the plot.",
+    "windows": "Replacing windows with the same look needs no permit. New window openings in a facade need one. "
+    "Triple glazing reduces heating costs noticeably.",
+}
+
+
+@pytest.fixture
+def docs(tmp_path: Path) -> Path:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for name, text in TEXTS.items():
+        (folder / f"{name}.md").write_text(f"# {name.title()}\n\n{text}\n")
+    return folder
+
+
+def _chunks(docs: Path, model_dir: Path) -> list[Chunk]:
+    model = SentenceTransformer(str(model_dir), device="cpu")
+    return chunk_documents(load_documents([docs], progress=False).documents, tokenizer=model.tokenizer, max_tokens=200)
+
+
+def test_round_trip_filter_keeps_exactly_the_pairs_the_base_model_ranks_in_top_k(docs: Path, minilm_dir: Path) -> None:
+    chunks = _chunks(docs, minilm_dir)
+    strategies = ("sentence", "keyphrase", "question")
+    everything = generate_pairs(chunks, strategies=strategies, filter="none", max_per_chunk=9, seed=3, progress=False)
+    with PromptEmbedder(model=minilm_dir) as emb:
+        kept = generate_pairs(
+            chunks, strategies=strategies, filter="model", top_k=1, embedder=emb, max_per_chunk=9, seed=3,
+            progress=False,
+        )  # fmt: skip
+    # Reference ranks from sentence-transformers itself: a pair survives iff its own chunk is the top hit.
+    ref = SentenceTransformer(str(minilm_dir), device="cpu")
+    d = ref.encode_document([c.text for c in chunks])
+    q = ref.encode_query([p.query for p in everything.pairs])
+    index = {c.id: i for i, c in enumerate(chunks)}
+    top1 = {p.query for p, row in zip(everything.pairs, q @ d.T, strict=True) if int(row.argmax()) == index[p.chunk_id]}
+    assert {p.query for p in kept.pairs} == top1
+    assert 0 < len(kept.pairs) < len(everything.pairs)  # the filter did drop something, and kept something
+    assert sum(s["filtered"] for s in kept.stats.values()) == len(everything.pairs) - len(top1)
+
+
+def test_interpolate_weights_is_the_convex_mix(tiny_bert_dir: Path) -> None:
+    model = SentenceTransformer(str(tiny_bert_dir), device="cpu")
+    base = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p))
+    tuned = {k: v.clone() for k, v in model.state_dict().items()}
+    interpolate_weights(model, base, 0.25)
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point():
+            torch.testing.assert_close(tensor, 0.25 * tuned[name] + 0.75 * base[name])
+    with pytest.raises(ValueError, match=r"interpolate=1.5 must be in \[0, 1\]"):
+        interpolate_weights(model, base, 1.5)
+
+
+def test_finetune_interpolate_zero_saves_the_base_weights(docs: Path, tmp_path: Path, tiny_bert_dir: Path) -> None:
+    out = tmp_path / "m"
+    finetune(
+        [docs], output=out, base=tiny_bert_dir, interpolate=0.0, max_steps=2, batch_size=4, heldout_fraction=0.3,
+        learning_rate=1e-2, progress=False,
+    )  # fmt: skip
+    texts = ["carport permit", "heat pump installer"]
+    base = SentenceTransformer(str(tiny_bert_dir), device="cpu").encode(texts)
+    np.testing.assert_allclose(SentenceTransformer(str(out), device="cpu").encode(texts), base, atol=1e-6)
+    assert json.loads((out / "report.json").read_text())["configuration"]["interpolate"] == 0.0
+    with pytest.raises(ConfigError, match=r"interpolate=2 must be in \[0, 1\]"):
+        finetune([docs], output=tmp_path / "n", base=tiny_bert_dir, interpolate=2, progress=False)
+
+
+def test_hard_negatives_never_the_own_chunk_and_respect_the_margin() -> None:
+    rng = np.random.default_rng(0)
+    chunks = rng.normal(size=(20, 8)).astype(np.float32)
+    chunks /= np.linalg.norm(chunks, axis=1, keepdims=True)
+    queries = chunks[:10] + 0.3 * rng.normal(size=(10, 8)).astype(np.float32)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    chunks[11] = chunks[1]  # chunk 11 answers query 1 exactly as well as its own chunk: a false negative
+    targets = list(range(10))
+    found = mine_chunk_negatives(queries, chunks, targets, num_negatives=3, relative_margin=0.1)
+    scores = queries @ chunks.T
+    for i, negs in enumerate(found):
+        assert i not in negs and len(negs) <= 3
+        assert all(scores[i, n] <= scores[i, i] * 0.9 for n in negs)
+        others = [j for j in np.argsort(-scores[i]) if j != i and scores[i, j] <= scores[i, i] * 0.9]
+        assert negs == [int(j) for j in others[:3]]  # the hardest ones that pass, most similar first
+    assert 11 not in found[1]
+    with pytest.raises(ValueError, match="num_negatives=0"):
+        mine_chunk_negatives(queries, chunks, targets, num_negatives=0)
+
+
+def test_hard_negative_finetune_trains_on_triplets_of_other_chunks(
+    docs: Path, tmp_path: Path, minilm_dir: Path
+) -> None:
+    out = tmp_path / "m"
+    finetune(
+        [docs], output=out, base=minilm_dir, hard_negatives=1, max_steps=1, batch_size=4, heldout_fraction=0.2,
+        progress=False,
+    )  # fmt: skip
+    rows = [json.loads(line) for line in (out / "train_pairs.jsonl").read_text().splitlines()]
+    assert rows and all("negative_1" in r for r in rows)
+    held = {json.loads(line)["text"] for line in (out / "heldout_chunks.jsonl").read_text().splitlines()}
+    assert held
+    for r in rows:  # the negative is another training chunk: not the own chunk, never a held-out one
+        assert r["anchor"] not in r["negative_1"] and r["positive"] not in r["negative_1"]
+        assert r["negative_1"] not in held
+
+
+def test_heldout_queries_are_cut_out_of_their_gold_passage(docs: Path, minilm_dir: Path) -> None:
+    chunks = _chunks(docs, minilm_dir)
+    queries, corpus, relevant = heldout_queries(chunks[:3], chunks, seed=0)
+    assert len(queries) == 3 and set(corpus) == {c.id for c in chunks}
+    for qid, query in queries.items():
+        (gold,) = relevant[qid]
+        assert query not in corpus[gold] and query in next(c.text for c in chunks if c.id == gold)
+    assert heldout_queries(chunks[:3], chunks, seed=0) == (queries, corpus, relevant)  # seeded
+
+
+def test_pair_cap_keeps_every_chunks_first_pair_first(tmp_path: Path, tiny_bert_dir: Path) -> None:
+    from promptembed.finetune._steps import cap_pairs
+    from promptembed.finetune.pairs import Pair
+
+    pairs = [Pair(f"q{c}{k}", "p", f"c{c}", "sentence") for c in range(4) for k in range(3)]
+    assert [p.query for p in cap_pairs(pairs, 6)] == ["q00", "q01", "q10", "q11", "q20", "q30"]  # input order kept
+    assert cap_pairs(pairs, None) == pairs
+    with pytest.raises(ConfigError, match="max_train_pairs=1 must be at least 2, or None for no cap"):
+        finetune([tmp_path], output=tmp_path / "m", base=tiny_bert_dir, max_train_pairs=1, progress=False)
+    with pytest.raises(ConfigError, match=r"hard_negatives=-1 must be 0 \(in-batch negatives only\) or more"):
+        finetune([tmp_path], output=tmp_path / "m", base=tiny_bert_dir, hard_negatives=-1, progress=False)
