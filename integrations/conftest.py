@@ -205,6 +205,14 @@ class PlanetReference:
         assert sorted(by_text) == sorted(self.documents), f"store holds {sorted(by_text)}"
         return np.stack([by_text[d] for d in self.documents])
 
+    def check_chroma_collection(self, raw: dict[str, Any]) -> None:
+        """A Chroma ``get(include=["embeddings", "documents"])`` result holds the core's vectors exactly (and
+        sentence-transformers' within 2e-6), at the truncated dimension."""
+        stored = self.stored(raw["documents"], raw["embeddings"])
+        assert stored.shape == (len(self.documents), self.truncate_dim or 384)
+        np.testing.assert_array_equal(stored, self.core_documents)
+        np.testing.assert_allclose(stored, self.st_documents, atol=2e-6)
+
     def squared_l2(self, question: str, document: str) -> float:
         """Chroma's default (``l2``) distance between the core's query vector and stored document vector."""
         diff = self.core_queries[question] - self.core_documents[self.documents.index(document)]
