@@ -62,6 +62,12 @@ CONFIGS: dict[str, dict[str, object]] = {
     "teacher-gemma": {"epochs": 1.0, "teacher": str(GEMMA)},
     "teacher-gemma-epochs2": {"epochs": 2.0, "teacher": str(GEMMA)},
     "smoke": {"max_steps": 2},
+    # tried on a lent GPU first (benchmarks/gpu_finetune.py): the seed 003 shape, and bolder schedules
+    "bs64": {"batch_size": 64},
+    "epochs3-lr5e-5": {"epochs": 3.0, "learning_rate": 5e-5},
+    "epochs2-lr5e-5-roundtrip3": {"epochs": 2.0, "learning_rate": 5e-5, "filter": "both", "filter_top_k": 3},
+    "epochs4-bs128-lr1e-4": {"epochs": 4.0, "batch_size": 128, "learning_rate": 1e-4},
+    "epochs3-pairs5": {"epochs": 3.0, "max_pairs_per_chunk": 5},
     # the library defaults again, under another name: the 1 MB speed row rerun on a quiet machine with 2 threads
     "default-speed": {},
 }

@@ -220,6 +220,65 @@ def test_error_in_tokenizer_thread_reaches_the_caller_and_the_thread_ends(
         assert emb.embed_documents(texts[:3]).shape == (3, 384)  # the lock was released
 
 
+# ------------------------------------------------------------------------------------ tokenizer threads
+def _corpus(n: int) -> list[str]:
+    """``n`` texts of every length in MIXED (some over the tiny models' limits), each made distinct."""
+    return [f"{i}: {MIXED[i % len(MIXED)]}" for i in range(n)]
+
+
+@pytest.mark.parametrize("threads", [2, 3, 20])
+def test_tokenize_in_threads_equals_one_call(tiny_gemma_dir: Path, tiny_bert_dir: Path, threads: int) -> None:
+    texts = _corpus(3 * _features.MIN_TEXTS_PER_THREAD + 7)
+    for folder in (tiny_gemma_dir, tiny_bert_dir):
+        model = _st(folder)
+        one = _features.tokenize(model, texts)
+        many = _features.tokenize(model, texts, threads=threads)
+        assert one.truncated > 0  # the truncation count is summed over the threads' slices
+        assert (many.rows, many.lengths, many.truncated) == (one.rows, one.lengths, one.truncated)
+
+
+def test_engine_with_tokenizer_threads_matches_reference_in_input_order(
+    minilm_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(engine.TOKENIZER_THREADS_ENV, "3")
+    assert engine.default_tokenizer_threads("cpu") == 3
+    texts = _corpus(2 * _features.MIN_TEXTS_PER_THREAD + 100)
+    calls: list[int] = []
+    real = _features._encode_with_copy
+
+    def counting(tokenizer: object, part: list[str]) -> _features.Tokenized:
+        calls.append(len(part))
+        return real(tokenizer, part)
+
+    monkeypatch.setattr(_features, "_encode_with_copy", counting)
+    with PromptEmbedder(model=minilm_dir, device="cpu", max_batch_tokens=4096) as emb:
+        got = emb.embed_documents(texts)
+    assert len(calls) >= 2  # the first window was tokenized in slices by several threads
+    np.testing.assert_allclose(got, _st(minilm_dir).encode_document(texts, normalize_embeddings=True), atol=ATOL)
+
+
+def test_tokenizer_threads_default_and_bad_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(engine.TOKENIZER_THREADS_ENV, raising=False)
+    monkeypatch.setattr("os.cpu_count", lambda: 16)
+    assert engine.default_tokenizer_threads("cpu") == 1  # the forward pass needs the cores
+    assert engine.default_tokenizer_threads("cuda:0") == _features.MAX_TOKENIZER_THREADS
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    assert engine.default_tokenizer_threads("cuda") == 1
+    for bad in ("0", "-1", "many"):
+        monkeypatch.setenv(engine.TOKENIZER_THREADS_ENV, bad)
+        with pytest.raises(ConfigError, match=f"PROMPTEMBED_TOKENIZER_THREADS={bad!r} is not a positive whole"):
+            engine.default_tokenizer_threads("cuda")
+
+
+def test_forked_child_gets_its_own_tokenizer_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    parent = _features._pool()
+    assert _features._pool() is parent
+    monkeypatch.setattr(_features.os, "getpid", lambda: -1)  # as in a child forked after the pool started
+    child = _features._pool()
+    assert child is not parent and child.submit(lambda: 42).result(timeout=10) == 42
+    child.shutdown(wait=True)
+
+
 def test_engine_options_are_validated(minilm_dir: Path) -> None:
     with pytest.raises(ConfigError, match=re.escape("Unknown engine 'fast'; use 'auto'")):
         PromptEmbedder(model=minilm_dir, device="cpu", engine="fast")  # type: ignore[arg-type]

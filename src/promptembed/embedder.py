@@ -61,7 +61,7 @@ class PromptEmbedder:
             of devices, or a model the engine hands to that loop); the default engine batches by tokens instead.
         max_batch_tokens: Token budget of one forward pass of the default engine: texts are sorted by token length and
             each batch holds as many as fit in ``rows x longest row <= max_batch_tokens`` (a longer text runs alone).
-            ``None``: the device's default (2048 on CPU, 16384 on CUDA).
+            ``None``: the device's default (2048 on CPU, 32768 on CUDA).
         engine: ``"auto"``: the token-budget engine (length-sorted token batches, tokenization in a background
             thread, pooling, truncation and normalization on the device) wherever the model is a text transformer,
             else sentence-transformers' loop; ``"sentence-transformers"``: always sentence-transformers' own

@@ -137,7 +137,7 @@ def embed_dataset(
         model_batch_size: Texts per forward pass inside the actor when it runs sentence-transformers' loop
             (PromptEmbedder's ``batch_size``).
         max_batch_tokens: Token budget per forward pass of the actor's engine (PromptEmbedder's
-            ``max_batch_tokens``); ``None``: the device's default (CPU 2048, CUDA 16384).
+            ``max_batch_tokens``); ``None``: the device's default (CPU 2048, CUDA 32768).
         concurrency: Number of actors (one model each), or ``(min, max)`` for an autoscaling pool.
         num_gpus: GPUs per actor (``1``: one model per GPU).
         num_cpus: CPUs per actor (Ray's default 1; Ray also caps each actor's torch threads to it).

@@ -226,3 +226,21 @@ def test_missing_extra_names_the_pip_command(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setitem(sys.modules, "bm25s", None)
     with pytest.raises(MissingExtraError, match=re.escape("install it with: pip install 'promptembed[train]'")):
         import promptembed.finetune  # noqa: F401
+
+
+@pytest.mark.gpu
+def test_finetune_on_cuda_evaluates_on_the_gpu(docs: Path, tmp_path: Path, tiny_bert_dir: Path) -> None:
+    """On CUDA the corpus embeddings made once for both evaluations meet query embeddings on the GPU (the first GPU
+    run, 2026-11-26, failed with "mat2 is on cpu" before this test)."""
+    questions = tmp_path / "questions.jsonl"
+    questions.write_text(
+        "".join(json.dumps({"query": f"what about {name}?", "positive": text}) + "\n" for name, text in TOPICS.items())
+    )
+    out = tmp_path / "m"
+    result = finetune(
+        [docs], output=out, base=tiny_bert_dir, eval_queries=questions, device="cuda", max_steps=2, batch_size=4,
+        heldout_fraction=0.3, progress=False,
+    )  # fmt: skip
+    report = json.loads((result.output / "report.json").read_text())
+    assert set(report["evaluations"]) == {"heldout_pseudo_queries", "eval_queries"}
+    assert report["evaluations"]["eval_queries"]["base"]["n_queries"] == len(TOPICS)

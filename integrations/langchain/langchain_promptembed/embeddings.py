@@ -76,7 +76,7 @@ class PromptEmbeddings(BaseModel, Embeddings):
     """Texts per forward pass of sentence-transformers' loop; ``None``: ``encode_kwargs["batch_size"]``, else 32."""
     max_batch_tokens: int | None = None
     """Token budget per forward pass of promptembed's engine (texts sorted by length, batches filled up to this many
-    padded tokens); ``None``: the device's default (CPU 2048, CUDA 16384)."""
+    padded tokens); ``None``: the device's default (CPU 2048, CUDA 32768)."""
     engine: Literal["auto", "sentence-transformers"] = "auto"
     """``"auto"``: promptembed's token-budget engine where the model allows it; ``"sentence-transformers"``:
     sentence-transformers' own ``encode`` loop (``batch_size`` texts per pass). Both give the same vectors."""

@@ -276,7 +276,7 @@ def add_command(sub: Any) -> None:  # argparse's _SubParsersAction is private
         "--max-batch-tokens",
         type=int,
         default=None,
-        help="token budget per forward pass of the engine (default: 2048 on CPU, 16384 on CUDA)",
+        help="token budget per forward pass of the engine (default: 2048 on CPU, 32768 on CUDA)",
     )
     p.add_argument("--part-rows", type=int, default=10_000, help="rows per output part (default: 10000)")
     p.add_argument("--device", default="auto", help="in-process device (default: auto)")

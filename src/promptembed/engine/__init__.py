@@ -3,7 +3,8 @@
 Two loops run sentence-transformers' own modules (Transformer, Pooling, Dense, Normalize, ...):
 
 * the token-budget engine (default, ``engine="auto"``): texts sorted by token length and cut into batches of at most
-  ``max_batch_tokens`` padded tokens, tokenized once in a background thread, pinned and copied without blocking on
+  ``max_batch_tokens`` padded tokens, tokenized once in a background thread (helped by more tokenizer threads on
+  CUDA/MPS, :func:`default_tokenizer_threads`), pinned and copied without blocking on
   CUDA, pooled vectors gathered, truncated and normalized on the device, one copy back per call
   (:mod:`promptembed.engine._run`);
 * sentence-transformers' ``encode`` loop (``engine="sentence-transformers"``, device pools, calls with forward-pass
@@ -18,6 +19,7 @@ the engine's length-sorted token budget is the padding reduction.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
@@ -29,18 +31,32 @@ from promptembed.engine._st_loop import count_over_limit, encode_groups
 if TYPE_CHECKING:
     from promptembed._registry import LoadedModel
 
-__all__ = ["ENGINES", "Encoded", "count_over_limit", "default_max_batch_tokens", "encode", "path_for"]
+__all__ = [
+    "ENGINES",
+    "TOKENIZER_THREADS_ENV",
+    "Encoded",
+    "count_over_limit",
+    "default_max_batch_tokens",
+    "default_tokenizer_threads",
+    "encode",
+    "path_for",
+]
 
 Engine = Literal["auto", "sentence-transformers"]
 ENGINES: tuple[str, ...] = ("auto", "sentence-transformers")
 
 #: Default token budget per forward pass (rows x longest row), by device type. CPU: the best of a sweep on a 2-core
-#: x86 machine (benchmarks/engine.py, all-MiniLM-L6-v2); small batches keep activations in cache there. CUDA/MPS:
-#: large enough to fill the device with short texts; not yet tuned on a GPU (benchmarks/gpu.py sweeps it).
-DEFAULT_MAX_BATCH_TOKENS = {"cpu": 2048, "cuda": 16384, "mps": 4096}
+#: x86 machine (benchmarks/engine.py, all-MiniLM-L6-v2); small batches keep activations in cache there. CUDA: the
+#: best of 8192/16384/32768 on an H100 for both MiniLM- and EmbeddingGemma-shaped models (benchmarks/GPU.md). MPS:
+#: not measured (no Apple GPU here).
+DEFAULT_MAX_BATCH_TOKENS = {"cpu": 2048, "cuda": 32768, "mps": 4096}
 #: Texts tokenized per window: (first window, largest window). On CUDA the first window is small so the GPU starts
 #: while the tokenizer thread works on the next, doubling ones; each window is length-sorted on its own.
 _WINDOWS = {"cpu": (4096, 4096), "cuda": (1024, 16384), "mps": (1024, 8192)}
+
+
+#: Environment variable that sets how many threads tokenize a large call (default: see default_tokenizer_threads).
+TOKENIZER_THREADS_ENV = "PROMPTEMBED_TOKENIZER_THREADS"
 
 
 class Encoded(NamedTuple):
@@ -54,6 +70,28 @@ class Encoded(NamedTuple):
 def default_max_batch_tokens(device: str) -> int:
     """The engine's token budget per forward pass on ``device`` when ``max_batch_tokens`` is not given."""
     return DEFAULT_MAX_BATCH_TOKENS.get(device.split(":", 1)[0], DEFAULT_MAX_BATCH_TOKENS["cpu"])
+
+
+def default_tokenizer_threads(device: str) -> int:
+    """Threads that tokenize each window of a large call on ``device`` (``PROMPTEMBED_TOKENIZER_THREADS`` overrides).
+
+    On CUDA and MPS the host's cores are otherwise idle while the accelerator runs, and one tokenizer thread cannot
+    keep up with it (benchmarks/GPU.md): all cores but two, at most 8. On CPU the forward pass needs every core: 1.
+    """
+    raw = os.environ.get(TOKENIZER_THREADS_ENV, "").strip()
+    if raw:
+        from promptembed.errors import ConfigError
+
+        try:
+            value = int(raw)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise ConfigError(f"{TOKENIZER_THREADS_ENV}={raw!r} is not a positive whole number; set it to 1 or more")
+        return value
+    if device.split(":", 1)[0] == "cpu":
+        return 1
+    return max(1, min(_features.MAX_TOKENIZER_THREADS, (os.cpu_count() or 1) - 2))
 
 
 def path_for(
@@ -131,6 +169,7 @@ def encode(
             mix_prompts=path == "pad" and _features.mixes_prompts(model),
             first_window=first,
             largest_window=largest,
+            tokenizer_threads=default_tokenizer_threads(kind),
         )
         vectors, truncated = _run.run(
             model,

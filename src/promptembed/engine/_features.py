@@ -10,9 +10,13 @@ own ``preprocess`` per batch, or by sentence-transformers' loop.
 
 from __future__ import annotations
 
+import copy
+import itertools
+import os
 import threading
 import weakref
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -37,6 +41,16 @@ _parity_lock = threading.Lock()
 _extras: weakref.WeakKeyDictionary[Any, dict[tuple[str, str | None], dict[str, Any]]] = weakref.WeakKeyDictionary()
 #: Prompts whose ``preprocess`` extras are kept per model (titles make one prompt per document).
 _EXTRAS_KEPT = 256
+#: Fewest texts per job when several threads tokenize one window (smaller jobs cost more to schedule than to run).
+MIN_TEXTS_PER_THREAD = 256
+#: Most threads one window is tokenized by.
+MAX_TOKENIZER_THREADS = 8
+#: Spare copies of each tokenizer for the tokenizer threads. A fast tokenizer must not be called from two threads at
+#: once (the Rust side raises "Already borrowed" when one call changes its padding or truncation while another
+#: encodes), so each job borrows a copy of its own; copies are kept for the next call.
+_spares: weakref.WeakKeyDictionary[Any, list[Any]] = weakref.WeakKeyDictionary()
+_spares_lock = threading.Lock()
+_executor: tuple[int, ThreadPoolExecutor] | None = None  # (pid that made it, executor): a forked child makes its own
 
 
 class Tokenized:
@@ -92,17 +106,57 @@ def mixes_prompts(model: SentenceTransformer) -> bool:
     )
 
 
-def tokenize(model: SentenceTransformer, full_texts: Sequence[str]) -> Tokenized:
-    """Tokenize prompt-prefixed texts once, unpadded and truncated as sentence-transformers truncates."""
+def tokenize(model: SentenceTransformer, full_texts: Sequence[str], *, threads: int = 1) -> Tokenized:
+    """Tokenize prompt-prefixed texts once, unpadded and truncated as sentence-transformers truncates.
+
+    With ``threads`` > 1 and enough texts, consecutive slices are tokenized at once by that many threads, each with
+    its own copy of the tokenizer (the fast tokenizer releases the GIL while it encodes), and joined in order: the
+    same rows as one call, whether or not ``TOKENIZERS_PARALLELISM`` lets the tokenizer use several cores itself.
+    """
     tokenizer = _first(model).tokenizer
-    enc = tokenizer(
-        list(full_texts), padding=False, truncation="longest_first", return_attention_mask=False, verbose=False
-    )
+    texts = list(full_texts)
+    jobs = min(threads, MAX_TOKENIZER_THREADS, len(texts) // MIN_TEXTS_PER_THREAD)
+    if jobs <= 1:
+        return _encode(tokenizer, texts)
+    bounds = np.linspace(0, len(texts), jobs + 1).astype(int)
+    slices = [texts[int(a) : int(b)] for a, b in itertools.pairwise(bounds)]
+    parts = list(_pool().map(lambda part: _encode_with_copy(tokenizer, part), slices))
+    rows = {key: [row for part in parts for row in part.rows[key]] for key in parts[0].rows}
+    lengths = [n for part in parts for n in part.lengths]
+    return Tokenized(rows, lengths, sum(part.truncated for part in parts))
+
+
+def _encode(tokenizer: Any, texts: list[str]) -> Tokenized:
+    enc = tokenizer(texts, padding=False, truncation="longest_first", return_attention_mask=False, verbose=False)
     rows = {key: value for key, value in enc.items() if isinstance(value, list)}
     lengths = [len(ids) for ids in rows["input_ids"]]
     encodings = enc.encodings or []
     truncated = sum(1 for e in encodings if e.overflowing)
     return Tokenized(rows, lengths, truncated)
+
+
+def _encode_with_copy(tokenizer: Any, texts: list[str]) -> Tokenized:
+    """:func:`_encode` with a copy of ``tokenizer`` that no other thread uses meanwhile."""
+    with _spares_lock:
+        spare = _spares.setdefault(tokenizer, [])
+        mine = spare.pop() if spare else None
+    if mine is None:
+        mine = copy.deepcopy(tokenizer)  # once per thread and tokenizer (a large vocabulary takes a second or two)
+    try:
+        return _encode(mine, texts)
+    finally:
+        with _spares_lock:
+            _spares.setdefault(tokenizer, []).append(mine)
+
+
+def _pool() -> ThreadPoolExecutor:
+    """The process's tokenizer threads (made again in a forked child, where the parent's threads do not exist)."""
+    global _executor
+    with _spares_lock:
+        if _executor is None or _executor[0] != os.getpid():
+            pool = ThreadPoolExecutor(max_workers=MAX_TOKENIZER_THREADS, thread_name_prefix="promptembed-tokenize")
+            _executor = (os.getpid(), pool)
+        return _executor[1]
 
 
 def build_features(

@@ -41,6 +41,7 @@ class Settings:
     mix_prompts: bool
     first_window: int
     largest_window: int
+    tokenizer_threads: int = 1
 
 
 @dataclass
@@ -119,7 +120,7 @@ def _producer(
     spans = windows(len(texts), first=settings.first_window, largest=settings.largest_window)
     for start, end in spans:
         full = [prompts[i] + texts[i] for i in range(start, end)]
-        tokenized = _features.tokenize(model, full)
+        tokenized = _features.tokenize(model, full, threads=settings.tokenizer_threads)
         truncated[0] += tokenized.truncated
         keys: list[Hashable] | None = None if settings.mix_prompts else list(prompts[start:end])
         for batch in plan_batches(tokenized.lengths, settings.max_batch_tokens, keys=keys, offset=start):

@@ -94,6 +94,10 @@ def evaluate_retrieval(
     )
     if corpus_embeddings is None:
         corpus_embeddings = embed_texts(model, list(corpus.values()), "document", batch_size=batch_size)
+    else:  # the evaluator scores them against query embeddings on the model's device (a GPU: not the host)
+        import torch
+
+        corpus_embeddings = torch.as_tensor(corpus_embeddings).to(model.device)
     scores = evaluator(model, corpus_embeddings=corpus_embeddings)
     prefix = f"{name}_cosine_"
     return RetrievalMetrics(

@@ -100,7 +100,7 @@ class PromptTextEmbedder(EmbedderBase):
             allow_pickle: Allow models whose weights exist only as pickle files (trusted models only).
             cache_dir: Folder of promptembed's persistent vector cache (``None``: no cache).
             max_batch_tokens: Token budget per forward pass of promptembed's engine (texts sorted by length,
-                batches filled up to this many padded tokens); ``None``: the device's default (CPU 2048, CUDA 16384).
+                batches filled up to this many padded tokens); ``None``: the device's default (CPU 2048, CUDA 32768).
             engine: ``"auto"``: promptembed's token-budget engine; ``"sentence-transformers"``: its own ``encode``
                 loop (``batch_size`` texts per pass). Both give the same vectors.
 
