@@ -154,3 +154,18 @@ def test_pair_cap_keeps_every_chunks_first_pair_first(tmp_path: Path, tiny_bert_
         finetune([tmp_path], output=tmp_path / "m", base=tiny_bert_dir, max_train_pairs=1, progress=False)
     with pytest.raises(ConfigError, match=r"hard_negatives=-1 must be 0 \(in-batch negatives only\) or more"):
         finetune([tmp_path], output=tmp_path / "m", base=tiny_bert_dir, hard_negatives=-1, progress=False)
+
+
+def test_gist_loss_trains_with_a_frozen_base_guide(docs: Path, tmp_path: Path, tiny_bert_dir: Path) -> None:
+    out = tmp_path / "m"
+    finetune(
+        [docs], output=out, base=tiny_bert_dir, loss="gist", max_steps=2, batch_size=4, heldout_fraction=0.3,
+        learning_rate=1e-2, progress=False,
+    )  # fmt: skip
+    assert json.loads((out / "report.json").read_text())["configuration"]["loss"] == "gist"
+    texts = ["carport permit", "heat pump installer"]
+    base = SentenceTransformer(str(tiny_bert_dir), device="cpu").encode(texts)
+    tuned = SentenceTransformer(str(out), device="cpu").encode(texts)
+    assert not np.allclose(tuned, base, atol=1e-4)  # trained (the guide is a copy; the student moved)
+    with pytest.raises(ConfigError, match=r"Unknown loss='gisst'; use one of 'auto', 'mnrl', 'cached_mnrl', 'gist'"):
+        finetune([docs], output=tmp_path / "n", base=tiny_bert_dir, loss="gisst", progress=False)  # type: ignore[arg-type]

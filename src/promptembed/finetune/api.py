@@ -79,6 +79,10 @@ def _headline(evaluations: dict[str, Any]) -> str:
     return "eval_queries" if "eval_queries" in evaluations else next(iter(evaluations))
 
 
+#: The ``loss=`` values :func:`finetune` takes.
+LOSSES = ("auto", "mnrl", "cached_mnrl", "gist", "cosent")
+
+
 def finetune(
     docs: Sequence[str | Path] = (),
     *,
@@ -100,7 +104,7 @@ def finetune(
     learning_rate: float = 2e-5,
     lr_scheduler: str = "linear",
     warmup_ratio: float = 0.1,
-    loss: Literal["auto", "mnrl", "cached_mnrl", "cosent"] = "auto",
+    loss: Literal["auto", "mnrl", "cached_mnrl", "gist", "cosent"] = "auto",
     hard_negatives: int = 0,
     negative_margin: float = 0.05,
     interpolate: float = 1.0,
@@ -147,7 +151,8 @@ def finetune(
         lr_scheduler: transformers scheduler name (``"linear"``, ``"cosine"``, ``"constant_with_warmup"``...).
         warmup_ratio: Share of the steps spent warming up the learning rate.
         loss: ``"auto"`` (MNRL for pairs/triplets, CoSENT for scored pairs, margin-MSE with a teacher), or one
-            explicitly.
+            explicitly: ``"mnrl"``, ``"cached_mnrl"``, ``"gist"`` (GISTEmbed: MNRL that leaves out in-batch
+            negatives a frozen copy of the base model scores above the positive), ``"cosent"``.
         hard_negatives: Negatives mined per pair with the base model (0: in-batch negatives only); never the
             pair's own chunk, never within ``negative_margin`` of the positive's score. With a teacher: 1 if 0.
         negative_margin: Relative margin protecting against false negatives.
@@ -170,6 +175,8 @@ def finetune(
     config["llm"] = None if llm is None else type(llm).__name__
     if not 0.0 <= interpolate <= 1.0:
         raise ConfigError(f"interpolate={interpolate} must be in [0, 1] (1 = the finetuned weights, 0 = the base)")
+    if loss not in LOSSES:
+        raise ConfigError(f"Unknown loss={loss!r}; use one of {', '.join(map(repr, LOSSES))}")
     if hard_negatives < 0:
         raise ConfigError(f"hard_negatives={hard_negatives} must be 0 (in-batch negatives only) or more")
     if max_train_pairs is not None and max_train_pairs < 2:

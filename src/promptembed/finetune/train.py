@@ -11,7 +11,7 @@ from promptembed.prompts import resolve_role_prompt
 
 __all__ = ["detect_matryoshka_dims", "interpolate_weights", "latest_checkpoint", "train_model"]
 
-LossKind = Literal["mnrl", "cached_mnrl", "cosent", "margin_mse"]
+LossKind = Literal["mnrl", "cached_mnrl", "gist", "cosent", "margin_mse"]
 _DIMS = re.compile(r"matryoshka_dims\W+\[([0-9,\s]+)\]", re.IGNORECASE)
 
 
@@ -108,6 +108,14 @@ def train_model(
     elif loss == "margin_mse":
         train_loss = losses.MarginMSELoss(model, similarity_fct=pairwise_cos_sim)
         sampler = BatchSamplers.BATCH_SAMPLER
+    elif loss == "gist":
+        # GISTEmbed: in-batch negatives that a frozen copy of the base model scores above the pair's positive are
+        # left out of the softmax (likely false negatives: other passages that answer the same query)
+        import copy
+
+        guide = copy.deepcopy(model).eval()
+        guide.requires_grad_(False)
+        train_loss = losses.GISTEmbedLoss(model, guide)
     else:
         cls = (
             losses.CachedMultipleNegativesRankingLoss if loss == "cached_mnrl" else losses.MultipleNegativesRankingLoss
