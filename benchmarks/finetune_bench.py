@@ -69,6 +69,7 @@ CONFIGS: dict[str, dict[str, object]] = {
     "epochs4-bs128-lr1e-4": {"epochs": 4.0, "batch_size": 128, "learning_rate": 1e-4},
     "epochs3-pairs5": {"epochs": 3.0, "max_pairs_per_chunk": 5},
     "epochs2-pairs5": {"epochs": 2.0, "max_pairs_per_chunk": 5},
+    "epochs2-gist": {"epochs": 2.0, "loss": "gist"},
     # the library defaults again, under another name: the 1 MB speed row rerun on a quiet machine with 2 threads
     "default-speed": {},
 }

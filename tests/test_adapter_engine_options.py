@@ -71,3 +71,8 @@ def test_bad_engine_options_are_named(tiny_gemma_dir: Path) -> None:
         PromptEmbeddings(model=str(tiny_gemma_dir), max_batch_tokens=0)
     with pytest.raises(ValueError, match="engine"):
         PromptEmbedding(model=str(tiny_gemma_dir), engine="vllm")  # type: ignore[arg-type]
+    # Haystack checks them when the component is built (a pipeline fails at construction, not at its first run)
+    with pytest.raises(ConfigError, match=r"max_batch_tokens must be an int >= 1, got 0"):
+        PromptTextEmbedder(model=str(tiny_gemma_dir), max_batch_tokens=0)
+    with pytest.raises(ConfigError, match=r"Unknown engine 'vllm'; use 'auto'"):
+        PromptDocumentEmbedder(model=str(tiny_gemma_dir), engine="vllm")  # type: ignore[arg-type]

@@ -58,13 +58,7 @@ def check_options(
     if unknown:
         raise ConfigError(f"Unknown option(s) {sorted(unknown)} for PromptEmbedder; valid options are {list(_OPTIONS)}")
     check_int("batch_size", batch_size, minimum=1)
-    if max_batch_tokens is not None:
-        check_int("max_batch_tokens", max_batch_tokens, minimum=1)
-    if engine not in ("auto", "sentence-transformers"):
-        raise ConfigError(
-            f"Unknown engine {engine!r}; use 'auto' (token-budget batches, the default) or 'sentence-transformers' "
-            "(sentence-transformers' own encode loop with batch_size texts per forward pass)"
-        )
+    check_engine_options(max_batch_tokens, engine)
     if truncate_dim is not None:
         check_int("truncate_dim", truncate_dim, minimum=1)
     for name, flag in (("normalize", normalize), ("trust_remote_code", trust_remote_code)):
@@ -96,6 +90,17 @@ def device_list(device: object) -> list[Any]:
     if not devices:
         raise ConfigError("device=[] names no device; pass a device string or a list of them")
     return devices
+
+
+def check_engine_options(max_batch_tokens: object, engine: object) -> None:
+    """Refuse a token budget that is not a positive int and an unknown engine, naming what each accepts."""
+    if max_batch_tokens is not None:
+        check_int("max_batch_tokens", max_batch_tokens, minimum=1)
+    if engine not in ("auto", "sentence-transformers"):
+        raise ConfigError(
+            f"Unknown engine {engine!r}; use 'auto' (token-budget batches, the default) or 'sentence-transformers' "
+            "(sentence-transformers' own encode loop with batch_size texts per forward pass)"
+        )
 
 
 def check_int(name: str, value: object, *, minimum: int) -> None:

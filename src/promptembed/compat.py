@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from promptembed._inputs import check_engine_options
 from promptembed._quantize import PRECISIONS, check_precision
 from promptembed.errors import ConfigError
 
@@ -35,6 +36,7 @@ __all__ = [
     "PRECISIONS",
     "EncodeOptions",
     "Side",
+    "check_engine_options",
     "check_precision",
     "encode_options",
     "init_options",

@@ -10,7 +10,7 @@ from haystack.utils import ComponentDevice, Secret, deserialize_secrets_inplace
 from haystack.utils.hf import deserialize_hf_model_kwargs, serialize_hf_model_kwargs
 
 from promptembed import ConfigError, PromptEmbedder
-from promptembed.compat import Side, check_precision, encode_options
+from promptembed.compat import Side, check_engine_options, check_precision, encode_options
 
 __all__ = ["STOCK_DEFAULTS", "EmbedderBase", "default_token", "init_params_from_dict"]
 
@@ -81,6 +81,7 @@ class EmbedderBase:
         for name, value in params.items():
             setattr(self, name, value)
         check_precision(self.precision, self.quantization_ranges if self.precision in ("int8", "uint8") else None)
+        check_engine_options(self.max_batch_tokens, self.engine)  # when the pipeline is built, not at its first run
         self._enc = encode_options(self.encode_kwargs, where="encode_kwargs")
         repeated = [k for k in _OWN_PARAMETERS if k in (self.encode_kwargs or {})]
         if repeated:
