@@ -41,6 +41,7 @@ __all__ = [
     "encode_options",
     "init_options",
     "merge_options",
+    "normalize_with_truncation",
     "side_options",
 ]
 
@@ -180,6 +181,19 @@ def merge_options(ours: Mapping[str, Any], theirs: Mapping[str, Any], *, where: 
     return out
 
 
+def normalize_with_truncation(normalize: object, truncate_dim: int | None) -> bool:
+    """Whether an adapter's vectors are L2-normalized: as the host asked, and always when ``truncate_dim`` is set.
+
+    promptembed's Matryoshka rule for every adapter: a truncated vector is re-normalized, so the host's cosine or
+    dot-product scores stay meaningful whatever its own ``normalize`` default is.
+
+    Example:
+        >>> normalize_with_truncation(False, 256), normalize_with_truncation(False, None)
+        (True, False)
+    """
+    return bool(normalize) or truncate_dim is not None
+
+
 def side_options(base: Mapping[str, Any], enc: EncodeOptions, *, normalize_default: bool) -> dict[str, Any]:
     """PromptEmbedder options for one side (queries or documents) from the model options and its encode options.
 
@@ -199,7 +213,7 @@ def side_options(base: Mapping[str, Any], enc: EncodeOptions, *, normalize_defau
     if enc.normalize_embeddings is not None:
         normalize = enc.normalize_embeddings
     normalize = normalize_default if normalize is None else normalize
-    options["normalize"] = bool(normalize) or options.get("truncate_dim") is not None
+    options["normalize"] = normalize_with_truncation(normalize, options.get("truncate_dim"))
     if enc.forward_kwargs:
         options["forward_kwargs"] = dict(enc.forward_kwargs)
     return options

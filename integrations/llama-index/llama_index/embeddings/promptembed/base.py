@@ -11,7 +11,7 @@ from llama_index.core.schema import BaseNode, MetadataMode
 from pydantic import Field, PrivateAttr
 
 from promptembed import ConfigError, PromptEmbedder
-from promptembed.compat import EncodeOptions, Side, init_options, merge_options
+from promptembed.compat import EncodeOptions, Side, init_options, merge_options, normalize_with_truncation
 
 __all__ = ["PromptEmbedding"]
 
@@ -155,7 +155,7 @@ class PromptEmbedding(BaseEmbedding):
             **options,
             model=self.model,
             dtype=self.dtype,
-            normalize=self.normalize or self.truncate_dim is not None,
+            normalize=normalize_with_truncation(self.normalize, self.truncate_dim),
             batch_size=self.batch_size,
             max_batch_tokens=self.max_batch_tokens,
             engine=self.engine,

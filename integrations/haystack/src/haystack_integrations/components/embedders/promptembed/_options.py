@@ -10,7 +10,7 @@ from haystack.utils import ComponentDevice, Secret, deserialize_secrets_inplace
 from haystack.utils.hf import deserialize_hf_model_kwargs, serialize_hf_model_kwargs
 
 from promptembed import ConfigError, PromptEmbedder
-from promptembed.compat import Side, check_engine_options, check_precision, encode_options
+from promptembed.compat import Side, check_engine_options, check_precision, encode_options, normalize_with_truncation
 
 __all__ = ["STOCK_DEFAULTS", "EmbedderBase", "default_token", "init_params_from_dict"]
 
@@ -122,7 +122,7 @@ class EmbedderBase:
             max_batch_tokens=self.max_batch_tokens,
             engine=self.engine,
             show_progress_bar=self.progress_bar,
-            normalize=self.normalize_embeddings or self.truncate_dim is not None,
+            normalize=normalize_with_truncation(self.normalize_embeddings, self.truncate_dim),
             precision=self.precision,
             quantization_ranges=ranges,
             forward_kwargs=self._enc.forward_kwargs or None,
