@@ -16,14 +16,11 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-#: The release post's example (seeds/001): the query and its four planet sentences; Mars is the answer.
-RED_PLANET_QUERY = "Which planet is known as the Red Planet?"
-PLANET_DOCS = [
-    "Venus is often called Earth's twin because of its similar size and proximity.",
-    "Mars, known for its reddish appearance, is often referred to as the Red Planet.",
-    "Jupiter, the largest planet in our solar system, has a prominent red spot.",
-    "Saturn, famous for its rings, is sometimes mistaken for the Red Planet.",
-]
+from promptembed.testing import PLANET_DOCS as _PLANET_DOCS
+from promptembed.testing import RED_PLANET_QUERY
+
+PLANET_DOCS = list(_PLANET_DOCS)
+
 #: One question per planet -> the index of its answer in PLANET_DOCS (all but the Red Planet one reworded).
 PLANET_QUESTIONS = {
     "Which planet is similar in size to Earth and close to it?": 0,

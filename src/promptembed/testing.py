@@ -18,7 +18,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-__all__ = ["EMBEDDINGGEMMA_PROMPTS", "build_tiny_bert", "build_tiny_embeddinggemma"]
+__all__ = ["EMBEDDINGGEMMA_PROMPTS", "PLANET_DOCS", "RED_PLANET_QUERY", "build_tiny_bert", "build_tiny_embeddinggemma"]
+
+#: The EmbeddingGemma release post's example: the query and its four planet sentences; Mars is the answer.
+RED_PLANET_QUERY = "Which planet is known as the Red Planet?"
+PLANET_DOCS = (
+    "Venus is often called Earth's twin because of its similar size and proximity.",
+    "Mars, known for its reddish appearance, is often referred to as the Red Planet.",
+    "Jupiter, the largest planet in our solar system, has a prominent red spot.",
+    "Saturn, famous for its rings, is sometimes mistaken for the Red Planet.",
+)
 
 #: EmbeddingGemma's saved prompt table, as published in its release post.
 EMBEDDINGGEMMA_PROMPTS: dict[str, str] = {

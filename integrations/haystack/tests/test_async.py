@@ -15,15 +15,12 @@ from haystack.components.writers import DocumentWriter
 from haystack.document_stores.in_memory import InMemoryDocumentStore
 from haystack_integrations.components.embedders.promptembed import PromptDocumentEmbedder, PromptTextEmbedder
 
+from promptembed.testing import PLANET_DOCS, RED_PLANET_QUERY
+
 #: Haystack 2.x runs async pipelines with AsyncPipeline; in 3.x, Pipeline itself has run_async.
 AsyncPipeline = getattr(haystack, "AsyncPipeline", Pipeline)
-QUERY = "Which planet is known as the Red Planet?"
-DOCS = [
-    "Venus is often called Earth's twin because of its similar size and proximity.",
-    "Mars, known for its reddish appearance, is often referred to as the Red Planet.",
-    "Jupiter, the largest planet in our solar system, has a prominent red spot.",
-    "Saturn, famous for its rings, is sometimes mistaken for the Red Planet.",
-]
+QUERY = RED_PLANET_QUERY
+DOCS = list(PLANET_DOCS)
 
 
 def test_run_async_equals_run_and_does_not_block_the_loop(tiny_gemma_dir: Path) -> None:

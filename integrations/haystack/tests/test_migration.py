@@ -26,14 +26,10 @@ from haystack_integrations.components.embedders.sentence_transformers import (  
 from sentence_transformers import SentenceTransformer
 
 from promptembed import ConfigError
+from promptembed.testing import PLANET_DOCS, RED_PLANET_QUERY
 
-QUERY = "Which planet is known as the Red Planet?"
-DOCS = [
-    "Venus is often called Earth's twin because of its similar size and proximity.",
-    "Mars, known for its reddish appearance, is often referred to as the Red Planet.",
-    "Jupiter, the largest planet in our solar system, has a prominent red spot.",
-    "Saturn, famous for its rings, is sometimes mistaken for the Red Planet.",
-]
+QUERY = RED_PLANET_QUERY
+DOCS = list(PLANET_DOCS)
 CPU = ComponentDevice.from_str("cpu")
 
 

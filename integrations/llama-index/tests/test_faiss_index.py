@@ -7,13 +7,10 @@ from llama_index.core import Document, StorageContext, VectorStoreIndex
 from llama_index.embeddings.promptembed import PromptEmbedding
 from llama_index.vector_stores.faiss import FaissVectorStore
 
-QUERY = "Which planet is known as the Red Planet?"
-DOCS = [
-    "Venus is often called Earth's twin because of its similar size and proximity.",
-    "Mars, known for its reddish appearance, is often referred to as the Red Planet.",
-    "Jupiter, the largest planet in our solar system, has a prominent red spot.",
-    "Saturn, famous for its rings, is sometimes mistaken for the Red Planet.",
-]
+from promptembed.testing import PLANET_DOCS, RED_PLANET_QUERY
+
+QUERY = RED_PLANET_QUERY
+DOCS = list(PLANET_DOCS)
 
 
 def test_vector_store_index_over_faiss_returns_mars_first() -> None:
