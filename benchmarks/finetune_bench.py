@@ -70,6 +70,7 @@ CONFIGS: dict[str, dict[str, object]] = {
     "epochs3-pairs5": {"epochs": 3.0, "max_pairs_per_chunk": 5},
     "epochs2-pairs5": {"epochs": 2.0, "max_pairs_per_chunk": 5},
     "epochs2-gist": {"epochs": 2.0, "loss": "gist"},
+    "default-bf16": {"train_dtype": "bfloat16"},
     # the library defaults again, under another name: the 1 MB speed row rerun on a quiet machine with 2 threads
     "default-speed": {},
 }

@@ -169,3 +169,35 @@ def test_gist_loss_trains_with_a_frozen_base_guide(docs: Path, tmp_path: Path, t
     assert not np.allclose(tuned, base, atol=1e-4)  # trained (the guide is a copy; the student moved)
     with pytest.raises(ConfigError, match=r"Unknown loss='gisst'; use one of 'auto', 'mnrl', 'cached_mnrl', 'gist'"):
         finetune([docs], output=tmp_path / "n", base=tiny_bert_dir, loss="gisst", progress=False)  # type: ignore[arg-type]
+
+
+def test_train_dtype_picks_bf16_only_where_the_hardware_runs_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from promptembed import _loading
+    from promptembed.finetune.api import train_in_bf16
+
+    assert train_in_bf16("auto", "cpu") is False  # float32 on CPU unless asked
+    assert train_in_bf16("float32", "cuda:0") is False
+    monkeypatch.setattr(_loading, "cpu_native_bf16", lambda: "amx_bf16")
+    assert train_in_bf16("bfloat16", "cpu") is True
+    monkeypatch.setattr(_loading, "cpu_native_bf16", lambda: None)
+    with pytest.raises(ConfigError, match=r"no native bf16 \(AMX or avx512_bf16\).*use train_dtype='float32'"):
+        train_in_bf16("bfloat16", "cpu")
+    with pytest.raises(ConfigError, match=r"supported on CUDA and on CPUs with native bf16"):
+        train_in_bf16("bfloat16", "mps")
+
+
+def test_bf16_training_on_a_cpu_with_native_bf16(docs: Path, tmp_path: Path, tiny_bert_dir: Path) -> None:
+    from promptembed import _loading
+
+    if _loading.cpu_native_bf16() is None:
+        pytest.skip("this CPU has no native bf16")
+    out = tmp_path / "m"
+    finetune(
+        [docs], output=out, base=tiny_bert_dir, train_dtype="bfloat16", max_steps=2, batch_size=4,
+        heldout_fraction=0.3, learning_rate=1e-2, progress=False,
+    )  # fmt: skip
+    assert json.loads((out / "report.json").read_text())["configuration"]["train_dtype"] == "bfloat16"
+    vectors = SentenceTransformer(str(out), device="cpu").encode(["carport permit"])
+    assert vectors.dtype == np.float32 and np.isfinite(vectors).all()  # saved weights stay float32
+    with pytest.raises(ConfigError, match=r"Unknown train_dtype='fp16'"):
+        finetune([docs], output=tmp_path / "n", base=tiny_bert_dir, train_dtype="fp16", progress=False)  # type: ignore[arg-type]

@@ -22,6 +22,7 @@ def _finetune(args: argparse.Namespace) -> int:
             ("filter", args.filter), ("filter_top_k", args.filter_top_k), ("interpolate", args.interpolate),
             ("max_pairs_per_chunk", args.max_pairs_per_chunk), ("max_train_pairs", args.max_train_pairs),
             ("max_steps", args.max_steps), ("teacher", args.teacher), ("eval_corpus", args.eval_corpus),
+            ("train_dtype", args.train_dtype),
         )
         if value is not None
     }  # fmt: skip
@@ -133,6 +134,11 @@ def add_commands(sub: Any) -> None:  # argparse's _SubParsersAction is private
     ft.add_argument("--max-pairs-per-chunk", type=int, default=None)
     ft.add_argument("--max-train-pairs", type=int, default=None, help="cap of training pairs")
     ft.add_argument("--max-steps", type=int, default=None)
+    ft.add_argument(
+        "--train-dtype", choices=("auto", "bfloat16", "float32"), default=None,
+        help="training precision (default auto: bf16 on a CUDA GPU, float32 elsewhere; bfloat16 also on CPUs with AMX"
+        " or avx512_bf16)",
+    )  # fmt: skip
     ft.add_argument("--seed", type=int, default=0)
     ft.add_argument("--device", default="auto")
     ft.add_argument("--overwrite", action="store_true", help="replace an existing output folder")

@@ -81,6 +81,35 @@ def _headline(evaluations: dict[str, Any]) -> str:
 
 #: The ``loss=`` values :func:`finetune` takes.
 LOSSES = ("auto", "mnrl", "cached_mnrl", "gist", "cosent")
+#: The ``train_dtype=`` values :func:`finetune` takes.
+TRAIN_DTYPES = ("auto", "bfloat16", "float32")
+
+
+def train_in_bf16(train_dtype: str, device: str) -> bool:
+    """Whether to train with bf16 mixed precision on ``device`` (``"cpu"``, ``"cuda:0"``, ...).
+
+    Refuses ``"bfloat16"`` where the hardware would only emulate it.
+    """
+    import torch
+
+    kind = device.split(":", 1)[0]
+    if train_dtype == "float32":
+        return False
+    if kind == "cuda":
+        supported = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        if train_dtype == "bfloat16" and not supported:
+            raise ConfigError("train_dtype='bfloat16' on a GPU without bf16 support; use train_dtype='float32'")
+        return supported
+    if train_dtype == "auto":
+        return False
+    if kind == "cpu" and _loading.cpu_native_bf16() is not None:
+        return True
+    raise ConfigError(
+        f"train_dtype='bfloat16' on {device}: "
+        + ("this CPU has no native bf16 (AMX or avx512_bf16), so torch would emulate it, several times slower"
+           if kind == "cpu" else "bf16 mixed-precision training is supported on CUDA and on CPUs with native bf16")
+        + "; use train_dtype='float32'"
+    )  # fmt: skip
 
 
 def finetune(
@@ -108,6 +137,7 @@ def finetune(
     hard_negatives: int = 0,
     negative_margin: float = 0.05,
     interpolate: float = 1.0,
+    train_dtype: Literal["auto", "bfloat16", "float32"] = "auto",
     max_steps: int | None = None,
     save_steps: int = 50,
     seed: int = 0,
@@ -157,6 +187,9 @@ def finetune(
             pair's own chunk, never within ``negative_margin`` of the positive's score. With a teacher: 1 if 0.
         negative_margin: Relative margin protecting against false negatives.
         interpolate: WiSE-FT: final weights ``interpolate * finetuned + (1 - interpolate) * base`` (1: no mixing).
+        train_dtype: Training precision: ``"auto"`` (bf16 mixed precision on a CUDA GPU that supports it, float32
+            elsewhere), ``"bfloat16"`` (bf16 mixed precision, also on a CPU with native bf16: AMX or avx512_bf16),
+            or ``"float32"``. Never float16 (Gemma-family models overflow in it).
         max_steps: Stop after this many optimizer steps (overrides ``epochs``).
         save_steps: Checkpoint every this many steps.
         seed: Seed for the split, pair generation and training.
@@ -175,6 +208,8 @@ def finetune(
     config["llm"] = None if llm is None else type(llm).__name__
     if not 0.0 <= interpolate <= 1.0:
         raise ConfigError(f"interpolate={interpolate} must be in [0, 1] (1 = the finetuned weights, 0 = the base)")
+    if train_dtype not in TRAIN_DTYPES:
+        raise ConfigError(f"Unknown train_dtype={train_dtype!r}; use one of {', '.join(map(repr, TRAIN_DTYPES))}")
     if loss not in LOSSES:
         raise ConfigError(f"Unknown loss={loss!r}; use one of {', '.join(map(repr, LOSSES))}")
     if hard_negatives < 0:
@@ -326,6 +361,7 @@ def finetune(
             model, rows, loss=chosen_loss, work_dir=work_dir, epochs=epochs, batch_size=batch_size,
             learning_rate=learning_rate, seed=seed, matryoshka_dims=dims, max_steps=max_steps, save_steps=save_steps,
             resume=resume, progress=progress, lr_scheduler=lr_scheduler, warmup_ratio=warmup_ratio,
+            bf16=train_in_bf16(train_dtype, str(model.device)),
         )  # fmt: skip
         model.prompts = prompts  # the trainer must not change the prompts the model was trained with
         if base_state is not None:

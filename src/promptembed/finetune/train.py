@@ -76,13 +76,15 @@ def train_model(
     progress: bool,
     lr_scheduler: str = "linear",
     warmup_ratio: float = 0.1,
+    bf16: bool | None = None,
 ) -> dict[str, Any]:
     """Finetune ``model`` in place on ``rows`` (anchor/positive[/negative...][/label] or text1/text2/score).
 
     The model's query prompt is mapped to ``anchor`` and its document prompt to ``positive`` and every negative
     column, so training sees the same prefixes as inference. ``margin_mse`` rows carry teacher margins in ``label``
     (sentence-transformers' ``MarginMSELoss`` on cosine similarity, the scale of the teacher's scores). Precision:
-    bf16 on a GPU that supports it, else fp32; never fp16 (Gemma-family models overflow in it). Checkpoints go to
+    bf16 mixed precision when ``bf16`` (``None``: on a GPU that supports it), else fp32; never fp16 (Gemma-family
+    models overflow in it). Checkpoints go to
     ``work_dir``; with ``resume`` the newest one is used.
 
     Returns:
@@ -134,7 +136,7 @@ def train_model(
         warmup_steps=warmup_ratio,  # a float below 1 is a ratio of the total steps (Transformers v5)
         seed=seed,
         data_seed=seed,
-        bf16=bool(on_gpu and torch.cuda.is_bf16_supported()),
+        bf16=bool(on_gpu and torch.cuda.is_bf16_supported()) if bf16 is None else bf16,
         use_cpu=str(model.device) == "cpu",  # under torchrun on CPU: DDP over gloo (accelerate's MULTI_CPU)
         fp16=False,
         batch_sampler=sampler,
