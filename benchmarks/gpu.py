@@ -7,10 +7,11 @@ tokenizer, no weights; Gemma Terms of Use, see its NOTICE). Same compute per tok
 
 Corpus, a realistic length mix: the zaragoza-construction-faq answers (Zaragoza AB, CC BY 4.0) plus passages of
 200-500 tokens joined from consecutive answers. Contestants, all bf16 (the core's CUDA default), documents with the
-model's document prompt: raw encode at batch sizes 32-512 (its best is the baseline), today's path
-(``engine="sentence-transformers"`` at raw's best batch size) and the new engine (a token-budget sweep; the default
-is marked; and once more at its default budget with one tokenizer thread, to show what the extra threads buy). Reports docs/s, tokens/s (prompt included, no padding), model FLOPs utilisation against the GPU's bf16
-peak (datasheet, and a matmul measured in the same run), and the min cosine of the engine's bf16 vectors to float32.
+model's document prompt: raw encode at batch sizes 64-512 (its best is the baseline), today's path
+(``engine="sentence-transformers"`` at raw's best batch size) and the new engine (a token-budget sweep, the default
+marked, and once more at its default budget with one tokenizer thread: what the extra threads buy). Reports docs/s,
+tokens/s (prompt included, no padding), model FLOPs utilisation against the GPU's bf16 peak (datasheet, and a
+matmul measured in the same run), and the min cosine of the engine's bf16 vectors to float32.
 Writes the "Token-budget engine" section of benchmarks/GPU.md.
 
     python benchmarks/gpu.py            # on the GPU machine, about 5 minutes on an H100
