@@ -279,6 +279,17 @@ def test_forked_child_gets_its_own_tokenizer_threads(monkeypatch: pytest.MonkeyP
     child.shutdown(wait=True)
 
 
+def test_forked_child_never_inherits_a_held_tokenizer_lock() -> None:
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    with _features._spares_lock:  # held by this thread at the moment of the fork
+        child = ctx.Process(target=_features._pool)  # the child takes the lock to make its own pool
+        child.start()
+    child.join(timeout=60)
+    assert child.exitcode == 0  # it did not wait forever on the parent's lock
+
+
 def test_engine_options_are_validated(minilm_dir: Path) -> None:
     with pytest.raises(ConfigError, match=re.escape("Unknown engine 'fast'; use 'auto'")):
         PromptEmbedder(model=minilm_dir, device="cpu", engine="fast")  # type: ignore[arg-type]

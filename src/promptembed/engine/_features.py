@@ -149,6 +149,17 @@ def _encode_with_copy(tokenizer: Any, texts: list[str]) -> Tokenized:
             _spares.setdefault(tokenizer, []).append(mine)
 
 
+def _after_fork_child() -> None:
+    """A forked child gets fresh locks (a parent thread may have held one at the fork) and no tokenizer threads."""
+    global _spares_lock, _parity_lock, _executor
+    _spares_lock = threading.Lock()
+    _parity_lock = threading.Lock()
+    _executor = None
+
+
+os.register_at_fork(after_in_child=_after_fork_child)
+
+
 def _pool() -> ThreadPoolExecutor:
     """The process's tokenizer threads (made again in a forked child, where the parent's threads do not exist)."""
     global _executor
