@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -34,12 +35,8 @@ TEXTS = {
 
 
 @pytest.fixture
-def docs(tmp_path: Path) -> Path:
-    folder = tmp_path / "docs"
-    folder.mkdir()
-    for name, text in TEXTS.items():
-        (folder / f"{name}.md").write_text(f"# {name.title()}\n\n{text}\n")
-    return folder
+def docs(write_docs: Callable[[Mapping[str, str]], Path]) -> Path:
+    return write_docs(TEXTS)
 
 
 def _chunks(docs: Path, model_dir: Path) -> list[Chunk]:
@@ -173,7 +170,7 @@ def test_gist_loss_trains_with_a_frozen_base_guide(docs: Path, tmp_path: Path, t
 
 def test_train_dtype_picks_bf16_only_where_the_hardware_runs_it(monkeypatch: pytest.MonkeyPatch) -> None:
     from promptembed import _loading
-    from promptembed.finetune.api import train_in_bf16
+    from promptembed.finetune.train import train_in_bf16
 
     assert train_in_bf16("auto", "cpu") is False  # float32 on CPU unless asked
     assert train_in_bf16("float32", "cuda:0") is False
