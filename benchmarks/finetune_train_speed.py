@@ -44,7 +44,7 @@ def one(dtype: str, pairs: Path, steps: int) -> float:
         train_model(
             model, rows, loss="mnrl", work_dir=Path(tmp), epochs=1.0, batch_size=32, learning_rate=2e-5, seed=0,
             matryoshka_dims=None, max_steps=steps, save_steps=10_000, resume=False, progress=False,
-            bf16=dtype == "bfloat16",
+            train_dtype=dtype,
         )  # fmt: skip
         return (time.perf_counter() - started) / steps
 

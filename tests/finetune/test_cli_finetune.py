@@ -68,8 +68,9 @@ def test_finetune_cli_teacher_and_levers(
     out = tmp_path / "student"
     main(["finetune", str(docs), "-o", str(out), "--base", str(tiny_bert_dir), "--teacher", str(tiny_gemma_dir),
           "--max-steps", "1", "--batch-size", "4", "--interpolate", "0.5", "--filter", "both",
-          "--filter-top-k", "5"])  # fmt: skip
+          "--filter-top-k", "5", "--train-dtype", "float32"])  # fmt: skip
     printed = capsys.readouterr().out
     config = json.loads((out / "report.json").read_text())["configuration"]
     assert config["teacher"] == str(tiny_gemma_dir) and config["interpolate"] == 0.5 and config["filter"] == "both"
+    assert config["train_dtype"] == "float32"
     assert "teacher" in printed and "time by stage (s): reading_chunking" in printed

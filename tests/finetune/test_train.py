@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -32,11 +33,8 @@ TOPICS = {
 
 
 @pytest.fixture
-def docs(tmp_path: Path) -> Path:
-    folder = tmp_path / "docs"
-    folder.mkdir()
-    for name, text in TOPICS.items():
-        (folder / f"{name}.md").write_text(f"# {name.title()}\n\n{text}\n")
+def docs(write_docs: Callable[[Mapping[str, str]], Path]) -> Path:
+    folder = write_docs(TOPICS)
     (folder / "junk.bin.txt").write_bytes(b"\x00\x00binary")
     return folder
 

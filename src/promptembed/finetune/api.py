@@ -37,7 +37,7 @@ from promptembed.finetune.report import build_report, write_card, write_reports
 from promptembed.finetune.supervision import load_supervision
 from promptembed.finetune.teacher import load_teacher
 from promptembed.finetune.teacher_eval import evaluate_teacher
-from promptembed.finetune.train import detect_matryoshka_dims, interpolate_weights, train_model
+from promptembed.finetune.train import detect_matryoshka_dims, interpolate_weights, train_in_bf16, train_model
 from promptembed.prompts import resolve_role_prompt
 
 __all__ = ["FinetuneResult", "FinetuneWorseWarning", "finetune", "load_eval_queries"]
@@ -83,33 +83,6 @@ def _headline(evaluations: dict[str, Any]) -> str:
 LOSSES = ("auto", "mnrl", "cached_mnrl", "gist", "cosent")
 #: The ``train_dtype=`` values :func:`finetune` takes.
 TRAIN_DTYPES = ("auto", "bfloat16", "float32")
-
-
-def train_in_bf16(train_dtype: str, device: str) -> bool:
-    """Whether to train with bf16 mixed precision on ``device`` (``"cpu"``, ``"cuda:0"``, ...).
-
-    Refuses ``"bfloat16"`` where the hardware would only emulate it.
-    """
-    import torch
-
-    kind = device.split(":", 1)[0]
-    if train_dtype == "float32":
-        return False
-    if kind == "cuda":
-        supported = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-        if train_dtype == "bfloat16" and not supported:
-            raise ConfigError("train_dtype='bfloat16' on a GPU without bf16 support; use train_dtype='float32'")
-        return supported
-    if train_dtype == "auto":
-        return False
-    if kind == "cpu" and _loading.cpu_native_bf16() is not None:
-        return True
-    raise ConfigError(
-        f"train_dtype='bfloat16' on {device}: "
-        + ("this CPU has no native bf16 (AMX or avx512_bf16), so torch would emulate it, several times slower"
-           if kind == "cpu" else "bf16 mixed-precision training is supported on CUDA and on CPUs with native bf16")
-        + "; use train_dtype='float32'"
-    )  # fmt: skip
 
 
 def finetune(
@@ -236,6 +209,7 @@ def finetune(
                 f"No readable documents in {[str(d) for d in docs]}{detail}; give .txt/.md/.rst/.html/.pdf files"
             )
         model = SentenceTransformer(source, device=_loading.pick_device(device), local_files_only=is_local)
+        train_in_bf16(train_dtype, str(model.device))  # an emulated bf16 is refused before any pair is made
         prompts = dict(model.prompts)
 
         doc_prompt = resolve_role_prompt(prompts, "document")
@@ -361,7 +335,7 @@ def finetune(
             model, rows, loss=chosen_loss, work_dir=work_dir, epochs=epochs, batch_size=batch_size,
             learning_rate=learning_rate, seed=seed, matryoshka_dims=dims, max_steps=max_steps, save_steps=save_steps,
             resume=resume, progress=progress, lr_scheduler=lr_scheduler, warmup_ratio=warmup_ratio,
-            bf16=train_in_bf16(train_dtype, str(model.device)),
+            train_dtype=train_dtype,
         )  # fmt: skip
         model.prompts = prompts  # the trainer must not change the prompts the model was trained with
         if base_state is not None:

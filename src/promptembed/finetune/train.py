@@ -7,12 +7,41 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
+from promptembed import _loading
+from promptembed.errors import ConfigError
 from promptembed.prompts import resolve_role_prompt
 
-__all__ = ["detect_matryoshka_dims", "interpolate_weights", "latest_checkpoint", "train_model"]
+__all__ = ["detect_matryoshka_dims", "interpolate_weights", "latest_checkpoint", "train_in_bf16", "train_model"]
 
 LossKind = Literal["mnrl", "cached_mnrl", "gist", "cosent", "margin_mse"]
 _DIMS = re.compile(r"matryoshka_dims\W+\[([0-9,\s]+)\]", re.IGNORECASE)
+
+
+def train_in_bf16(train_dtype: str, device: str) -> bool:
+    """Whether to train with bf16 mixed precision on ``device`` (``"cpu"``, ``"cuda:0"``, ...).
+
+    ``"auto"``: on a CUDA GPU that supports it. ``"bfloat16"`` is refused where the hardware would only emulate it.
+    """
+    import torch
+
+    kind = device.split(":", 1)[0]
+    if train_dtype == "float32":
+        return False
+    if kind == "cuda":
+        supported = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        if train_dtype == "bfloat16" and not supported:
+            raise ConfigError("train_dtype='bfloat16' on a GPU without bf16 support; use train_dtype='float32'")
+        return supported
+    if train_dtype == "auto":
+        return False
+    if kind == "cpu" and _loading.cpu_native_bf16() is not None:
+        return True
+    raise ConfigError(
+        f"train_dtype='bfloat16' on {device}: "
+        + ("this CPU has no native bf16 (AMX or avx512_bf16), so torch would emulate it, several times slower"
+           if kind == "cpu" else "bf16 mixed-precision training is supported on CUDA and on CPUs with native bf16")
+        + "; use train_dtype='float32'"
+    )  # fmt: skip
 
 
 def detect_matryoshka_dims(model_dir: str | Path | None, dimension: int) -> list[int] | None:
@@ -76,21 +105,20 @@ def train_model(
     progress: bool,
     lr_scheduler: str = "linear",
     warmup_ratio: float = 0.1,
-    bf16: bool | None = None,
+    train_dtype: str = "auto",
 ) -> dict[str, Any]:
     """Finetune ``model`` in place on ``rows`` (anchor/positive[/negative...][/label] or text1/text2/score).
 
     The model's query prompt is mapped to ``anchor`` and its document prompt to ``positive`` and every negative
     column, so training sees the same prefixes as inference. ``margin_mse`` rows carry teacher margins in ``label``
     (sentence-transformers' ``MarginMSELoss`` on cosine similarity, the scale of the teacher's scores). Precision:
-    bf16 mixed precision when ``bf16`` (``None``: on a GPU that supports it), else fp32; never fp16 (Gemma-family
-    models overflow in it). Checkpoints go to
+    ``train_dtype`` as :func:`train_in_bf16` decides (``"auto"``: bf16 mixed precision on a GPU that supports it,
+    else fp32); never fp16 (Gemma-family models overflow in it). Checkpoints go to
     ``work_dir``; with ``resume`` the newest one is used.
 
     Returns:
         The trainer's final metrics (``train_loss`` and timings).
     """
-    import torch
     from datasets import Dataset
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.base.sampler import BatchSamplers
@@ -136,7 +164,7 @@ def train_model(
         warmup_steps=warmup_ratio,  # a float below 1 is a ratio of the total steps (Transformers v5)
         seed=seed,
         data_seed=seed,
-        bf16=bool(on_gpu and torch.cuda.is_bf16_supported()) if bf16 is None else bf16,
+        bf16=train_in_bf16(train_dtype, str(model.device)),
         use_cpu=str(model.device) == "cpu",  # under torchrun on CPU: DDP over gloo (accelerate's MULTI_CPU)
         fp16=False,
         batch_sampler=sampler,
