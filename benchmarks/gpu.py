@@ -231,14 +231,18 @@ def bench_model(name: str, path: Path, *, device: str, smoke: bool, sizes: dict[
             row["default"] = True
         got = emb.embed_documents(docs[:512])
         # the same engine with one tokenizer thread (as on CPU): what the extra tokenizer threads buy
+        before = os.environ.get(TOKENIZER_THREADS_ENV)
         os.environ[TOKENIZER_THREADS_ENV] = "1"
         try:
             timed(
                 f"new engine, 1 tokenizer thread (default: {threads}), default budget",
                 lambda: emb.embed_documents(docs),
             )
-        finally:
-            os.environ.pop(TOKENIZER_THREADS_ENV, None)
+        finally:  # the caller's own setting, if any, comes back
+            if before is None:
+                os.environ.pop(TOKENIZER_THREADS_ENV, None)
+            else:
+                os.environ[TOKENIZER_THREADS_ENV] = before
     with PromptEmbedder(model=path, device=device, dtype="float32") as f32:
         ref = f32.embed_documents(docs[:512])  # float32 vs bf16 on CUDA (on CPU both are float32: 1.0)
     cosine = float((np.asarray(got) * ref).sum(axis=1).min())
