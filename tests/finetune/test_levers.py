@@ -172,11 +172,17 @@ def test_train_dtype_picks_bf16_only_where_the_hardware_runs_it(monkeypatch: pyt
     from promptembed import _loading
     from promptembed.finetune.train import train_in_bf16
 
-    assert train_in_bf16("auto", "cpu") is False  # float32 on CPU unless asked
     assert train_in_bf16("float32", "cuda:0") is False
     monkeypatch.setattr(_loading, "cpu_native_bf16", lambda: "amx_bf16")
+    assert train_in_bf16("auto", "cpu") is True  # measured on AMX: 1.27x, same gain (benchmarks/FINETUNE.md)
+    assert train_in_bf16("float32", "cpu") is False
+    assert train_in_bf16("bfloat16", "cpu") is True
+    monkeypatch.setattr(_loading, "cpu_native_bf16", lambda: "avx512_bf16")
+    assert train_in_bf16("auto", "cpu") is False  # not measured without AMX: float32 unless asked
     assert train_in_bf16("bfloat16", "cpu") is True
     monkeypatch.setattr(_loading, "cpu_native_bf16", lambda: None)
+    assert train_in_bf16("auto", "cpu") is False
+    assert train_in_bf16("auto", "mps") is False
     with pytest.raises(ConfigError, match=r"no native bf16 \(AMX or avx512_bf16\).*use train_dtype='float32'"):
         train_in_bf16("bfloat16", "cpu")
     with pytest.raises(ConfigError, match=r"supported on CUDA and on CPUs with native bf16"):

@@ -136,8 +136,8 @@ def add_commands(sub: Any) -> None:  # argparse's _SubParsersAction is private
     ft.add_argument("--max-steps", type=int, default=None)
     ft.add_argument(
         "--train-dtype", choices=("auto", "bfloat16", "float32"), default=None,
-        help="training precision (default auto: bf16 on a CUDA GPU, float32 elsewhere; bfloat16 also on CPUs with AMX"
-        " or avx512_bf16)",
+        help="training precision (default auto: bf16 on a CUDA GPU or a CPU with AMX, float32 elsewhere; bfloat16 also"
+        " on CPUs with avx512_bf16)",
     )  # fmt: skip
     ft.add_argument("--seed", type=int, default=0)
     ft.add_argument("--device", default="auto")

@@ -160,9 +160,9 @@ def finetune(
             pair's own chunk, never within ``negative_margin`` of the positive's score. With a teacher: 1 if 0.
         negative_margin: Relative margin protecting against false negatives.
         interpolate: WiSE-FT: final weights ``interpolate * finetuned + (1 - interpolate) * base`` (1: no mixing).
-        train_dtype: Training precision: ``"auto"`` (bf16 mixed precision on a CUDA GPU that supports it, float32
-            elsewhere), ``"bfloat16"`` (bf16 mixed precision, also on a CPU with native bf16: AMX or avx512_bf16),
-            or ``"float32"``. Never float16 (Gemma-family models overflow in it).
+        train_dtype: Training precision: ``"auto"`` (bf16 mixed precision on a CUDA GPU that supports it and on a
+            CPU with AMX, float32 elsewhere), ``"bfloat16"`` (bf16 mixed precision, also on a CPU with only
+            avx512_bf16), or ``"float32"``. Never float16 (Gemma-family models overflow in it).
         max_steps: Stop after this many optimizer steps (overrides ``epochs``).
         save_steps: Checkpoint every this many steps.
         seed: Seed for the split, pair generation and training.
