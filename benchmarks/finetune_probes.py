@@ -1,0 +1,246 @@
+"""Quick probes of finetune levers on real questions: training variants and ways to use a teacher (issue #16).
+
+    python benchmarks/finetune_probes.py --variant mnrl                # the library's loss, no teacher: the reference
+    python benchmarks/finetune_probes.py --variant symmetric-mnrl      # MNRL both ways (query->passage, passage->query)
+    python benchmarks/finetune_probes.py --variant mnrl-scale30        # MNRL at scale 30 instead of 20
+    python benchmarks/finetune_probes.py --variant frozen-embeddings   # the word embeddings are not trained
+    python benchmarks/finetune_probes.py --variant learned-prompts     # train with "query: "/"passage: " prompts
+    python benchmarks/finetune_probes.py --variant one-pair-per-chunk-per-batch
+    python benchmarks/finetune_probes.py --variant inbatch-kl          # + KL to the teacher's in-batch scores
+    python benchmarks/finetune_probes.py --variant filter              # keep pairs the teacher agrees with
+    python benchmarks/finetune_probes.py --variant relabel             # positive := the teacher's top chunk
+    python benchmarks/finetune_probes.py --variant listwise-kl         # + KL over the teacher's top 8 chunks
+    python benchmarks/finetune_probes.py --variant relabel --strategies sentence,keyphrase,question,ask --per 5
+
+A probe, not the library path (one epoch, quick enough to try many things; the levers that pay off go into
+``finetune()`` and ``finetune_bench.py``): it rebuilds the exact pairs ``finetune()`` makes for the domain and
+seed (same chunker, budget, held-out split and generator), embeds every query and chunk once with the teacher
+(EmbeddingGemma-300M in bf16, its own prompts; cached in ``~/.cache/promptembed-bench/teacher-*.npz``), trains
+all-MiniLM-L6-v2 for one epoch with sentence-transformers' trainer (bf16 on a CPU with AMX, batch 32, lr 2e-5,
+no-duplicates batches) and scores the 503 real zaragoza questions. Each result is appended to
+``benchmarks/finetune_probes.jsonl``. What the less obvious variants do (the two KL losses are small modules on the
+student's cosine similarities at temperature 0.05, MNRL's scale of 20):
+
+- ``one-pair-per-chunk-per-batch``: no two pairs of one chunk in a batch, so an inverse-cloze query never meets,
+  as an in-batch negative, another pair's passage that contains it (a batch sampler built on sentence-transformers'
+  ``DefaultBatchSampler``);
+- ``learned-prompts``: the student gets ``"query: "``/``"passage: "`` prompts, trained and evaluated with them (as
+  ``finetune()`` maps a model's prompts to the columns);
+- ``inbatch-kl``: MNRL + KL(student || teacher) over each query's in-batch passages, the teacher's matrix rebuilt
+  from its cached embeddings (passed as the row's label);
+- ``listwise-kl``: MNRL + KL over [positive, the teacher's 8 highest-scoring other chunks] (no margin filter:
+  soft labels carry false negatives).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+OUT = HERE / "finetune_probes.jsonl"
+GEMMA = Path.home() / ".cache" / "promptembed-models" / "embeddinggemma-300m"
+DOCUMENTS_ONLY = (
+    "mnrl", "symmetric-mnrl", "mnrl-scale30", "frozen-embeddings", "learned-prompts", "one-pair-per-chunk-per-batch",
+)  # fmt: skip
+TEACHER = ("inbatch-kl", "filter", "relabel", "listwise-kl")
+VARIANTS = DOCUMENTS_ONLY + TEACHER
+
+
+def main() -> None:
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+    from datasets import Dataset
+    from finetune_domains import DOMAINS
+    from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
+    from sentence_transformers import SentenceTransformerTrainingArguments as Args
+    from sentence_transformers.base.sampler import BatchSamplers, DefaultBatchSampler
+    from sentence_transformers.sentence_transformer import losses
+    from sentence_transformers.util import cos_sim, pairwise_cos_sim
+
+    from promptembed import _loading
+    from promptembed.finetune import chunk_documents, load_documents
+    from promptembed.finetune._steps import split_chunks
+    from promptembed.finetune.evaluate import evaluate_retrieval
+    from promptembed.finetune.pairs import generate_pairs
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--domain", default="zaragoza", choices=sorted(DOMAINS))
+    ap.add_argument("--variant", default="mnrl", choices=VARIANTS)
+    ap.add_argument("--strategies", default="sentence,keyphrase")
+    ap.add_argument("--per", type=int, default=3, help="pairs per chunk (max_pairs_per_chunk)")
+    ap.add_argument("--teacher-temperature", type=float, default=0.05)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+
+    domain = DOMAINS[a.domain]()
+    if domain.distractor_docs:
+        raise SystemExit("only domains without distractor documents (zaragoza) are supported by this probe")
+    model = SentenceTransformer(str(_loading.default_model_path()), device="cpu")
+    docs = load_documents([domain.docs], progress=False).documents
+    chunks = chunk_documents(docs, tokenizer=model.tokenizer, max_tokens=252, progress=False)  # as finetune()
+    unique: dict[str, object] = {}
+    for c in chunks:
+        unique.setdefault(" ".join(c.text.split()), c)
+    chunks = list(unique.values())
+    train, _ = split_chunks(chunks, 0.1, a.seed)
+    pairs = generate_pairs(
+        train, strategies=a.strategies.split(","), max_per_chunk=a.per, corpus=chunks, seed=a.seed, progress=False
+    ).pairs
+
+    teacher_on = a.variant in TEACHER
+    cache = Path.home() / ".cache" / "promptembed-bench" / f"teacher-{a.domain}.npz"
+    vec: dict[str, np.ndarray] = {}
+    if cache.is_file():
+        z = np.load(cache, allow_pickle=True)
+        vec = dict(zip(z["keys"].tolist(), z["vecs"], strict=True))
+    need_q = sorted({"Q\0" + p.query for p in pairs} - set(vec))
+    need_d = sorted({"D\0" + t for t in [c.text for c in train] + [p.positive for p in pairs]} - set(vec))
+    started = time.time()
+    if teacher_on and (need_q or need_d):
+        teacher = SentenceTransformer(str(GEMMA), device="cpu", model_kwargs={"torch_dtype": torch.bfloat16})
+        for keys, role, bs in ((need_q, "query", 32), (need_d, "document", 16)):
+            if keys:
+                out = teacher.encode([k[2:] for k in keys], prompt=teacher.prompts[role], batch_size=bs,
+                                     normalize_embeddings=True, show_progress_bar=True)  # fmt: skip
+                vec.update({k: np.asarray(v, dtype=np.float32) for k, v in zip(keys, out, strict=True)})
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(cache, keys=np.array(list(vec), dtype=object), vecs=np.stack(list(vec.values())))
+    teacher_s = time.time() - started
+
+    index = {c.id: i for i, c in enumerate(train)}
+    source = np.array([index[p.chunk_id] for p in pairs])
+    kinds = sorted({p.source for p in pairs})
+
+    def agreement(found: np.ndarray) -> dict[str, float]:
+        """Share of pairs whose own chunk ranks first among the training chunks: overall and per strategy."""
+        hits = found == source
+        out = {"all": round(float(hits.mean()), 4)}
+        out.update({k: round(float(hits[[p.source == k for p in pairs]].mean()), 4) for k in kinds})
+        return out
+
+    from promptembed.finetune.evaluate import embed_texts
+
+    student_top = (
+        embed_texts(model, [p.query for p in pairs], "query")
+        @ embed_texts(model, [c.text for c in train], "document").T
+    ).argmax(1)
+    student_agree = agreement(student_top.cpu().numpy())
+    agree: dict[str, float] | None = None  # the same for the teacher (known once it has run)
+    if not (need_q or need_d):
+        chunk_t = np.stack([vec["D\0" + c.text] for c in train])
+        query_t = np.stack([vec["Q\0" + p.query] for p in pairs])
+        scores = query_t @ chunk_t.T
+        top = scores.argmax(1)
+        agree = agreement(top)
+    rows: list[dict[str, object]] = []
+    kept_pairs = []
+    for i, p in enumerate(pairs):
+        if a.variant == "filter" and top[i] != source[i]:
+            continue
+        positive = train[top[i]].text if a.variant == "relabel" and top[i] != source[i] else p.positive
+        row: dict[str, object] = {"anchor": p.query, "positive": positive}
+        if a.variant == "inbatch-kl":
+            row["label"] = np.concatenate([vec["Q\0" + p.query], vec["D\0" + positive]]).tolist()
+        elif a.variant == "listwise-kl":
+            others = [j for j in np.argsort(-scores[i]) if j != source[i]][:8]
+            row.update({f"negative_{k + 1}": train[j].text for k, j in enumerate(others)})
+            row["label"] = [float(query_t[i] @ vec["D\0" + p.positive])] + [float(scores[i, j]) for j in others]
+        rows.append(row)
+        kept_pairs.append(p)
+
+    tt = a.teacher_temperature
+
+    class Distill(torch.nn.Module):
+        """MNRL plus KL(student || teacher) over in-batch passages or over each row's listed candidates."""
+
+        def __init__(self, student: SentenceTransformer) -> None:
+            super().__init__()
+            self.model = student
+
+        def forward(self, features: list[dict[str, torch.Tensor]], labels: torch.Tensor) -> torch.Tensor:
+            emb = [self.model(f)["sentence_embedding"] for f in features]
+            q, p = emb[0], emb[1]
+            sim = cos_sim(q, p) / 0.05
+            loss = F.cross_entropy(sim, torch.arange(len(q), device=q.device))
+            if a.variant == "inbatch-kl":
+                d = labels.shape[1] // 2
+                student, teacher = sim, labels[:, :d].float() @ labels[:, d:].float().T
+            else:
+                student = torch.stack([pairwise_cos_sim(q, x) for x in emb[1:]], 1) / 0.05
+                teacher = labels.float()
+            kl = F.kl_div(F.log_softmax(student, 1), F.log_softmax(teacher / tt, 1), log_target=True,
+                          reduction="batchmean")  # fmt: skip
+            return loss + kl
+
+    class OnePairPerChunk(DefaultBatchSampler):
+        """Shuffled batches in which no chunk (and no text) appears twice; leftovers go to later batches."""
+
+        def __init__(self, dataset: Dataset, *args: object, **kwargs: object) -> None:
+            super().__init__(dataset, *args, **kwargs)
+            self.size = len(dataset)
+
+        def __iter__(self):  # type: ignore[no-untyped-def]
+            g = torch.Generator()
+            g.manual_seed(self.seed + self.epoch)
+            remaining = torch.randperm(self.size, generator=g).tolist()
+            while remaining:
+                batch, seen, rest = [], set(), []
+                for i in remaining:
+                    keys = {("chunk", kept_pairs[i].chunk_id), rows[i]["anchor"], rows[i]["positive"]}
+                    if len(batch) < self.batch_size and seen.isdisjoint(keys):
+                        batch.append(i)
+                        seen |= keys
+                    else:
+                        rest.append(i)
+                if len(batch) < self.batch_size and self.drop_last:
+                    break
+                yield batch
+                remaining = rest
+
+    distill = a.variant in ("inbatch-kl", "listwise-kl")
+    if a.variant == "learned-prompts":
+        model.prompts = {"query": "query: ", "document": "passage: "}
+    if a.variant == "frozen-embeddings":
+        model[0].auto_model.embeddings.requires_grad_(False)
+    if distill:
+        loss: torch.nn.Module = Distill(model)
+    elif a.variant == "symmetric-mnrl":
+        loss = losses.MultipleNegativesSymmetricRankingLoss(model)
+    else:
+        loss = losses.MultipleNegativesRankingLoss(model, scale=30.0 if a.variant == "mnrl-scale30" else 20.0)
+    prompts = {"anchor": "query: ", "positive": "passage: "} if a.variant == "learned-prompts" else None
+    sampler = OnePairPerChunk if a.variant == "one-pair-per-chunk-per-batch" else BatchSamplers.NO_DUPLICATES
+    args = Args(
+        output_dir=str(Path("/tmp") / f"teacher-variant-{a.variant}"), num_train_epochs=1,
+        per_device_train_batch_size=32, learning_rate=2e-5, warmup_steps=0.1, seed=a.seed, data_seed=a.seed,
+        bf16=_loading.cpu_native_bf16() is not None, use_cpu=True, batch_sampler=sampler,
+        prompts=prompts, save_strategy="no", report_to=[], logging_steps=20,
+        dataloader_num_workers=0,
+    )  # fmt: skip
+    started = time.time()
+    SentenceTransformerTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), loss=loss).train()
+    train_s = time.time() - started
+    real = evaluate_retrieval(model, domain.queries, domain.corpus, domain.relevant, name="real")
+    result = {
+        "domain": a.domain, "variant": a.variant, "strategies": a.strategies, "per": a.per, "seed": a.seed,
+        "teacher_temperature": tt if distill else None, "pairs": len(pairs), "rows": len(rows),
+        "teacher_agrees_with_source": agree, "base_agrees_with_source": student_agree, "threads": a.threads,
+        "teacher_s": round(teacher_s),
+        "train_s": round(train_s),
+        "ndcg_at_10": real.ndcg_at_10,
+    }  # fmt: skip
+    print(json.dumps(result), flush=True)
+    with OUT.open("a", encoding="utf-8") as f:
+        f.write(json.dumps(result) + "\n")
+
+
+if __name__ == "__main__":
+    main()
