@@ -204,3 +204,33 @@ def test_bf16_training_on_a_cpu_with_native_bf16(docs: Path, tmp_path: Path, tin
     assert vectors.dtype == np.float32 and np.isfinite(vectors).all()  # saved weights stay float32
     with pytest.raises(ConfigError, match=r"Unknown train_dtype='fp16'"):
         finetune([docs], output=tmp_path / "n", base=tiny_bert_dir, train_dtype="fp16", progress=False)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("loss", ["mnrl", "cached_mnrl"])
+def test_mnrl_trains_at_the_measured_scale(
+    loss: str, tiny_bert_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sentence_transformers
+    from sentence_transformers import SentenceTransformer
+
+    from promptembed.finetune.train import MNRL_SCALE, train_model
+
+    seen: dict[str, object] = {}
+
+    class Stop(Exception):
+        pass
+
+    def capture(*args: object, **kwargs: object) -> None:
+        seen["loss"] = kwargs["loss"]
+        raise Stop
+
+    monkeypatch.setattr(sentence_transformers, "SentenceTransformerTrainer", capture)
+    model = SentenceTransformer(str(tiny_bert_dir), device="cpu")
+    rows = [{"anchor": "a carport permit", "positive": "A carport needs a permit."}] * 2
+    with pytest.raises(Stop):
+        train_model(
+            model, rows, loss=loss, work_dir=tmp_path, epochs=1, batch_size=2, learning_rate=2e-5, seed=0,  # type: ignore[arg-type]
+            matryoshka_dims=None, max_steps=1, save_steps=1, resume=False, progress=False,
+        )  # fmt: skip
+    assert MNRL_SCALE == 30.0  # measured: benchmarks/FINETUNE.md, probes mnrl-scale30 on both domains
+    assert seen["loss"].scale == MNRL_SCALE  # type: ignore[attr-defined]

@@ -11,8 +11,18 @@ from promptembed import _loading
 from promptembed.errors import ConfigError
 from promptembed.prompts import resolve_role_prompt
 
-__all__ = ["detect_matryoshka_dims", "interpolate_weights", "latest_checkpoint", "train_in_bf16", "train_model"]
+__all__ = [
+    "MNRL_SCALE",
+    "detect_matryoshka_dims",
+    "interpolate_weights",
+    "latest_checkpoint",
+    "train_in_bf16",
+    "train_model",
+]
 
+#: The similarity scale (1 / temperature) of (cached) MNRL. sentence-transformers' default is 20; 30 gave more on
+#: every seed of both benchmark domains (benchmarks/FINETUNE.md, ``finetune_probes.py --variant mnrl-scale30``).
+MNRL_SCALE = 30.0
 LossKind = Literal["mnrl", "cached_mnrl", "gist", "cosent", "margin_mse"]
 _DIMS = re.compile(r"matryoshka_dims\W+\[([0-9,\s]+)\]", re.IGNORECASE)
 
@@ -153,7 +163,7 @@ def train_model(
         cls = (
             losses.CachedMultipleNegativesRankingLoss if loss == "cached_mnrl" else losses.MultipleNegativesRankingLoss
         )
-        train_loss = cls(model)
+        train_loss = cls(model, scale=MNRL_SCALE)
     if matryoshka_dims:
         train_loss = losses.MatryoshkaLoss(model, train_loss, matryoshka_dims=matryoshka_dims)
     on_gpu = str(model.device).startswith("cuda")
