@@ -17,7 +17,8 @@ A probe, not the library path (one epoch, quick enough to try many things; the l
 seed (same chunker, budget, held-out split and generator), embeds every query and chunk once with the teacher
 (EmbeddingGemma-300M in bf16, its own prompts; cached in ``~/.cache/promptembed-bench/teacher-*.npz``), trains
 all-MiniLM-L6-v2 for one epoch with sentence-transformers' trainer (bf16 on a CPU with AMX, batch 32, lr 2e-5,
-no-duplicates batches) and scores the 503 real zaragoza questions. Each result is appended to
+no-duplicates batches) and scores the domain's real questions (debian: against the benchmark's corpus, the
+manual's chunks as distractors). Each result is appended to
 ``benchmarks/finetune_probes.jsonl``. What the less obvious variants do (the two KL losses are small modules on the
 student's cosine similarities at temperature 0.05, MNRL's scale of 20):
 
@@ -81,8 +82,17 @@ def main() -> None:
     torch.set_num_threads(a.threads)
 
     domain = DOMAINS[a.domain]()
-    if domain.distractor_docs:
-        raise SystemExit("only domains without distractor documents (zaragoza) are supported by this probe")
+    queries, corpus, relevant = domain.queries, domain.corpus, domain.relevant
+    if domain.distractor_docs:  # debian: the benchmark's own test set, the manual's chunks as distractors
+        import tempfile
+
+        from finetune_bench import _prepare
+
+        from promptembed.finetune.api import load_eval_queries
+
+        with tempfile.TemporaryDirectory(prefix="probe-") as tmp:
+            _, questions, distractors = _prepare(a.domain, Path(tmp))
+            queries, corpus, relevant = load_eval_queries(questions, distractors)
     model = SentenceTransformer(str(_loading.default_model_path()), device="cpu")
     docs = load_documents([domain.docs], progress=False).documents
     chunks = chunk_documents(docs, tokenizer=model.tokenizer, max_tokens=252, progress=False)  # as finetune()
@@ -228,7 +238,7 @@ def main() -> None:
     started = time.time()
     SentenceTransformerTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), loss=loss).train()
     train_s = time.time() - started
-    real = evaluate_retrieval(model, domain.queries, domain.corpus, domain.relevant, name="real")
+    real = evaluate_retrieval(model, queries, corpus, relevant, name="real")
     result = {
         "domain": a.domain, "variant": a.variant, "strategies": a.strategies, "per": a.per, "seed": a.seed,
         "teacher_temperature": tt if distill else None, "pairs": len(pairs), "rows": len(rows),
