@@ -78,6 +78,8 @@ CONFIGS: dict[str, dict[str, object]] = {
         "strategies": ["sentence", "keyphrase", "phrase", "question"],
         "train_dtype": "bfloat16",
     },
+    # the library defaults since 2026-11-26 (bf16 on a CPU with AMX, MNRL scale 30), under their own name
+    "defaults-bf16-scale30": {},
     # the library defaults again, under another name: the 1 MB speed row rerun on a quiet machine with 2 threads
     "default-speed": {},
 }
