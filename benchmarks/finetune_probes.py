@@ -69,6 +69,7 @@ def main() -> None:
     from promptembed.finetune._steps import split_chunks
     from promptembed.finetune.evaluate import evaluate_retrieval
     from promptembed.finetune.pairs import generate_pairs
+    from promptembed.finetune.teacher import Teacher
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--domain", default="zaragoza", choices=sorted(DOMAINS))
@@ -115,11 +116,11 @@ def main() -> None:
     need_d = sorted({"D\0" + t for t in [c.text for c in train] + [p.positive for p in pairs]} - set(vec))
     started = time.time()
     if teacher_on and (need_q or need_d):
-        teacher = SentenceTransformer(str(GEMMA), device="cpu", model_kwargs={"torch_dtype": torch.bfloat16})
+        gemma = SentenceTransformer(str(GEMMA), device="cpu", model_kwargs={"torch_dtype": torch.bfloat16})
+        teacher = Teacher(gemma, "bi-encoder", GEMMA.name)  # finetune()'s teacher: its own prompts, unit-norm
         for keys, role, bs in ((need_q, "query", 32), (need_d, "document", 16)):
             if keys:
-                out = teacher.encode([k[2:] for k in keys], prompt=teacher.prompts[role], batch_size=bs,
-                                     normalize_embeddings=True, show_progress_bar=True)  # fmt: skip
+                out = teacher.embed([k[2:] for k in keys], role, batch_size=bs, progress=True)  # type: ignore[arg-type]
                 vec.update({k: np.asarray(v, dtype=np.float32) for k, v in zip(keys, out, strict=True)})
         cache.parent.mkdir(parents=True, exist_ok=True)
         np.savez(cache, keys=np.array(list(vec), dtype=object), vecs=np.stack(list(vec.values())))

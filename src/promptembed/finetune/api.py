@@ -155,7 +155,8 @@ def finetune(
         warmup_ratio: Share of the steps spent warming up the learning rate.
         loss: ``"auto"`` (MNRL for pairs/triplets, CoSENT for scored pairs, margin-MSE with a teacher), or one
             explicitly: ``"mnrl"``, ``"cached_mnrl"``, ``"gist"`` (GISTEmbed: MNRL that leaves out in-batch
-            negatives a frozen copy of the base model scores above the positive), ``"cosent"``.
+            negatives a frozen copy of the base model scores above the positive), ``"cosent"``. (Cached) MNRL
+            trains at similarity scale 30 (:data:`~promptembed.finetune.train.MNRL_SCALE`).
         hard_negatives: Negatives mined per pair with the base model (0: in-batch negatives only); never the
             pair's own chunk, never within ``negative_margin`` of the positive's score. With a teacher: 1 if 0.
         negative_margin: Relative margin protecting against false negatives.
