@@ -47,6 +47,11 @@ def test_pairs_then_finetune_then_eval(
     assert code == (0 if report["improved"] else 1)
     assert "eval_queries: 2 queries, 2 passages" in printed and "nDCG@10" in printed and f"plot: {out}" in printed
     assert report["verdict"] in printed
+    # the gain's paired-bootstrap interval over the 2 questions: in report.json, the verdict and report.md
+    low, high = report["gain_intervals"]["eval_queries"]
+    ev = report["evaluations"]["eval_queries"]
+    assert low - 1e-9 <= ev["finetuned"]["ndcg_at_10"] - ev["base"]["ndcg_at_10"] <= high + 1e-9
+    assert "95% interval" in report["verdict"] and "95% interval (paired bootstrap" in (out / "report.md").read_text()
 
     assert main(["eval", str(out), "--queries", str(questions)]) == 0
     metrics = json.loads(capsys.readouterr().out)

@@ -20,7 +20,7 @@ from sentence_transformers import SentenceTransformer
 
 from promptembed.finetune import chunk_documents, finetune, generate_pairs, load_documents
 from promptembed.finetune.api import FinetuneWorseWarning
-from promptembed.finetune.evaluate import evaluate_retrieval
+from promptembed.finetune.evaluate import RetrievalMetrics, evaluate_retrieval, gain_interval
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
 import zaragoza
@@ -44,9 +44,18 @@ def test_guard_flags_a_template_trained_model_that_hurts_real_questions(tmp_path
     relevant = {f"q{i}": {f"a{i}"} for i in range(len(records))}
     base = SentenceTransformer(str(minilm_dir), device="cpu")
     tuned = SentenceTransformer(str(out), device="cpu")
-    real_base = evaluate_retrieval(base, queries, corpus, relevant).ndcg_at_10
-    real_tuned = evaluate_retrieval(tuned, queries, corpus, relevant).ndcg_at_10
+    before, after = (
+        evaluate_retrieval(base, queries, corpus, relevant),
+        evaluate_retrieval(tuned, queries, corpus, relevant),
+    )
+    real_base, real_tuned = before.ndcg_at_10, after.ndcg_at_10
     assert real_tuned < real_base - 0.02, (real_base, real_tuned)
+    # Each query's nDCG@10 is kept, in the stock evaluator's tie order, so the mean is the stock metric ...
+    assert len(after.per_query_ndcg_at_10) == 120
+    assert sum(after.per_query_ndcg_at_10) / 120 == pytest.approx(real_tuned, abs=1e-9)
+    # ... and a drop this large on 120 real questions lies outside the bootstrap's noise.
+    interval = gain_interval(before, after)
+    assert interval is not None and interval[0] <= real_tuned - real_base <= interval[1] < 0, interval
 
     # The old estimate (held-out queries from the training templates) would have called it an improvement.
     held_ids = {json.loads(line)["id"] for line in (out / "heldout_chunks.jsonl").read_text().splitlines()}
@@ -60,3 +69,22 @@ def test_guard_flags_a_template_trained_model_that_hurts_real_questions(tmp_path
     old_base = evaluate_retrieval(base, old_q, old_corpus, old_rel).ndcg_at_10
     old_tuned = evaluate_retrieval(tuned, old_q, old_corpus, old_rel).ndcg_at_10
     assert old_tuned > old_base, (old_base, old_tuned)
+
+
+def test_gain_interval_is_a_paired_bootstrap_over_the_queries() -> None:
+    def metrics(scores: list[float]) -> RetrievalMetrics:
+        return RetrievalMetrics(
+            sum(scores) / len(scores), 0.0, 0.0, len(scores), 10, per_query_ndcg_at_10=tuple(scores)
+        )
+
+    flat = metrics([0.5] * 40)
+    # every query gains 0.25: no resample can say otherwise
+    assert gain_interval(flat, metrics([0.75] * 40)) == pytest.approx((0.25, 0.25))
+    # half the queries gain 0.5, half lose 0.5: the mean gain is 0 and the interval spans it, symmetric-ish
+    low, high = gain_interval(flat, metrics([1.0, 0.0] * 20))  # type: ignore[misc]
+    assert -0.3 < low < 0 < high < 0.3
+    # the same seed gives the same interval; nothing to pair gives None
+    assert gain_interval(flat, metrics([1.0, 0.0] * 20)) == (low, high)
+    assert gain_interval(flat, metrics([0.5] * 39)) is None
+    assert gain_interval(RetrievalMetrics(0.5, 0.5, 0.5, 40, 10), flat) is None
+    assert "per_query_ndcg_at_10" not in flat.to_dict()

@@ -29,7 +29,7 @@ from promptembed.finetune._steps import (
 from promptembed.finetune.chunking import Chunk, chunk_documents
 from promptembed.finetune.distributed import is_main_process, share_outcome, world_size
 from promptembed.finetune.documents import load_documents
-from promptembed.finetune.evaluate import RetrievalMetrics, evaluate_retrieval
+from promptembed.finetune.evaluate import RetrievalMetrics, evaluate_retrieval, gain_interval
 from promptembed.finetune.heldout import heldout_queries
 from promptembed.finetune.negatives import margin_rows, mine_chunk_negatives
 from promptembed.finetune.pairs import DEFAULT_STRATEGIES, Pair, generate_pairs
@@ -68,10 +68,19 @@ class FinetuneResult:
         name = _headline(self.evaluations)
         ev = self.evaluations[name]
         delta = ev["finetuned"].ndcg_at_10 - ev["base"].ndcg_at_10
+        interval = gain_interval(ev["base"], ev["finetuned"])
+        noise = interval is not None and interval[0] < 0 < interval[1]
+        spread = ""
+        if interval is not None:
+            n = len(ev["base"].per_query_ndcg_at_10)
+            spread = f"; 95% interval {interval[0]:+.4f} to {interval[1]:+.4f} over {n} queries"
+            spread += ": within the estimate's noise" if noise else ""
         if self.improved:
-            return f"Finetuned model improves nDCG@10 on {name} by {delta:+.4f}."
+            return f"Finetuned model improves nDCG@10 on {name} by {delta:+.4f}{spread}."
+        advice = "keep the base unless real questions (eval_queries=) show a gain" if noise else "keep the base"
         return (
-            f"WARNING: the finetuned model is NOT better than the base on {name} (nDCG@10 {delta:+.4f}); keep the base."
+            f"WARNING: the finetuned model is NOT better than the base on {name} "
+            f"(nDCG@10 {delta:+.4f}{spread}); {advice}."
         )
 
 

@@ -27,13 +27,20 @@ def build_report(
     prompts: dict[str, str],
     peak_rss_mb: float,
 ) -> dict[str, Any]:
-    """The report.json content: verdict, every evaluation, the configuration, stage times and peak memory."""
+    """The report.json content: verdict, every evaluation, the configuration, stage times and peak memory.
+
+    ``gain_intervals`` holds, per evaluation, the 95% paired-bootstrap interval of the nDCG@10 gain (None when the
+    per-query scores are not known).
+    """
+    from promptembed.finetune.evaluate import gain_interval
+
     return {
         "output_name": output_name,
         "base_model": base,
         "verdict": verdict,
         "improved": improved,
         "evaluations": {n: {k: m.to_dict() for k, m in ev.items()} for n, ev in evaluations.items()},
+        "gain_intervals": {n: gain_interval(ev["base"], ev["finetuned"]) for n, ev in evaluations.items()},
         "configuration": {k: (str(v) if isinstance(v, Path) else v) for k, v in config.items()},
         "timings_s": dict(timings),
         "peak_rss_mb": peak_rss_mb,
@@ -91,6 +98,14 @@ def write_reports(folder: Path, report: dict[str, Any]) -> tuple[Path, Path, Pat
             extra = f" {ev['teacher'].get(key, 0.0):.4f} |" if teacher else ""
             lines.append(f"| {label} | {b:.4f} | {t:.4f} | {t - b:+.4f} |{extra}")
         lines.append("")
+        interval = report.get("gain_intervals", {}).get(name)
+        if interval:
+            low, high = interval
+            lines += [
+                f"nDCG@10 change, 95% interval (paired bootstrap over the queries): {low:+.4f} to {high:+.4f}"
+                + (": it spans zero, so the change is within this evaluation's noise." if low < 0 < high else "."),
+                "",
+            ]
     if "heldout_pseudo_queries" in evaluations:
         lines += [
             "Held-out pseudo-queries: one sentence of each held-out chunk (never trained on), cut out of its chunk; "
