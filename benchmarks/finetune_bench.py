@@ -82,6 +82,10 @@ CONFIGS: dict[str, dict[str, object]] = {
     "defaults-bf16-scale30": {},
     # the library defaults again, under another name: the 1 MB speed row rerun on a quiet machine with 2 threads
     "default-speed": {},
+    # configurations a user could pick that may hurt real retrieval: test cases for the held-out guard
+    "lr1e-4": {"learning_rate": 1e-4},
+    "keyphrase-only": {"epochs": 2.0, "strategies": ["keyphrase"]},
+    "phrase-question": {"max_pairs_per_chunk": 5, "strategies": ["phrase", "question"]},
 }
 # (domain, configuration, seed) in the order to run them.
 PLAN: list[tuple[str, str, int]] = [

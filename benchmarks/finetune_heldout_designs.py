@@ -25,15 +25,33 @@ GENERATORS = tuple(DESIGNS)
 OUT = HERE / "finetune_heldout_designs.json"
 
 
+def domain_chunks(domain: str, tokenizer: object) -> list:
+    """The domain's chunks as ``finetune()`` makes them: same chunker, budget 252, deduplicated by normalized text."""
+    from finetune_domains import DOMAINS
+
+    from promptembed.finetune import chunk_documents, load_documents
+
+    docs = load_documents([DOMAINS[domain]().docs], progress=False).documents
+    unique: dict[str, object] = {}
+    for c in chunk_documents(docs, tokenizer=tokenizer, max_tokens=252, progress=False):
+        unique.setdefault(" ".join(c.text.split()), c)
+    return list(unique.values())
+
+
+def kept_heldout(folder: Path, chunks: list) -> tuple[frozenset[str], list]:
+    """A kept run's held-out chunk ids (its ``heldout_chunks.jsonl``) and those chunks."""
+    lines = (folder / "heldout_chunks.jsonl").read_text().splitlines()
+    held_ids = frozenset(json.loads(x)["id"] for x in lines)
+    return held_ids, [c for c in chunks if c.id in held_ids]
+
+
 def main() -> None:
     import torch
     from finetune_bench import KEPT, finished
-    from finetune_domains import DOMAINS
     from scipy.stats import spearmanr
     from sentence_transformers import SentenceTransformer
 
     from promptembed import _loading
-    from promptembed.finetune import chunk_documents, load_documents
     from promptembed.finetune.evaluate import evaluate_retrieval
     from promptembed.finetune.heldout import heldout_queries
 
@@ -51,15 +69,9 @@ def main() -> None:
             continue
         domain = row["domain"]
         if domain not in chunk_cache:
-            docs = load_documents([DOMAINS[domain]().docs], progress=False).documents
-            chunks = chunk_documents(docs, tokenizer=base.tokenizer, max_tokens=252, progress=False)
-            unique = {}
-            for c in chunks:
-                unique.setdefault(" ".join(c.text.split()), c)
-            chunk_cache[domain] = list(unique.values())
+            chunk_cache[domain] = domain_chunks(domain, base.tokenizer)
         chunks = chunk_cache[domain]
-        held_ids = frozenset(json.loads(x)["id"] for x in (folder / "heldout_chunks.jsonl").read_text().splitlines())
-        held = [c for c in chunks if c.id in held_ids]
+        held_ids, held = kept_heldout(folder, chunks)
         tuned = SentenceTransformer(str(folder), device="cpu")
         out: dict[str, dict[str, float]] = {}
         for gen, (generator, per_chunk) in DESIGNS.items():

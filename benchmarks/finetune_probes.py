@@ -78,6 +78,10 @@ def main() -> None:
     ap.add_argument("--per", type=int, default=3, help="pairs per chunk (max_pairs_per_chunk)")
     ap.add_argument("--teacher-temperature", type=float, default=0.05)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--scale", type=float, default=0.0, help="MNRL scale (default: 20, or 30 for mnrl-scale30)")
+    ap.add_argument("--epochs", type=float, default=1.0)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=2e-5)
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -226,12 +230,13 @@ def main() -> None:
     elif a.variant == "symmetric-mnrl":
         loss = losses.MultipleNegativesSymmetricRankingLoss(model)
     else:
-        loss = losses.MultipleNegativesRankingLoss(model, scale=30.0 if a.variant == "mnrl-scale30" else 20.0)
+        scale = a.scale or (30.0 if a.variant == "mnrl-scale30" else 20.0)
+        loss = losses.MultipleNegativesRankingLoss(model, scale=scale)
     prompts = {"anchor": "query: ", "positive": "passage: "} if a.variant == "learned-prompts" else None
     sampler = OnePairPerChunk if a.variant == "one-pair-per-chunk-per-batch" else BatchSamplers.NO_DUPLICATES
     args = Args(
-        output_dir=str(Path("/tmp") / f"teacher-variant-{a.variant}"), num_train_epochs=1,
-        per_device_train_batch_size=32, learning_rate=2e-5, warmup_steps=0.1, seed=a.seed, data_seed=a.seed,
+        output_dir=str(Path("/tmp") / f"teacher-variant-{a.variant}"), num_train_epochs=a.epochs,
+        per_device_train_batch_size=a.batch_size, learning_rate=a.lr, warmup_steps=0.1, seed=a.seed, data_seed=a.seed,
         bf16=_loading.cpu_native_bf16() is not None, use_cpu=True, batch_sampler=sampler,
         prompts=prompts, save_strategy="no", report_to=[], logging_steps=20,
         dataloader_num_workers=0,
@@ -242,7 +247,9 @@ def main() -> None:
     real = evaluate_retrieval(model, queries, corpus, relevant, name="real")
     result = {
         "domain": a.domain, "variant": a.variant, "strategies": a.strategies, "per": a.per, "seed": a.seed,
-        "teacher_temperature": tt if distill else None, "pairs": len(pairs), "rows": len(rows),
+        "teacher_temperature": tt if distill else None, "scale": a.scale or None, "epochs": a.epochs,
+        "batch_size": a.batch_size, "lr": a.lr,
+        "pairs": len(pairs), "rows": len(rows),
         "teacher_agrees_with_source": agree, "base_agrees_with_source": student_agree, "threads": a.threads,
         "teacher_s": round(teacher_s),
         "train_s": round(train_s),
