@@ -88,3 +88,27 @@ def test_gain_interval_is_a_paired_bootstrap_over_the_queries() -> None:
     assert gain_interval(flat, metrics([0.5] * 39)) is None
     assert gain_interval(RetrievalMetrics(0.5, 0.5, 0.5, 40, 10), flat) is None
     assert "per_query_ndcg_at_10" not in flat.to_dict()
+
+
+def test_the_verdict_names_the_interval_and_what_would_settle_a_noisy_drop(tmp_path: Path) -> None:
+    from promptembed.finetune.api import FinetuneResult
+
+    def metrics(scores: list[float]) -> RetrievalMetrics:
+        return RetrievalMetrics(sum(scores) / 40, 0.0, 0.0, 40, 10, per_query_ndcg_at_10=tuple(scores))
+
+    base, noisy_drop, clear_gain = metrics([0.5] * 40), metrics([1.0, 0.0] * 19 + [0.0, 0.0]), metrics([0.75] * 40)
+
+    def verdict(name: str, after: RetrievalMetrics) -> str:
+        improved = after.ndcg_at_10 > base.ndcg_at_10
+        return FinetuneResult(tmp_path, {name: {"base": base, "finetuned": after}}, improved, 10).verdict
+
+    held = verdict("heldout_pseudo_queries", noisy_drop)
+    assert held.startswith("WARNING") and "over 40 queries: within this evaluation's noise" in held
+    assert "keep the base unless real questions (eval_queries= / --eval-queries) show a gain" in held
+    real = verdict("eval_queries", noisy_drop)
+    assert "keep the base unless more real questions show a gain" in real
+    gain = verdict("heldout_pseudo_queries", clear_gain)
+    assert gain == (
+        "Finetuned model improves nDCG@10 on heldout_pseudo_queries by +0.2500; "
+        "95% interval +0.2500 to +0.2500 over 40 queries."
+    )

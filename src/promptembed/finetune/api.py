@@ -74,10 +74,15 @@ class FinetuneResult:
         if interval is not None:
             n = len(ev["base"].per_query_ndcg_at_10)
             spread = f"; 95% interval {interval[0]:+.4f} to {interval[1]:+.4f} over {n} queries"
-            spread += ": within the estimate's noise" if noise else ""
+            spread += ": within this evaluation's noise" if noise else ""
         if self.improved:
             return f"Finetuned model improves nDCG@10 on {name} by {delta:+.4f}{spread}."
-        advice = "keep the base unless real questions (eval_queries=) show a gain" if noise else "keep the base"
+        advice = "keep the base"
+        if noise:  # a small drop on a small set: say what would settle it
+            more = (
+                "more real questions" if name == "eval_queries" else "real questions (eval_queries= / --eval-queries)"
+            )
+            advice += f" unless {more} show a gain"
         return (
             f"WARNING: the finetuned model is NOT better than the base on {name} "
             f"(nDCG@10 {delta:+.4f}{spread}); {advice}."

@@ -7,7 +7,6 @@ each corpus once per model state instead of once per use. Each result keeps its 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -136,8 +135,9 @@ def evaluate_retrieval(
             for qid, hits in zip(self.queries_ids, queries_result_list, strict=True):
                 gold = self.relevant_docs[qid]
                 top = sorted(hits, key=lambda x: (-x["score"], x["corpus_id"]))[:10]
-                dcg = sum(1 / math.log2(i + 2) for i, hit in enumerate(top) if hit["corpus_id"] in gold)
-                self.per_query.append(dcg / sum(1 / math.log2(i + 2) for i in range(min(len(gold), 10))))
+                found = [1 if hit["corpus_id"] in gold else 0 for hit in top]
+                ideal = self.compute_dcg_at_k([1] * len(gold), 10)
+                self.per_query.append(float(self.compute_dcg_at_k(found, 10) / ideal))
             return dict(super().compute_metrics(queries_result_list))
 
     evaluator = PerQuery(
