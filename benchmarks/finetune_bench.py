@@ -82,6 +82,8 @@ CONFIGS: dict[str, dict[str, object]] = {
     "defaults-bf16-scale30": {},
     # the library defaults again, under another name: the 1 MB speed row rerun on a quiet machine with 2 threads
     "default-speed": {},
+    # the library defaults since the next stop: epochs="auto" (two epochs under 1500 training rows, else one)
+    "defaults-auto-epochs": {},
     # configurations a user could pick that may hurt real retrieval: test cases for the held-out guard
     "lr1e-4": {"learning_rate": 1e-4},
     "keyphrase-only": {"epochs": 2.0, "strategies": ["keyphrase"]},
@@ -114,6 +116,9 @@ PLAN: list[tuple[str, str, int]] = [
     ("zaragoza", "default", 2),
     ("debian", "default", 1),
     ("debian", "default", 2),
+    ("zaragoza", "defaults-auto-epochs", 0),
+    ("zaragoza", "defaults-auto-epochs", 1),
+    ("zaragoza", "defaults-auto-epochs", 2),
 ]
 
 

@@ -11,6 +11,7 @@
     python benchmarks/finetune_probes.py --variant relabel             # positive := the teacher's top chunk
     python benchmarks/finetune_probes.py --variant listwise-kl         # + KL over the teacher's top 8 chunks
     python benchmarks/finetune_probes.py --variant relabel --strategies sentence,keyphrase,question,ask --per 5
+    python benchmarks/finetune_probes.py --domain debian --scale 30 --epochs 2 --chunk-fraction 0.5  # half the chunks
 
 A probe, not the library path (one epoch, quick enough to try many things; the levers that pay off go into
 ``finetune()`` and ``finetune_bench.py``): it rebuilds the exact pairs ``finetune()`` makes for the domain and
@@ -83,6 +84,10 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=2e-5)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--chunk-fraction", type=float, default=1.0,
+        help="keep this seeded fraction of the domain's chunks (a smaller corpus of the same domain)",
+    )  # fmt: skip
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
 
@@ -105,6 +110,11 @@ def main() -> None:
     for c in chunks:
         unique.setdefault(" ".join(c.text.split()), c)
     chunks = list(unique.values())
+    if a.chunk_fraction < 1.0:
+        import random
+
+        keep = set(random.Random(1000 + a.seed).sample(range(len(chunks)), round(len(chunks) * a.chunk_fraction)))
+        chunks = [c for i, c in enumerate(chunks) if i in keep]
     train, _ = split_chunks(chunks, 0.1, a.seed)
     pairs = generate_pairs(
         train, strategies=a.strategies.split(","), max_per_chunk=a.per, corpus=chunks, seed=a.seed, progress=False
@@ -251,6 +261,7 @@ def main() -> None:
         "batch_size": a.batch_size, "lr": a.lr,
         "pairs": len(pairs), "rows": len(rows),
         "teacher_agrees_with_source": agree, "base_agrees_with_source": student_agree, "threads": a.threads,
+        "chunk_fraction": a.chunk_fraction if a.chunk_fraction < 1.0 else None, "chunks": len(chunks),
         "teacher_s": round(teacher_s),
         "train_s": round(train_s),
         "ndcg_at_10": real.ndcg_at_10,

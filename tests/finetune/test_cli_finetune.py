@@ -67,15 +67,22 @@ def test_finetune_cli_error_is_one_line(tmp_path: Path, capsys: pytest.CaptureFi
     assert err_lines[-1].startswith("promptembed: error: No readable documents in")
 
 
+def test_finetune_cli_epochs_is_a_number_or_auto(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["finetune", str(tmp_path), "-o", str(tmp_path / "m"), "--epochs", "two"])
+    assert exit_info.value.code == 2
+    assert "--epochs: 'two' is not a number or 'auto'" in capsys.readouterr().err
+
+
 def test_finetune_cli_teacher_and_levers(
     docs: Path, tmp_path: Path, tiny_bert_dir: Path, tiny_gemma_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "student"
     main(["finetune", str(docs), "-o", str(out), "--base", str(tiny_bert_dir), "--teacher", str(tiny_gemma_dir),
           "--max-steps", "1", "--batch-size", "4", "--interpolate", "0.5", "--filter", "both",
-          "--filter-top-k", "5", "--train-dtype", "float32"])  # fmt: skip
+          "--filter-top-k", "5", "--train-dtype", "float32", "--epochs", "3"])  # fmt: skip
     printed = capsys.readouterr().out
     config = json.loads((out / "report.json").read_text())["configuration"]
     assert config["teacher"] == str(tiny_gemma_dir) and config["interpolate"] == 0.5 and config["filter"] == "both"
-    assert config["train_dtype"] == "float32"
+    assert config["train_dtype"] == "float32" and config["epochs"] == 3.0
     assert "teacher" in printed and "time by stage (s): reading_chunking" in printed

@@ -234,3 +234,20 @@ def test_mnrl_trains_at_the_measured_scale(
         )  # fmt: skip
     assert MNRL_SCALE == 30.0  # measured: benchmarks/FINETUNE.md, probes mnrl-scale30 on both domains
     assert seen["loss"].scale == MNRL_SCALE  # type: ignore[attr-defined]
+
+
+def test_auto_epochs_trains_a_small_training_set_twice(docs: Path, tmp_path: Path, tiny_bert_dir: Path) -> None:
+    from promptembed.finetune.train import SMALL_TRAINING_SET, auto_epochs
+
+    assert auto_epochs(SMALL_TRAINING_SET - 1) == 2 and auto_epochs(SMALL_TRAINING_SET) == 1
+    out = tmp_path / "m"
+    finetune([docs], output=out, base=tiny_bert_dir, batch_size=4, heldout_fraction=0.3, progress=False)
+    report = json.loads((out / "report.json").read_text())
+    assert report["configuration"]["epochs"] == "auto"
+    assert report["data"]["train_pairs"] < SMALL_TRAINING_SET and report["training"]["epochs"] == 2
+    assert report["training"]["metrics"]["epoch"] == pytest.approx(2.0)  # what the trainer ran
+    rows = report["data"]["train_pairs"]
+    assert f"| epochs | `auto` (2 for {rows} training rows) |" in (out / "report.md").read_text()
+    for bad in (0, -1.0, "two"):
+        with pytest.raises(ConfigError, match=r"epochs=.* must be a positive number or 'auto'"):
+            finetune([docs], output=tmp_path / "n", base=tiny_bert_dir, epochs=bad, progress=False)  # type: ignore[arg-type]

@@ -99,6 +99,16 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _epochs(value: str) -> float | str:
+    """``--epochs``: a number, or ``auto``."""
+    if value == "auto":
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number or 'auto'") from None
+
+
 def _load_llm(spec: str) -> Any:
     """``module:attribute`` naming a LangChain chat model instance or a callable ``str -> list[str]``."""
     import importlib
@@ -123,7 +133,10 @@ def add_commands(sub: Any) -> None:  # argparse's _SubParsersAction is private
     ft.add_argument("--eval-corpus", default=None, help="JSONL of extra distractor passages (column text)")
     ft.add_argument("--teacher", default=None, help="bi-encoder or CrossEncoder folder/hub id to learn margins from")
     ft.add_argument("--strategies", default=None, help="pair strategies, comma-separated (default: sentence,keyphrase)")
-    ft.add_argument("--epochs", type=float, default=None)
+    ft.add_argument(
+        "--epochs", type=_epochs, default=None,
+        help="training epochs (default auto: 2 when the training set has under 1500 rows, else 1)",
+    )  # fmt: skip
     ft.add_argument("--batch-size", type=int, default=None)
     ft.add_argument("--learning-rate", type=float, default=None)
     ft.add_argument("--lr-scheduler", default=None, help="linear, cosine, constant_with_warmup, ...")

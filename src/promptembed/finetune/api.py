@@ -37,7 +37,13 @@ from promptembed.finetune.report import build_report, write_card, write_reports
 from promptembed.finetune.supervision import load_supervision
 from promptembed.finetune.teacher import load_teacher
 from promptembed.finetune.teacher_eval import evaluate_teacher
-from promptembed.finetune.train import detect_matryoshka_dims, interpolate_weights, train_in_bf16, train_model
+from promptembed.finetune.train import (
+    auto_epochs,
+    detect_matryoshka_dims,
+    interpolate_weights,
+    train_in_bf16,
+    train_model,
+)
 from promptembed.prompts import resolve_role_prompt
 
 __all__ = ["FinetuneResult", "FinetuneWorseWarning", "finetune", "load_eval_queries"]
@@ -115,7 +121,7 @@ def finetune(
     filter: Literal["bm25", "model", "both", "none"] = "bm25",
     filter_top_k: int = 10,
     heldout_fraction: float = 0.1,
-    epochs: float = 1.0,
+    epochs: float | Literal["auto"] = "auto",
     batch_size: int = 32,
     learning_rate: float = 2e-5,
     lr_scheduler: str = "linear",
@@ -162,7 +168,9 @@ def finetune(
             model, round-trip filtering), ``"both"`` or ``"none"``.
         filter_top_k: ... within the top ``filter_top_k`` chunks.
         heldout_fraction: Share of chunks kept out of training for evaluation.
-        epochs: Training epochs.
+        epochs: Training epochs; ``"auto"``: two when the training set is small (under
+            :data:`~promptembed.finetune.train.SMALL_TRAINING_SET` rows, 1500), else one (measured on two domains,
+            ``benchmarks/FINETUNE.md``).
         batch_size: Training batch size (in-batch negatives for MNRL).
         learning_rate: Peak learning rate.
         lr_scheduler: transformers scheduler name (``"linear"``, ``"cosine"``, ``"constant_with_warmup"``...).
@@ -196,6 +204,8 @@ def finetune(
     config["llm"] = None if llm is None else type(llm).__name__
     if not 0.0 <= interpolate <= 1.0:
         raise ConfigError(f"interpolate={interpolate} must be in [0, 1] (1 = the finetuned weights, 0 = the base)")
+    if epochs != "auto" and (isinstance(epochs, str) or not epochs > 0):
+        raise ConfigError(f"epochs={epochs!r} must be a positive number or 'auto' (two for a small training set)")
     if train_dtype not in TRAIN_DTYPES:
         raise ConfigError(f"Unknown train_dtype={train_dtype!r}; use one of {', '.join(map(repr, TRAIN_DTYPES))}")
     if loss not in LOSSES:
@@ -345,9 +355,10 @@ def finetune(
     work_dir.mkdir(exist_ok=True)
     if main:
         (work_dir / "run.json").write_text(json.dumps({"base": source, "rows": len(rows), "seed": seed}))
+    epochs_used = auto_epochs(len(rows)) if epochs == "auto" else epochs
     with stage(timings, "training"):
         train_metrics = train_model(
-            model, rows, loss=chosen_loss, work_dir=work_dir, epochs=epochs, batch_size=batch_size,
+            model, rows, loss=chosen_loss, work_dir=work_dir, epochs=epochs_used, batch_size=batch_size,
             learning_rate=learning_rate, seed=seed, matryoshka_dims=dims, max_steps=max_steps, save_steps=save_steps,
             resume=resume, progress=progress, lr_scheduler=lr_scheduler, warmup_ratio=warmup_ratio,
             train_dtype=train_dtype,
@@ -396,7 +407,7 @@ def finetune(
                 "train_chunks": len(train_chunks), "heldout_chunks": len(held_chunks), "train_pairs": len(rows),
                 "pair_stats": pair_stats,
             },
-            training={"loss": chosen_loss, "matryoshka_dims": dims, "epochs": epochs, "batch_size": batch_size,
+            training={"loss": chosen_loss, "matryoshka_dims": dims, "epochs": epochs_used, "batch_size": batch_size,
                       "learning_rate": learning_rate, "seed": seed, "metrics": train_metrics,
                       "processes": world_size()},
             prompts=prompts,

@@ -117,7 +117,12 @@ def write_reports(folder: Path, report: dict[str, Any]) -> tuple[Path, Path, Pat
     if config.get("teacher"):
         lines += [f"Teacher: `{config['teacher']}` (margin-MSE on its scores; evaluated with its own prompts).", ""]
     lines += ["## Configuration", "", "| setting | value |", "|---|---|"]
-    lines += [f"| {k} | `{v}` |" for k, v in config.items()]
+    trained_epochs = report.get("training", {}).get("epochs")
+    for k, v in config.items():
+        shown = f"`{v}`"
+        if k == "epochs" and v == "auto" and trained_epochs is not None:  # what "auto" chose
+            shown += f" ({trained_epochs:g} for {report['data']['train_pairs']} training rows)"
+        lines.append(f"| {k} | {shown} |")
     lines += ["", "## Time by stage", "", "| stage | wall s | CPU s (all threads) |", "|---|---|---|"]
     timings = report.get("timings_s", {})
     lines += [
