@@ -28,8 +28,7 @@ MNRL_SCALE = 30.0
 #: ``epochs="auto"`` trains two epochs when one epoch has fewer rows than this, else one. Measured with about 1300
 #: rows (benchmarks/FINETUNE.md, three seeds each): two epochs gained +0.0077 nDCG@10 on average on zaragoza (every
 #: seed) and +0.0051 on half of the Debian documents (two seeds, the third a tie); on all of Debian (about 2400 rows)
-#: they did not help. At most 2 * 1500 rows train, about the 1 MB row's 2436, so no corpus trains longer than that
-#: row because of it.
+#: they did not help. At most 2 * 1499 rows train, near the 1 MB row's 2436 (one epoch), which sets the time budget.
 SMALL_TRAINING_SET = 1500
 
 
