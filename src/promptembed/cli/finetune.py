@@ -40,8 +40,10 @@ def _finetune(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         **options,
     )
-    from promptembed.finetune.distributed import is_main_process
+    from promptembed.finetune.distributed import is_main_process, world_size
 
+    if world_size() > 1:
+        _leave_process_group()
     if not is_main_process():  # under torchrun / accelerate launch, rank 0 prints the summary
         return 0 if result.improved else 1
     for name, ev in result.evaluations.items():
@@ -97,6 +99,19 @@ def _eval(args: argparse.Namespace) -> int:
     m = evaluate_retrieval(model, queries, corpus, relevant, name="eval", progress=True)
     print(json.dumps(m.to_dict(), indent=2))
     return 0
+
+
+def _leave_process_group() -> None:
+    """Under a launcher, every rank leaves the process group together before exiting.
+
+    Otherwise a rank whose peer already exited can abort at interpreter exit ("terminate called without an active
+    exception", seen once in the two-process test) although its work is done.
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def _epochs(value: str) -> float | str:
