@@ -82,7 +82,7 @@ CONFIGS: dict[str, dict[str, object]] = {
     "defaults-bf16-scale30": {},
     # the library defaults again, under another name: the 1 MB speed row rerun on a quiet machine with 2 threads
     "default-speed": {},
-    # the library defaults since the next stop: epochs="auto" (two epochs under 1500 training rows, else one)
+    # the library defaults since 2026-11-26 (later): epochs="auto" (two epochs under 1500 training rows, else one)
     "defaults-auto-epochs": {},
     # configurations a user could pick that may hurt real retrieval: test cases for the held-out guard
     "lr1e-4": {"learning_rate": 1e-4},
