@@ -248,6 +248,6 @@ def test_auto_epochs_trains_a_small_training_set_twice(docs: Path, tmp_path: Pat
     assert report["training"]["metrics"]["epoch"] == pytest.approx(2.0)  # what the trainer ran
     rows = report["data"]["train_pairs"]
     assert f"| epochs | `auto` (2 for {rows} training rows) |" in (out / "report.md").read_text()
-    for bad in (0, -1.0, "two"):
-        with pytest.raises(ConfigError, match=r"epochs=.* must be a positive number or 'auto'"):
+    for bad in (0, -1.0, float("inf"), float("nan"), "two"):
+        with pytest.raises(ConfigError, match=r"epochs=.* must be a positive finite number or 'auto'"):
             finetune([docs], output=tmp_path / "n", base=tiny_bert_dir, epochs=bad, progress=False)  # type: ignore[arg-type]

@@ -204,8 +204,8 @@ def finetune(
     config["llm"] = None if llm is None else type(llm).__name__
     if not 0.0 <= interpolate <= 1.0:
         raise ConfigError(f"interpolate={interpolate} must be in [0, 1] (1 = the finetuned weights, 0 = the base)")
-    if epochs != "auto" and (isinstance(epochs, str) or not epochs > 0):
-        raise ConfigError(f"epochs={epochs!r} must be a positive number or 'auto' (two for a small training set)")
+    if epochs != "auto" and (isinstance(epochs, str) or not 0 < epochs < float("inf")):
+        raise ConfigError(f"epochs={epochs!r} must be a positive finite number or 'auto' (two for a small set)")
     if train_dtype not in TRAIN_DTYPES:
         raise ConfigError(f"Unknown train_dtype={train_dtype!r}; use one of {', '.join(map(repr, TRAIN_DTYPES))}")
     if loss not in LOSSES:
