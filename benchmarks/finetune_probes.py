@@ -83,10 +83,29 @@ def main() -> None:
     ap.add_argument("--epochs", type=float, default=1.0)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=2e-5)
+    ap.add_argument("--scheduler", default="linear", help="the trainer's lr_scheduler_type (linear, cosine, ...)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument(
         "--chunk-fraction", type=float, default=1.0,
         help="keep this seeded fraction of the domain's chunks (a smaller corpus of the same domain)",
+    )  # fmt: skip
+    ap.add_argument(
+        "--heldout-fraction", type=float, default=0.1,
+        help="chunks held out of training, as finetune()'s heldout_fraction (0: train on every chunk)",
+    )  # fmt: skip
+    ap.add_argument(
+        "--crop-sentences", default="",
+        help="MIN,MAX: cut each inverse-cloze query longer than MAX words to a seeded contiguous window of MIN to "
+        "MAX words (shorter queries, closer to users' question length)",
+    )  # fmt: skip
+    ap.add_argument(
+        "--ict-keep", type=float, default=0.0,
+        help="share of inverse-cloze pairs whose positive is the whole chunk, the query sentence left in (ORQA: 0.1)",
+    )  # fmt: skip
+    ap.add_argument(
+        "--eval-each-epoch", action="store_true",
+        help="score the real questions and finetune()'s held-out pseudo-queries after every epoch (does choosing "
+        "the epoch on the held-out estimate pick the best one for the real questions?)",
     )  # fmt: skip
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -115,10 +134,31 @@ def main() -> None:
 
         keep = set(random.Random(1000 + a.seed).sample(range(len(chunks)), round(len(chunks) * a.chunk_fraction)))
         chunks = [c for i, c in enumerate(chunks) if i in keep]
-    train, _ = split_chunks(chunks, 0.1, a.seed)
+    train, held = split_chunks(chunks, a.heldout_fraction, a.seed)
     pairs = generate_pairs(
         train, strategies=a.strategies.split(","), max_per_chunk=a.per, corpus=chunks, seed=a.seed, progress=False
     ).pairs
+    if a.ict_keep:
+        import dataclasses
+        import random
+
+        keep_rng = random.Random(3000 + a.seed)
+        text_of = {c.id: c.text for c in train}
+        for i, p in enumerate(pairs):
+            if p.source == "sentence" and keep_rng.random() < a.ict_keep:
+                pairs[i] = dataclasses.replace(p, positive=text_of[p.chunk_id])
+    if a.crop_sentences:
+        import dataclasses
+        import random
+
+        lo, hi = (int(x) for x in a.crop_sentences.split(","))
+        crop_rng = random.Random(2000 + a.seed)
+        for i, p in enumerate(pairs):
+            words = p.query.split()
+            if p.source == "sentence" and len(words) > hi:
+                n = crop_rng.randint(lo, hi)
+                start = crop_rng.randrange(len(words) - n + 1)
+                pairs[i] = dataclasses.replace(p, query=" ".join(words[start : start + n]))
 
     teacher_on = a.variant in TEACHER
     cache = Path.home() / ".cache" / "promptembed-bench" / f"teacher-{a.domain}.npz"
@@ -246,25 +286,70 @@ def main() -> None:
     sampler = OnePairPerChunk if a.variant == "one-pair-per-chunk-per-batch" else BatchSamplers.NO_DUPLICATES
     args = Args(
         output_dir=str(Path("/tmp") / f"teacher-variant-{a.variant}"), num_train_epochs=a.epochs,
-        per_device_train_batch_size=a.batch_size, learning_rate=a.lr, warmup_steps=0.1, seed=a.seed, data_seed=a.seed,
+        per_device_train_batch_size=a.batch_size, learning_rate=a.lr, lr_scheduler_type=a.scheduler,
+        warmup_steps=0.1, seed=a.seed, data_seed=a.seed,
         bf16=_loading.cpu_native_bf16() is not None, use_cpu=True, batch_sampler=sampler,
         prompts=prompts, save_strategy="no", report_to=[], logging_steps=20,
         dataloader_num_workers=0,
     )  # fmt: skip
+    # The real questions split by whether their gold passage was held out of training (its text is a held-out chunk).
+    held_texts = {" ".join(c.text.split()) for c in held}
+    on_held = {q for q, ids in relevant.items() if any(" ".join(corpus[i].split()) in held_texts for i in ids)}
+
+    def by_gold_split() -> dict[str, float | None]:
+        if not on_held:
+            return {}
+        out: dict[str, float | None] = {}
+        for key, group in (("gold_held_out", on_held), ("gold_trained", set(queries) - on_held)):
+            sub = {q: queries[q] for q in group}
+            out[key] = evaluate_retrieval(model, sub, corpus, {q: relevant[q] for q in group}, name=key).ndcg_at_10
+        return out
+
+    base_split = by_gold_split()
+    callbacks = []
+    per_epoch: list[dict[str, float]] = []
+    if a.eval_each_epoch:
+        from transformers import TrainerCallback
+
+        from promptembed.finetune.heldout import heldout_queries
+
+        hq, hc, hr = heldout_queries(held, chunks, seed=a.seed + 1)  # finetune()'s held-out estimate
+
+        def scores(epoch: float) -> dict[str, float]:
+            return {
+                "epoch": round(epoch, 2),
+                "real": evaluate_retrieval(model, queries, corpus, relevant, name="real").ndcg_at_10,
+                "heldout": evaluate_retrieval(model, hq, hc, hr, name="heldout").ndcg_at_10,
+            }
+
+        per_epoch.append(scores(0.0))
+
+        class EachEpoch(TrainerCallback):  # type: ignore[misc]
+            def on_epoch_end(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
+                per_epoch.append(scores(state.epoch or 0.0))
+                print(json.dumps(per_epoch[-1]), flush=True)
+
+        callbacks.append(EachEpoch())
     started = time.time()
-    SentenceTransformerTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), loss=loss).train()
+    SentenceTransformerTrainer(
+        model=model, args=args, train_dataset=Dataset.from_list(rows), loss=loss, callbacks=callbacks
+    ).train()
     train_s = time.time() - started
     real = evaluate_retrieval(model, queries, corpus, relevant, name="real")
+    split = {f"{k}_base": v for k, v in base_split.items()} | by_gold_split()
     result = {
         "domain": a.domain, "variant": a.variant, "strategies": a.strategies, "per": a.per, "seed": a.seed,
         "teacher_temperature": tt if distill else None, "scale": a.scale or None, "epochs": a.epochs,
-        "batch_size": a.batch_size, "lr": a.lr,
+        "batch_size": a.batch_size, "lr": a.lr, "scheduler": a.scheduler,
         "pairs": len(pairs), "rows": len(rows),
         "teacher_agrees_with_source": agree, "base_agrees_with_source": student_agree, "threads": a.threads,
         "chunk_fraction": a.chunk_fraction if a.chunk_fraction < 1.0 else None, "chunks": len(chunks),
         "teacher_s": round(teacher_s),
         "train_s": round(train_s),
         "ndcg_at_10": real.ndcg_at_10,
+        "crop_sentences": a.crop_sentences or None, "ict_keep": a.ict_keep or None,
+        "heldout_fraction": a.heldout_fraction,
+        "questions_gold_held_out": len(on_held), **split, "per_epoch": per_epoch or None,
     }  # fmt: skip
     print(json.dumps(result), flush=True)
     with OUT.open("a", encoding="utf-8") as f:
