@@ -12,6 +12,13 @@
     python benchmarks/finetune_probes.py --variant listwise-kl         # + KL over the teacher's top 8 chunks
     python benchmarks/finetune_probes.py --variant relabel --strategies sentence,keyphrase,question,ask --per 5
     python benchmarks/finetune_probes.py --domain debian --scale 30 --epochs 2 --chunk-fraction 0.5  # half the chunks
+    python benchmarks/finetune_probes.py --scale 30 --epochs 2 --heldout-fraction 0      # train on every chunk
+    python benchmarks/finetune_probes.py --scale 30 --epochs 2 --ict-keep 0.1            # ORQA: keep the sentence in
+    python benchmarks/finetune_probes.py --scale 30 --epochs 2 --crop-sentences 5,10     # shorter inverse-cloze queries
+    python benchmarks/finetune_probes.py --scale 30 --epochs 4 --eval-each-epoch         # checkpoint choice
+
+With a held-out split, each result also scores the real questions by where their gold passage went (held out or
+trained on), before and after.
 
 A probe, not the library path (one epoch, quick enough to try many things; the levers that pay off go into
 ``finetune()`` and ``finetune_bench.py``): it rebuilds the exact pairs ``finetune()`` makes for the domain and
