@@ -44,7 +44,9 @@ student's cosine similarities at temperature 0.05, MNRL's scale of 20):
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import random
 import sys
 import time
 from pathlib import Path
@@ -137,8 +139,6 @@ def main() -> None:
         unique.setdefault(" ".join(c.text.split()), c)
     chunks = list(unique.values())
     if a.chunk_fraction < 1.0:
-        import random
-
         keep = set(random.Random(1000 + a.seed).sample(range(len(chunks)), round(len(chunks) * a.chunk_fraction)))
         chunks = [c for i, c in enumerate(chunks) if i in keep]
     train, held = split_chunks(chunks, a.heldout_fraction, a.seed)
@@ -146,18 +146,12 @@ def main() -> None:
         train, strategies=a.strategies.split(","), max_per_chunk=a.per, corpus=chunks, seed=a.seed, progress=False
     ).pairs
     if a.ict_keep:
-        import dataclasses
-        import random
-
         keep_rng = random.Random(3000 + a.seed)
         text_of = {c.id: c.text for c in train}
         for i, p in enumerate(pairs):
             if p.source == "sentence" and keep_rng.random() < a.ict_keep:
                 pairs[i] = dataclasses.replace(p, positive=text_of[p.chunk_id])
     if a.crop_sentences:
-        import dataclasses
-        import random
-
         lo, hi = (int(x) for x in a.crop_sentences.split(","))
         crop_rng = random.Random(2000 + a.seed)
         for i, p in enumerate(pairs):
