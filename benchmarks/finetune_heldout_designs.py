@@ -85,7 +85,7 @@ def main() -> None:
     base_scores: dict[tuple[str, frozenset[str], str], float] = {}
     for key, row in sorted(rows.items()):
         folder = KEPT / key.replace("/", "_")
-        if not folder.is_dir() or "teacher" in str(row["kwargs"].get("teacher") or ""):
+        if not folder.is_dir():  # teacher runs are scored too: their `teacher` is a model path
             continue
         has_llm = Path(str(LLM_QUERIES).format(domain=row["domain"])).is_file()
         wanted = [g for g in GENERATORS if g != "llm" or has_llm]
