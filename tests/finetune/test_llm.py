@@ -1,8 +1,17 @@
 from __future__ import annotations
 
-from langchain_core.language_models.fake_chat_models import FakeListChatModel
+import threading
+from collections import Counter
+from typing import Any
 
-from promptembed.finetune import Chunk, generate_pairs, llm_queries, parse_llm_output
+import pytest
+from langchain_core.language_models import BaseChatModel
+from langchain_core.language_models.fake_chat_models import FakeListChatModel
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
+from pydantic import Field
+
+from promptembed.finetune import Chunk, generate_pairs, llm_queries, llm_queries_batch, parse_llm_output
 
 
 def test_parse_messy_outputs() -> None:
@@ -60,3 +69,101 @@ def test_callable_returning_a_list_and_n_cap() -> None:
 
     assert llm_queries("the passage", listing, n=3) == ["a", "b", "c"]
     assert len(calls) == 1 and "the passage" in calls[0] and "3" in calls[0]
+
+
+class _EchoChat(BaseChatModel):
+    """A chat model that answers with the passage's first two words as the query, and can be told to fail or to
+    answer nothing usable for some passages before it answers well. It records calls in flight at once."""
+
+    fail_first: set[str] = Field(default_factory=set)
+    blank_first: set[str] = Field(default_factory=set)
+    barrier: Any = None
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._lock = threading.Lock()
+        self._calls: Counter[str] = Counter()
+        self._in_flight = 0
+        self._most_in_flight = 0
+
+    @property
+    def _llm_type(self) -> str:
+        return "echo-test"
+
+    def _generate(
+        self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kw: Any
+    ) -> ChatResult:
+        passage = str(messages[-1].content).split("Passage:\n", 1)[1]
+        key = " ".join(passage.split()[:2])
+        with self._lock:
+            self._calls[key] += 1
+            first = self._calls[key] == 1
+            self._in_flight += 1
+            self._most_in_flight = max(self._most_in_flight, self._in_flight)
+        try:
+            if self.barrier is not None:
+                self.barrier.wait()
+            if first and key in self.fail_first:
+                raise RuntimeError(f"rate limited on {key}")
+            text = "Sure! Here you go:" if first and key in self.blank_first else f"1. {key.lower()}"
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(content=text))])
+
+
+PASSAGES = [f"Topic{i} words here. More text about topic {i}." for i in range(8)]
+
+
+def test_batch_of_a_chat_model_runs_calls_at_once_in_input_order() -> None:
+    llm = _EchoChat(barrier=threading.Barrier(4, timeout=20))  # passes only if 4 calls are in flight together
+    out = llm_queries_batch(PASSAGES, llm, concurrency=4)
+    assert out == [[f"topic{i} words"] for i in range(8)]
+    assert llm._most_in_flight == 4  # and never more than max_concurrency
+    assert set(llm._calls.values()) == {1}
+
+
+def test_batch_retries_each_passage_within_its_bound(caplog: pytest.LogCaptureFixture) -> None:
+    llm = _EchoChat(fail_first={"Topic1 words"}, blank_first={"Topic2 words"})
+    assert llm_queries_batch(PASSAGES[:4], llm, concurrency=3, max_retries=1) == [[f"topic{i} words"] for i in range(4)]
+    assert llm._calls == Counter({"Topic0 words": 1, "Topic1 words": 2, "Topic2 words": 2, "Topic3 words": 1})
+    assert "rate limited on Topic1 words" in caplog.text
+
+    class Down(_EchoChat):
+        def _generate(self, *args: Any, **kwargs: Any) -> ChatResult:
+            raise RuntimeError("service unavailable")
+
+    caplog.clear()
+    assert llm_queries_batch(PASSAGES[:2], Down(), concurrency=2, max_retries=2) == [[], []]
+    assert caplog.text.count("service unavailable") == 6  # 1 + 2 retries per passage, then it gives up
+    assert "no usable queries for 2 of 2 passages (after 3 attempts each)" in caplog.text
+
+
+def test_batch_of_a_callable_uses_threads_and_gives_the_same_pairs() -> None:
+    barrier = threading.Barrier(3, timeout=20)
+    threads: set[str] = set()
+    calls = Counter[str]()
+    lock = threading.Lock()
+
+    def echo(prompt: str) -> str:
+        with lock:
+            threads.add(threading.current_thread().name)
+            calls["all"] += 1
+            first_three = calls["all"] <= 3
+        if first_three:
+            barrier.wait()  # the first three calls meet here, so they ran at the same time
+        return "1. " + " ".join(prompt.split("Passage:\n", 1)[1].split()[:2]).lower()
+
+    chunks = [Chunk(f"c{i}", f"d{i}", (), text, None) for i, text in enumerate(PASSAGES)]
+    at_once = generate_pairs(chunks, strategies=["sentence", "llm"], llm=echo, llm_concurrency=3, progress=False)
+    assert len(threads) >= 3 and all(t.startswith("promptembed-llm") for t in threads)
+    one_by_one = generate_pairs(chunks, strategies=["sentence", "llm"], llm=echo, llm_concurrency=1, progress=False)
+    assert at_once.pairs == one_by_one.pairs
+    assert [p.query for p in at_once.pairs if p.source == "llm"] == [f"topic{i} words" for i in range(8)]
+    with pytest.raises(ValueError, match=r"llm_concurrency=0 must be at least 1"):
+        generate_pairs(chunks, strategies=["llm"], llm=echo, llm_concurrency=0, progress=False)
+
+
+def test_chat_message_content_blocks_are_read_as_text() -> None:
+    blocks = [{"type": "reasoning", "reasoning": "think"}, {"type": "text", "text": "1. carport permit\n2. roof"}]
+    assert llm_queries("a passage", lambda p: AIMessage(content=blocks)) == ["carport permit", "roof"]

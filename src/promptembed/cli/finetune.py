@@ -22,7 +22,7 @@ def _finetune(args: argparse.Namespace) -> int:
             ("filter", args.filter), ("filter_top_k", args.filter_top_k), ("interpolate", args.interpolate),
             ("max_pairs_per_chunk", args.max_pairs_per_chunk), ("max_train_pairs", args.max_train_pairs),
             ("max_steps", args.max_steps), ("teacher", args.teacher), ("eval_corpus", args.eval_corpus),
-            ("train_dtype", args.train_dtype),
+            ("train_dtype", args.train_dtype), ("llm_concurrency", args.llm_concurrency),
         )
         if value is not None
     }  # fmt: skip
@@ -145,6 +145,10 @@ def add_commands(sub: Any) -> None:  # argparse's _SubParsersAction is private
     ft.add_argument("--eval-queries", default=None, help="CSV/JSONL of real questions: columns query,positive")
     ft.add_argument("--pairs-file", default=None, help="your own pairs/triplets/scored pairs (CSV or JSONL)")
     ft.add_argument("--llm", default=None, help="module:attribute of a LangChain chat model or callable")
+    ft.add_argument(
+        "--llm-concurrency", type=int, default=None,
+        help="LLM calls in flight at once (default 8; 1 for a callable that is not thread-safe)",
+    )  # fmt: skip
     ft.add_argument("--eval-corpus", default=None, help="JSONL of extra distractor passages (column text)")
     ft.add_argument("--teacher", default=None, help="bi-encoder or CrossEncoder folder/hub id to learn margins from")
     ft.add_argument("--strategies", default=None, help="pair strategies, comma-separated (default: sentence,keyphrase)")

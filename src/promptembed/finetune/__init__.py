@@ -30,7 +30,7 @@ from promptembed.finetune.api import FinetuneResult, finetune  # noqa: E402
 from promptembed.finetune.chunking import Chunk, chunk_documents  # noqa: E402
 from promptembed.finetune.documents import Document, LoadResult, SkippedFile, load_documents  # noqa: E402
 from promptembed.finetune.evaluate import RetrievalMetrics, evaluate_retrieval  # noqa: E402
-from promptembed.finetune.llm import llm_queries, parse_llm_output  # noqa: E402
+from promptembed.finetune.llm import llm_queries, llm_queries_batch, parse_llm_output  # noqa: E402
 from promptembed.finetune.pairs import Pair, PairsResult, generate_pairs, load_pairs_jsonl, save_pairs_jsonl  # noqa: E402
 from promptembed.finetune.supervision import Supervision, load_supervision  # noqa: E402
 
@@ -49,6 +49,7 @@ __all__ = [
     "finetune",
     "generate_pairs",
     "llm_queries",
+    "llm_queries_batch",
     "load_documents",
     "load_pairs_jsonl",
     "load_supervision",

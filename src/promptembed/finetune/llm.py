@@ -1,13 +1,26 @@
-"""Optional LLM-written queries: any LangChain chat model or any callable ``str -> list[str] | str``."""
+"""Optional LLM-written queries: any LangChain chat model or any callable ``str -> list[str] | str``.
+
+:func:`llm_queries_batch` asks for many passages at once: a LangChain model (any ``Runnable``) through its own
+``batch_as_completed`` with ``max_concurrency``, so its rate limiter, callbacks and tracing apply as with
+``.batch``; a plain callable from a thread pool of the same size. An LLM behind an HTTP API spends most of a call
+waiting, so a thousand chunks take minutes instead of the better part of an hour.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 import re
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any
 
-__all__ = ["PROMPT", "llm_queries", "parse_llm_output"]
+from tqdm.auto import tqdm
+
+__all__ = ["DEFAULT_CONCURRENCY", "PROMPT", "llm_queries", "llm_queries_batch", "parse_llm_output"]
+
+#: Calls in flight at once in :func:`llm_queries_batch` (LangChain's ``max_concurrency``).
+DEFAULT_CONCURRENCY = 8
 
 logger = logging.getLogger("promptembed")
 
@@ -81,13 +94,106 @@ def llm_queries(chunk_text: str, llm: Any, *, n: int = 3, max_retries: int = 2) 
         try:
             if hasattr(llm, "invoke"):
                 answer: Any = llm.invoke(prompt)
-                answer = getattr(answer, "content", answer)
             else:
                 answer = llm(prompt)
-            queries = _clean([str(q) for q in answer]) if isinstance(answer, list) else parse_llm_output(str(answer))
+            queries = _queries(answer)
         except Exception as exc:  # an LLM failure costs this chunk its LLM queries, not the run
-            logger.warning("LLM call failed (attempt %d of %d): %s", attempt + 1, 1 + max_retries, exc)
+            _log_failure(attempt, max_retries, exc)
             continue
         if queries:
             return queries[:n]
     return []
+
+
+def llm_queries_batch(
+    texts: Sequence[str],
+    llm: Any,
+    *,
+    n: int = 3,
+    max_retries: int = 2,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    progress: bool = False,
+) -> list[list[str]]:
+    """:func:`llm_queries` for many passages, ``concurrency`` calls at a time; results in input order.
+
+    Each passage gets the same bounded retries as :func:`llm_queries` (at most ``1 + max_retries`` calls, never
+    raises); a passage whose calls all fail or answer nothing usable gets ``[]``, and a warning counts them.
+
+    Args:
+        texts: The passages.
+        llm: A LangChain chat model (any ``Runnable``: its ``batch_as_completed`` runs the calls, at most
+            ``concurrency`` at once) or a callable taking the prompt and returning a list of strings or a string
+            (called from ``concurrency`` threads; pass ``concurrency=1`` for one that is not thread-safe, such as a
+            local model).
+        n: Queries wanted per passage.
+        max_retries: Extra attempts per passage after an error or an unusable answer.
+        concurrency: Calls in flight at once (1: one after another).
+        progress: Show a progress bar.
+
+    Raises:
+        ValueError: ``concurrency`` below 1.
+    """
+    if concurrency < 1:
+        raise ValueError(f"concurrency={concurrency} must be at least 1 (1: one call at a time)")
+    out: list[list[str]] = [[] for _ in texts]
+    bar = tqdm(total=len(texts), desc="LLM queries", unit="chunk", disable=not progress)
+    if hasattr(llm, "batch_as_completed") and hasattr(llm, "invoke"):
+        prompts = [PROMPT.format(n=n, passage=t) for t in texts]
+        pending = list(range(len(texts)))
+        for attempt in range(1 + max_retries):
+            if not pending:
+                break
+            retry: list[int] = []
+            answers = llm.batch_as_completed(
+                [prompts[i] for i in pending], config={"max_concurrency": concurrency}, return_exceptions=True
+            )
+            for j, answer in answers:
+                i = pending[j]
+                try:
+                    if isinstance(answer, Exception):
+                        raise answer
+                    out[i] = _queries(answer)[:n]
+                except Exception as exc:  # as in llm_queries: costs this passage its queries, not the run
+                    _log_failure(attempt, max_retries, exc)
+                if out[i] or attempt == max_retries:
+                    bar.update()
+                else:
+                    retry.append(i)
+            pending = sorted(retry)
+    elif concurrency == 1:
+        for i, text in enumerate(texts):
+            out[i] = llm_queries(text, llm, n=n, max_retries=max_retries)
+            bar.update()
+    else:
+        with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="promptembed-llm") as pool:
+            futures = {pool.submit(llm_queries, t, llm, n=n, max_retries=max_retries): i for i, t in enumerate(texts)}
+            for future in as_completed(futures):
+                out[futures[future]] = future.result()
+                bar.update()
+    bar.close()
+    empty = sum(not q for q in out)
+    if empty:
+        logger.warning(
+            "The LLM gave no usable queries for %d of %d passages (after %d attempts each); they keep their other "
+            "pairs",
+            empty, len(texts), 1 + max_retries,
+        )  # fmt: skip
+    return out
+
+
+def _log_failure(attempt: int, max_retries: int, exc: Exception) -> None:
+    logger.warning("LLM call failed (attempt %d of %d): %s: %s", attempt + 1, 1 + max_retries, type(exc).__name__, exc)
+
+
+def _queries(answer: Any) -> list[str]:
+    """Queries from an LLM's answer: a chat message (its ``content``), a list of strings, or text to parse."""
+    if hasattr(answer, "content"):
+        content = answer.content
+        if isinstance(content, list):  # content blocks (Anthropic's, reasoning models'): their text parts
+            content = "\n".join(
+                b if isinstance(b, str) else str(b.get("text", ""))
+                for b in content
+                if isinstance(b, str) or (isinstance(b, dict) and b.get("type") == "text")
+            )
+        return parse_llm_output(str(content))
+    return _clean([str(q) for q in answer]) if isinstance(answer, list) else parse_llm_output(str(answer))

@@ -276,6 +276,7 @@ def generate_pairs(
     corpus: Sequence[Chunk] | None = None,
     embedder: TextEncoder | None = None,
     llm: Any = None,
+    llm_concurrency: int = 8,
     seed: int = 0,
     progress: bool = True,
 ) -> PairsResult:
@@ -291,6 +292,8 @@ def generate_pairs(
         corpus: Chunks searched by the filter (default: ``chunks``); must contain ``chunks``.
         embedder: Base model for ``filter="model"``.
         llm: LangChain chat model or callable for the ``"llm"`` strategy.
+        llm_concurrency: LLM calls in flight at once (:func:`~promptembed.finetune.llm.llm_queries_batch`; 1 for
+            a callable that is not thread-safe). The pairs are the same whatever the concurrency.
         seed: Random seed; the same inputs and seed give the same pairs.
         progress: Show a progress bar.
 
@@ -306,6 +309,8 @@ def generate_pairs(
         raise ValueError(f"Unknown pair strategies {unknown or strategies!r}; choose from {list(STRATEGIES)}")
     if "llm" in strategies and llm is None:
         raise ValueError("The 'llm' strategy needs llm= (a LangChain chat model or a callable str -> list[str])")
+    if llm_concurrency < 1:
+        raise ValueError(f"llm_concurrency={llm_concurrency} must be at least 1 (1: one LLM call at a time)")
     if filter not in ("bm25", "model", "both", "none"):
         raise ValueError(f"Unknown filter {filter!r}; use 'bm25', 'model', 'both' or 'none'")
     if filter in ("model", "both") and embedder is None:
@@ -324,13 +329,16 @@ def generate_pairs(
     df = Counter(w for c in corpus for w in set(_words(c.text)))
     idf = {w: math.log((1 + n_docs) / (1 + n)) + 1.0 for w, n in df.items()}
     rng = random.Random(seed)
-    candidates: list[Pair] = []
-    for chunk in tqdm(chunks, desc="generating pairs", unit="chunk", disable=not progress):
-        found = _candidates(chunk, strategies, idf, rng)
-        if "llm" in strategies:
-            from promptembed.finetune.llm import llm_queries
+    written: list[list[str]] = []
+    if "llm" in strategies:
+        from promptembed.finetune.llm import llm_queries_batch
 
-            found.extend(Pair(q, chunk.text, chunk.id, "llm") for q in llm_queries(chunk.text, llm))
+        written = llm_queries_batch([c.text for c in chunks], llm, concurrency=llm_concurrency, progress=progress)
+    candidates: list[Pair] = []
+    for i, chunk in enumerate(tqdm(chunks, desc="generating pairs", unit="chunk", disable=not progress)):
+        found = _candidates(chunk, strategies, idf, rng)
+        if written:
+            found.extend(Pair(q, chunk.text, chunk.id, "llm") for q in written[i])
         candidates.extend(found)
     stats = {s: {"generated": 0, "filtered": 0, "duplicates": 0, "capped": 0, "kept": 0} for s in strategies}
     for pair in candidates:
