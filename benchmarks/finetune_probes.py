@@ -16,6 +16,8 @@
     python benchmarks/finetune_probes.py --scale 30 --epochs 2 --ict-keep 0.1            # ORQA: keep the sentence in
     python benchmarks/finetune_probes.py --scale 30 --epochs 2 --crop-sentences 5,10     # shorter inverse-cloze queries
     python benchmarks/finetune_probes.py --scale 30 --epochs 4 --eval-each-epoch         # checkpoint choice
+    python benchmarks/finetune_probes.py --scale 30 --epochs 2 --tsdae-epochs 1          # TSDAE first (GPL's stage 1)
+    python benchmarks/finetune_probes.py --variant embed-distill-mnrl --scale 30 --epochs 2  # + the teacher's vectors
 
 With a held-out split, each result also scores the real questions by where their gold passage went (held out or
 trained on), before and after.
@@ -38,7 +40,13 @@ student's cosine similarities at temperature 0.05, MNRL's scale of 20):
 - ``inbatch-kl``: MNRL + KL(student || teacher) over each query's in-batch passages, the teacher's matrix rebuilt
   from its cached embeddings (passed as the row's label);
 - ``listwise-kl``: MNRL + KL over [positive, the teacher's 8 highest-scoring other chunks] (no margin filter:
-  soft labels carry false negatives).
+  soft labels carry false negatives);
+- ``embed-distill``: embedding distillation (EmbedDistill; sentence-transformers' ``EmbedDistillLoss``, cosine
+  distance): a linear layer maps the student into the teacher's 768 dimensions and stays in the model, starting as
+  the ridge-regression fit of the base student's vectors of the pairs' texts to the teacher's; the student learns
+  to give the teacher's query vector for each pseudo-query and its document vector for each positive;
+- ``embed-distill-mnrl``: the same and MNRL on the pairs, as two datasets of the trainer (each epoch goes through
+  both, so twice the steps of ``mnrl``); ``--distill-weight`` scales the distillation loss.
 """
 
 from __future__ import annotations
@@ -58,7 +66,7 @@ GEMMA = Path.home() / ".cache" / "promptembed-models" / "embeddinggemma-300m"
 DOCUMENTS_ONLY = (
     "mnrl", "symmetric-mnrl", "mnrl-scale30", "frozen-embeddings", "learned-prompts", "one-pair-per-chunk-per-batch",
 )  # fmt: skip
-TEACHER = ("inbatch-kl", "filter", "relabel", "listwise-kl")
+TEACHER = ("inbatch-kl", "filter", "relabel", "listwise-kl", "embed-distill", "embed-distill-mnrl")
 VARIANTS = DOCUMENTS_ONLY + TEACHER
 
 
@@ -115,6 +123,16 @@ def main() -> None:
         "--eval-each-epoch", action="store_true",
         help="score the real questions and finetune()'s held-out pseudo-queries after every epoch (does choosing "
         "the epoch on the held-out estimate pick the best one for the real questions?)",
+    )  # fmt: skip
+    ap.add_argument(
+        "--tsdae-epochs", type=float, default=0.0,
+        help="first adapt the model to the domain without labels: TSDAE (Wang et al. 2021, GPL's first stage) on "
+        "the training chunks' sentences for this many epochs, then train on the pairs",
+    )  # fmt: skip
+    ap.add_argument("--tsdae-lr", type=float, default=3e-5)
+    ap.add_argument(
+        "--distill-weight", type=float, default=1.0,
+        help="embed-distill variants: weight of the cosine distance to the teacher's embedding (MNRL's is 1)",
     )  # fmt: skip
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -219,6 +237,8 @@ def main() -> None:
             others = [j for j in np.argsort(-scores[i]) if j != source[i]][:8]
             row.update({f"negative_{k + 1}": train[j].text for k, j in enumerate(others)})
             row["label"] = [float(query_t[i] @ vec["D\0" + p.positive])] + [float(scores[i, j]) for j in others]
+        elif a.variant.startswith("embed-distill"):
+            row["label"] = np.stack([vec["Q\0" + p.query], vec["D\0" + positive]]).tolist()
         rows.append(row)
         kept_pairs.append(p)
 
@@ -246,6 +266,16 @@ def main() -> None:
                           reduction="batchmean")  # fmt: skip
             return loss + kl
 
+    class Weighted(torch.nn.Module):
+        """A loss times a constant (the distillation loss's weight beside MNRL)."""
+
+        def __init__(self, inner: torch.nn.Module, weight: float) -> None:
+            super().__init__()
+            self.inner, self.weight, self.model = inner, weight, inner.model
+
+        def forward(self, features: list[dict[str, torch.Tensor]], labels: torch.Tensor) -> torch.Tensor:
+            return self.weight * self.inner(features, labels)
+
     class OnePairPerChunk(DefaultBatchSampler):
         """Shuffled batches in which no chunk (and no text) appears twice; leftovers go to later batches."""
 
@@ -271,11 +301,27 @@ def main() -> None:
                 yield batch
                 remaining = rest
 
+    tsdae_s = 0.0
+    if a.tsdae_epochs:
+        tsdae_s = tsdae(model, [c.text for c in train], a)
     distill = a.variant in ("inbatch-kl", "listwise-kl")
     if a.variant == "learned-prompts":
         model.prompts = {"query": "query: ", "document": "passage: "}
     if a.variant == "frozen-embeddings":
         model[0].auto_model.embeddings.requires_grad_(False)
+    train_data: Dataset | dict[str, Dataset] = Dataset.from_list(rows)
+    if a.variant.startswith("embed-distill"):
+        model = with_projection(model, rows)
+        loss_or_losses: torch.nn.Module | dict[str, torch.nn.Module] = Weighted(
+            losses.EmbedDistillLoss(model, "cosine"), a.distill_weight
+        )
+        if a.variant == "embed-distill-mnrl":
+            mnrl_rows = [{"anchor": r["anchor"], "positive": r["positive"]} for r in rows]
+            train_data = {"mnrl": Dataset.from_list(mnrl_rows), "distill": train_data}  # type: ignore[dict-item]
+            loss_or_losses = {
+                "mnrl": losses.MultipleNegativesRankingLoss(model, scale=a.scale or 30.0),
+                "distill": loss_or_losses,
+            }
     if distill:
         loss: torch.nn.Module = Distill(model)
     elif a.variant == "symmetric-mnrl":
@@ -337,9 +383,9 @@ def main() -> None:
         callbacks.append(EachEpoch())
     eval_s[0] = 0.0  # the base model's scores above came before training
     started = time.time()
-    SentenceTransformerTrainer(
-        model=model, args=args, train_dataset=Dataset.from_list(rows), loss=loss, callbacks=callbacks
-    ).train()
+    if a.variant.startswith("embed-distill"):
+        loss = loss_or_losses  # type: ignore[assignment]
+    SentenceTransformerTrainer(model=model, args=args, train_dataset=train_data, loss=loss, callbacks=callbacks).train()
     train_s = time.time() - started - eval_s[0]
     real = evaluate_retrieval(model, queries, corpus, relevant, name="real")
     split = {f"{k}_base": v for k, v in base_split.items()} | by_gold_split()
@@ -351,6 +397,9 @@ def main() -> None:
         "teacher_agrees_with_source": agree, "base_agrees_with_source": student_agree, "threads": a.threads,
         "chunk_fraction": a.chunk_fraction if a.chunk_fraction < 1.0 else None, "chunks": len(chunks),
         "teacher_s": round(teacher_s),
+        "tsdae_epochs": a.tsdae_epochs or None, "tsdae_lr": a.tsdae_lr if a.tsdae_epochs else None,
+        "tsdae_s": round(tsdae_s) if a.tsdae_epochs else None,
+        "distill_weight": a.distill_weight if a.variant.startswith("embed-distill") else None,
         "train_s": round(train_s),
         "ndcg_at_10": real.ndcg_at_10,
         "crop_sentences": a.crop_sentences or None, "ict_keep": a.ict_keep or None,
@@ -360,6 +409,68 @@ def main() -> None:
     print(json.dumps(result), flush=True)
     with OUT.open("a", encoding="utf-8") as f:
         f.write(json.dumps(result) + "\n")
+
+
+def with_projection(model: object, rows: list[dict[str, object]]) -> object:
+    """The student with a linear layer into the teacher's space (no activation, no bias), then unit length.
+
+    The layer starts as the ridge-regression map (lambda 0.01) from the base student's embeddings of the rows' texts
+    to the teacher's, so training starts from the best linear fit, not from a random map. It stays in the model:
+    the student then embeds into the teacher's 768 dimensions, and retrieval compares those."""
+    import numpy as np
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.base.modules import Dense, Normalize
+
+    from promptembed.finetune.evaluate import embed_texts
+
+    st: SentenceTransformer = model  # type: ignore[assignment]
+    queries = [str(r["anchor"]) for r in rows]
+    passages = [str(r["positive"]) for r in rows]
+    labels = np.asarray([r["label"] for r in rows], dtype=np.float32)
+    s = np.concatenate(
+        [embed_texts(st, queries, "query").cpu().numpy(), embed_texts(st, passages, "document").cpu().numpy()]
+    )
+    t = np.concatenate([labels[:, 0], labels[:, 1]])
+    w = np.linalg.solve(s.T @ s + 0.01 * np.eye(s.shape[1]), s.T @ t)  # (384, 768)
+    dense = Dense(
+        s.shape[1], t.shape[1], bias=False, activation_function=torch.nn.Identity(),
+        init_weight=torch.tensor(w.T, dtype=torch.float32),
+    )  # fmt: skip
+    return SentenceTransformer(modules=[st[0], st[1], dense, Normalize()], device="cpu")
+
+
+def tsdae(model: object, texts: list[str], a: argparse.Namespace) -> float:
+    """TSDAE: a decoder tied to the encoder rebuilds each sentence from its pooled embedding after 60% of its words
+    were deleted (sentence-transformers' ``DenoisingAutoEncoderLoss``; its dataset helper needs NLTK data this
+    machine lacks, so the deletion is done here on whitespace words). Returns the seconds it took."""
+    import re
+
+    from datasets import Dataset
+    from sentence_transformers import SentenceTransformerTrainer
+    from sentence_transformers import SentenceTransformerTrainingArguments as Args
+    from sentence_transformers.sentence_transformer.losses import DenoisingAutoEncoderLoss
+
+    from promptembed import _loading
+
+    rng = random.Random(4000 + a.seed)
+    sentences = [s for t in texts for s in re.split(r"(?<=[.!?])\s+", " ".join(t.split())) if len(s.split()) >= 4]
+    rows = []
+    for s in sentences:
+        words = s.split()
+        kept = [w for w in words if rng.random() >= 0.6] or [rng.choice(words)]
+        rows.append({"noisy": " ".join(kept), "text": s})
+    print(f"TSDAE on {len(rows)} sentences", flush=True)
+    args = Args(
+        output_dir="/tmp/probe-tsdae", num_train_epochs=a.tsdae_epochs, per_device_train_batch_size=8,
+        learning_rate=a.tsdae_lr, warmup_steps=0.0, seed=a.seed, data_seed=a.seed,
+        bf16=_loading.cpu_native_bf16() is not None, use_cpu=True, save_strategy="no", report_to=[],
+        logging_steps=50, dataloader_num_workers=0,
+    )  # fmt: skip
+    started = time.time()
+    loss = DenoisingAutoEncoderLoss(model, tie_encoder_decoder=True)  # type: ignore[arg-type]
+    SentenceTransformerTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), loss=loss).train()  # type: ignore[arg-type]
+    return time.time() - started
 
 
 if __name__ == "__main__":
