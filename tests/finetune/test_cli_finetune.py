@@ -109,3 +109,24 @@ def test_finetune_cli_llm_with_concurrency(
     report = json.loads((out / "report.json").read_text())
     assert report["configuration"]["llm"] == "function" and report["configuration"]["llm_concurrency"] == 2
     assert report["data"]["pair_stats"]["llm"]["kept"] >= 4
+
+
+def test_pairs_cli_with_an_llm(
+    docs: Path, tmp_path: Path, tiny_bert_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "pairs_llm.py").write_text(
+        "def write(prompt):\n    return ['what about ' + ' '.join(prompt.split('Passage:')[1].split()[2:4])]\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    out = tmp_path / "pairs.jsonl"
+    assert main(["pairs", str(docs), "-o", str(out), "--base", str(tiny_bert_dir), "--llm", "pairs_llm:write",
+                 "--llm-concurrency", "3"]) == 0  # fmt: skip
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    written = [r for r in rows if r["source"] == "llm"]
+    assert written and all(r["query"].startswith("what about ") for r in written)
+    assert {r["source"] for r in rows} - {"llm"} <= {"sentence", "keyphrase"}  # the default strategies beside it
+    assert len({r["source"] for r in rows}) >= 2
+    with pytest.raises(SystemExit) as exit_info:
+        main(["pairs", str(docs), "-o", str(out), "--llm-concurrency", "0"])
+    assert exit_info.value.code == 2
+    assert "--llm-concurrency: '0' is not a whole number of at least 1" in capsys.readouterr().err

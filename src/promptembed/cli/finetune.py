@@ -67,14 +67,21 @@ def _pairs(args: argparse.Namespace) -> int:
 
     from promptembed import _loading
     from promptembed.finetune import chunk_documents, generate_pairs, load_documents, save_pairs_jsonl
+    from promptembed.finetune._steps import chunk_budget
 
+    llm = _load_llm(args.llm) if args.llm else None
+    strategies = args.strategies.split(",")
+    if llm is not None and "llm" not in strategies:
+        strategies.append("llm")  # as finetune(llm=...) does
     source, is_local = _loading.resolve_source(args.base)
     model = SentenceTransformer(source, device="cpu", local_files_only=is_local)
     loaded = load_documents(args.docs)
     for item in loaded.skipped:
         print(f"skipped {item.path}: {item.reason}")
-    chunks = chunk_documents(loaded.documents, tokenizer=model.tokenizer, max_tokens=int(model.max_seq_length) - 8)
-    result = generate_pairs(chunks, strategies=args.strategies.split(","), seed=args.seed)
+    chunks = chunk_documents(loaded.documents, tokenizer=model.tokenizer, max_tokens=chunk_budget(model))
+    result = generate_pairs(
+        chunks, strategies=strategies, llm=llm, llm_concurrency=args.llm_concurrency, seed=args.seed
+    )
     save_pairs_jsonl(result.pairs, args.output)
     print(json.dumps(result.stats, indent=2))
     print(f"{len(result.pairs)} pairs from {len(chunks)} chunks written to {args.output}")
@@ -124,6 +131,17 @@ def _epochs(value: str) -> float | str:
         raise argparse.ArgumentTypeError(f"{value!r} is not a number or 'auto'") from None
 
 
+def _at_least_one(value: str) -> int:
+    """``--llm-concurrency``: a whole number, at least 1."""
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number of at least 1 (1: one call at a time)")
+    return number
+
+
 def _load_llm(spec: str) -> Any:
     """``module:attribute`` naming a LangChain chat model instance or a callable ``str -> list[str]``."""
     import importlib
@@ -146,7 +164,7 @@ def add_commands(sub: Any) -> None:  # argparse's _SubParsersAction is private
     ft.add_argument("--pairs-file", default=None, help="your own pairs/triplets/scored pairs (CSV or JSONL)")
     ft.add_argument("--llm", default=None, help="module:attribute of a LangChain chat model or callable")
     ft.add_argument(
-        "--llm-concurrency", type=int, default=None,
+        "--llm-concurrency", type=_at_least_one, default=None,
         help="LLM calls in flight at once (default 8; 1 for a callable that is not thread-safe)",
     )  # fmt: skip
     ft.add_argument("--eval-corpus", default=None, help="JSONL of extra distractor passages (column text)")
@@ -181,6 +199,8 @@ def add_commands(sub: Any) -> None:  # argparse's _SubParsersAction is private
     pairs.add_argument("--output", "-o", required=True, help="pairs.jsonl to write")
     pairs.add_argument("--base", default=None, help="model whose tokenizer sets the chunk size")
     pairs.add_argument("--strategies", default="sentence,keyphrase")
+    pairs.add_argument("--llm", default=None, help="module:attribute of a LangChain chat model or callable")
+    pairs.add_argument("--llm-concurrency", type=_at_least_one, default=8, help="LLM calls in flight at once")
     pairs.add_argument("--seed", type=int, default=0)
     pairs.set_defaults(func=_pairs)
 

@@ -83,6 +83,15 @@ def preflight(output: Path, overwrite: bool, base_source: str) -> None:
         )
 
 
+def chunk_budget(model: Any) -> int:
+    """Tokens per chunk for ``model``: its max sequence length less its document prompt and special tokens."""
+    from promptembed.prompts import resolve_role_prompt
+
+    doc_prompt = resolve_role_prompt(dict(model.prompts), "document")
+    doc_prompt_tokens = len(model.tokenizer(doc_prompt, add_special_tokens=False)["input_ids"])
+    return max(16, int(model.max_seq_length or 256) - doc_prompt_tokens - 4)
+
+
 def split_chunks(chunks: list[Chunk], heldout_fraction: float, seed: int) -> tuple[list[Chunk], list[Chunk]]:
     if len(chunks) < 5 or heldout_fraction <= 0:
         return chunks, []

@@ -20,6 +20,7 @@ from promptembed.finetune._steps import (
     BaseEncoder,
     EvalSet,
     cap_pairs,
+    chunk_budget,
     load_eval_queries,
     preflight,
     split_chunks,
@@ -44,7 +45,6 @@ from promptembed.finetune.train import (
     train_in_bf16,
     train_model,
 )
-from promptembed.prompts import resolve_role_prompt
 
 __all__ = ["FinetuneResult", "FinetuneWorseWarning", "finetune", "load_eval_queries"]
 
@@ -242,9 +242,7 @@ def finetune(
         train_in_bf16(train_dtype, str(model.device))  # an emulated bf16 is refused before any pair is made
         prompts = dict(model.prompts)
 
-        doc_prompt = resolve_role_prompt(prompts, "document")
-        doc_prompt_tokens = len(model.tokenizer(doc_prompt, add_special_tokens=False)["input_ids"])
-        budget = max(16, int(model.max_seq_length or 256) - doc_prompt_tokens - 4)
+        budget = chunk_budget(model)
         chunks = (
             chunk_documents(loaded.documents, tokenizer=model.tokenizer, max_tokens=budget, progress=progress)
             if loaded
