@@ -8,8 +8,9 @@ stands in for one: a LangChain chat model (a ``BaseChatModel``) whose every call
 answers one query made from the passage's first words. It runs ``generate_pairs`` with the default strategies plus
 ``llm`` (as ``finetune(llm=...)`` does) on the first ``--chunks`` chunks ``finetune()`` makes of the zaragoza answers,
 at each concurrency (1 is how ``finetune()`` called an LLM before ``llm_concurrency``: one ``invoke`` at a time),
-and prints the wall time, the speedup over one call at a time, and whether the pairs are the same. It measures the
-orchestration, not an LLM: a real API's rate limits cap what concurrency can buy.
+and prints the wall time, the speedup over one call at a time, and whether the pairs are the same; the table also goes
+to ``benchmarks/finetune_llm_concurrency.md``. It measures the orchestration, not an LLM: a real API's rate limits
+cap what concurrency can buy.
 """
 
 from __future__ import annotations
@@ -70,9 +71,15 @@ def main() -> None:
     tokenizer = SentenceTransformer(str(_loading.default_model_path()), device="cpu").tokenizer
     chunks = domain_chunks("zaragoza", tokenizer)
     train = chunks[: a.chunks]
-    print(f"{len(train)} chunks (of {len(chunks)}), {a.latency} s per LLM call")
-    print("| llm_concurrency | wall time (s) | most calls in flight | vs one at a time | same pairs |")
-    print("|---|---|---|---|---|")
+    lines = [
+        f"{len(train)} zaragoza chunks (of {len(chunks)}), a simulated LLM that waits {a.latency} s per call "
+        f"(`python benchmarks/finetune_llm_concurrency.py --latency {a.latency} --chunks {a.chunks}`, "
+        f"{time.strftime('%Y-%m-%d')}):",
+        "",
+        "| llm_concurrency | wall time (s) | most calls in flight | vs one at a time | same pairs |",
+        "|---|---|---|---|---|",
+    ]
+    print("\n".join(lines))
     reference: list[Any] | None = None
     first = 0.0
     for c in (int(x) for x in a.concurrency.split(",")):
@@ -89,7 +96,9 @@ def main() -> None:
         wall = time.perf_counter() - started
         reference = pairs if reference is None else reference
         first = first or wall
-        print(f"| {c} | {wall:.1f} | {llm._most} | {first / wall:.2f}x | {pairs == reference} |", flush=True)
+        lines.append(f"| {c} | {wall:.1f} | {llm._most} | {first / wall:.2f}x | {pairs == reference} |")
+        print(lines[-1], flush=True)
+    (Path(__file__).resolve().parent / "finetune_llm_concurrency.md").write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

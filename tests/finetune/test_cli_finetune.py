@@ -93,7 +93,7 @@ def test_finetune_cli_llm_with_concurrency(
 ) -> None:
     (tmp_path / "my_llm.py").write_text(
         "import threading\n"
-        "barrier = threading.Barrier(2, timeout=20)\n"
+        "barrier = threading.Barrier(2, timeout=10)\n"
         "calls = []\n"
         "def write(prompt):\n"
         "    calls.append(prompt)\n"
@@ -109,13 +109,23 @@ def test_finetune_cli_llm_with_concurrency(
     report = json.loads((out / "report.json").read_text())
     assert report["configuration"]["llm"] == "function" and report["configuration"]["llm_concurrency"] == 2
     assert report["data"]["pair_stats"]["llm"]["kept"] >= 4
+    import my_llm  # the module the CLI loaded: its first two calls met at the barrier, so two ran at once
+
+    assert not my_llm.barrier.broken
 
 
 def test_pairs_cli_with_an_llm(
     docs: Path, tmp_path: Path, tiny_bert_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     (tmp_path / "pairs_llm.py").write_text(
-        "def write(prompt):\n    return ['what about ' + ' '.join(prompt.split('Passage:')[1].split()[2:4])]\n"
+        "import threading\n"
+        "barrier = threading.Barrier(3, timeout=10)\n"
+        "calls = []\n"
+        "def write(prompt):\n"
+        "    calls.append(prompt)\n"
+        "    if len(calls) <= 3:\n"
+        "        barrier.wait()  # three calls in flight at once, or the barrier breaks\n"
+        "    return ['what about ' + ' '.join(prompt.split('Passage:')[1].split()[2:4])]\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     out = tmp_path / "pairs.jsonl"
@@ -126,6 +136,9 @@ def test_pairs_cli_with_an_llm(
     assert written and all(r["query"].startswith("what about ") for r in written)
     assert {r["source"] for r in rows} - {"llm"} <= {"sentence", "keyphrase"}  # the default strategies beside it
     assert len({r["source"] for r in rows}) >= 2
+    import pairs_llm
+
+    assert not pairs_llm.barrier.broken
     with pytest.raises(SystemExit) as exit_info:
         main(["pairs", str(docs), "-o", str(out), "--llm-concurrency", "0"])
     assert exit_info.value.code == 2

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from typing import Any
 
@@ -78,6 +79,7 @@ class _EchoChat(BaseChatModel):
     fail_first: set[str] = Field(default_factory=set)
     blank_first: set[str] = Field(default_factory=set)
     barrier: Any = None
+    delay: float = 0.0
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -103,6 +105,7 @@ class _EchoChat(BaseChatModel):
         try:
             if self.barrier is not None:
                 self.barrier.wait()
+            time.sleep(self.delay)
             if first and key in self.fail_first:
                 raise RuntimeError(f"rate limited on {key}")
             text = "Sure! Here you go:" if first and key in self.blank_first else f"1. {key.lower()}"
@@ -156,6 +159,7 @@ def test_batch_of_a_callable_uses_threads_and_gives_the_same_pairs() -> None:
 
     chunks = [Chunk(f"c{i}", f"d{i}", (), text, None) for i, text in enumerate(PASSAGES)]
     at_once = generate_pairs(chunks, strategies=["sentence", "llm"], llm=echo, llm_concurrency=3, progress=False)
+    assert not barrier.broken  # the first three calls really were in flight together
     assert len(threads) >= 3 and all(t.startswith("promptembed-llm") for t in threads)
     one_by_one = generate_pairs(chunks, strategies=["sentence", "llm"], llm=echo, llm_concurrency=1, progress=False)
     assert at_once.pairs == one_by_one.pairs
@@ -167,3 +171,51 @@ def test_batch_of_a_callable_uses_threads_and_gives_the_same_pairs() -> None:
 def test_chat_message_content_blocks_are_read_as_text() -> None:
     blocks = [{"type": "reasoning", "reasoning": "think"}, {"type": "text", "text": "1. carport permit\n2. roof"}]
     assert llm_queries("a passage", lambda p: AIMessage(content=blocks)) == ["carport permit", "roof"]
+
+
+def test_default_concurrency_is_one_for_a_callable_and_eight_for_a_langchain_model() -> None:
+    threads: set[str] = set()
+
+    def local_model(prompt: str) -> str:  # say, a local model: not thread-safe, so never called from two threads
+        threads.add(threading.current_thread().name)
+        return "1. " + prompt.split("Passage:\n", 1)[1].split()[0]
+
+    assert llm_queries_batch(PASSAGES, local_model) == [[f"Topic{i}"] for i in range(8)]
+    assert threads == {threading.current_thread().name}
+    chat = _EchoChat(barrier=threading.Barrier(8, timeout=20))
+    assert llm_queries_batch(PASSAGES * 2, chat) == [[f"topic{i % 8} words"] for i in range(16)]
+    assert chat._most_in_flight == 8 and not chat.barrier.broken
+
+
+def test_a_max_concurrency_bound_on_the_model_is_kept() -> None:
+    chat = _EchoChat(delay=0.05)  # calls last long enough to overlap
+    bound = chat.with_config(max_concurrency=2)
+    assert llm_queries_batch(PASSAGES, bound, concurrency=6) == [[f"topic{i} words"] for i in range(8)]
+    assert 1 <= chat._most_in_flight <= 2
+
+
+def test_an_interrupt_sends_no_more_calls() -> None:
+    calls = Counter[str]()
+    lock = threading.Lock()
+
+    def interrupted(prompt: str) -> str:
+        with lock:
+            calls["all"] += 1
+            first = calls["all"] == 1
+        if first:
+            raise KeyboardInterrupt  # as Ctrl-C would, in the middle of the run
+        time.sleep(0.01)
+        return "1. a query"
+
+    with pytest.raises(KeyboardInterrupt):
+        llm_queries_batch([f"passage {i}" for i in range(200)], interrupted, concurrency=2)
+    assert calls["all"] < 20  # the queued calls were cancelled, not sent
+
+
+def test_bad_retry_and_concurrency_values_are_refused() -> None:
+    with pytest.raises(ValueError, match=r"max_retries=-1 must be 0 or more"):
+        llm_queries_batch(PASSAGES, lambda p: "1. q", max_retries=-1)
+    with pytest.raises(ValueError, match=r"max_retries=-1 must be 0 or more"):
+        llm_queries("a passage", lambda p: "1. q", max_retries=-1)
+    with pytest.raises(ValueError, match=r"concurrency=0 must be at least 1"):
+        llm_queries_batch(PASSAGES, lambda p: "1. q", concurrency=0)

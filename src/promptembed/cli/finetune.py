@@ -165,7 +165,8 @@ def add_commands(sub: Any) -> None:  # argparse's _SubParsersAction is private
     ft.add_argument("--llm", default=None, help="module:attribute of a LangChain chat model or callable")
     ft.add_argument(
         "--llm-concurrency", type=_at_least_one, default=None,
-        help="LLM calls in flight at once (default 8; 1 for a callable that is not thread-safe)",
+        help="LLM calls in flight at once (default: 8 for a LangChain model, 1 for a callable, which may not be "
+        "thread-safe)",
     )  # fmt: skip
     ft.add_argument("--eval-corpus", default=None, help="JSONL of extra distractor passages (column text)")
     ft.add_argument("--teacher", default=None, help="bi-encoder or CrossEncoder folder/hub id to learn margins from")
@@ -200,7 +201,11 @@ def add_commands(sub: Any) -> None:  # argparse's _SubParsersAction is private
     pairs.add_argument("--base", default=None, help="model whose tokenizer sets the chunk size")
     pairs.add_argument("--strategies", default="sentence,keyphrase")
     pairs.add_argument("--llm", default=None, help="module:attribute of a LangChain chat model or callable")
-    pairs.add_argument("--llm-concurrency", type=_at_least_one, default=8, help="LLM calls in flight at once")
+    pairs.add_argument(
+        "--llm-concurrency", type=_at_least_one, default=None,
+        help="LLM calls in flight at once (default: 8 for a LangChain model, 1 for a callable, which may not be "
+        "thread-safe)",
+    )  # fmt: skip
     pairs.add_argument("--seed", type=int, default=0)
     pairs.set_defaults(func=_pairs)
 

@@ -114,7 +114,7 @@ def finetune(
     eval_corpus: str | Path | None = None,
     supervision: str | Path | None = None,
     llm: Any = None,
-    llm_concurrency: int = 8,
+    llm_concurrency: int | None = None,
     teacher: Any = None,
     strategies: Sequence[str] = DEFAULT_STRATEGIES,
     max_pairs_per_chunk: int = 3,
@@ -159,7 +159,8 @@ def finetune(
         supervision: Your own pairs/triplets/scored pairs (see :mod:`promptembed.finetune.supervision`).
         llm: LangChain chat model or callable for LLM-written queries (adds the ``"llm"`` strategy).
         llm_concurrency: LLM calls in flight at once: a LangChain model's ``max_concurrency``, or the threads
-            that call a plain callable (1 for one that is not thread-safe, such as a local model).
+            that call a plain callable. ``None``: 8 for a LangChain model, 1 for a callable (it may not be
+            thread-safe, as a local model is not); give a number for a thread-safe one.
         teacher: A stronger model (folder, hub id or instance of a sentence-transformers bi-encoder or
             ``CrossEncoder``): it scores (query, positive, mined negatives) and the student learns its margins
             with margin-MSE (GPL's recipe), keeping its own prompts; the teacher is evaluated too.
@@ -215,7 +216,7 @@ def finetune(
         raise ConfigError(f"Unknown loss={loss!r}; use one of {', '.join(map(repr, LOSSES))}")
     if hard_negatives < 0:
         raise ConfigError(f"hard_negatives={hard_negatives} must be 0 (in-batch negatives only) or more")
-    if llm_concurrency < 1:
+    if llm_concurrency is not None and llm_concurrency < 1:
         raise ConfigError(f"llm_concurrency={llm_concurrency} must be at least 1 (1: one LLM call at a time)")
     if max_train_pairs is not None and max_train_pairs < 2:
         raise ConfigError(f"max_train_pairs={max_train_pairs} must be at least 2, or None for no cap")

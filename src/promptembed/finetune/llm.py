@@ -2,9 +2,10 @@
 
 :func:`llm_queries_batch` asks for many passages at once: a LangChain model (any ``Runnable``) through its own
 ``batch_as_completed`` with ``max_concurrency``, so its rate limiter, callbacks and tracing apply as with
-``.batch``; a plain callable from a thread pool of the same size. An LLM behind an HTTP API spends most of a call
-waiting: with 0.5 s per call, 200 chunks took 12.7 s at 8 calls at once against 100.5 s one at a time
-(``benchmarks/finetune_llm_concurrency.py``; an API's rate limits cap what concurrency buys).
+``.batch``; a plain callable one call at a time unless told it is thread-safe (then from a thread pool). An LLM
+behind an HTTP API spends most of a call waiting: with 0.5 s per call, 200 chunks took 12.8 s at 8 calls at once
+against 101.4 s one at a time (``benchmarks/finetune_llm_concurrency.md``; an API's rate limits cap what
+concurrency buys).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from tqdm.auto import tqdm
 
 __all__ = ["DEFAULT_CONCURRENCY", "PROMPT", "llm_queries", "llm_queries_batch", "parse_llm_output"]
 
-#: Calls in flight at once in :func:`llm_queries_batch` (LangChain's ``max_concurrency``).
+#: Calls in flight at once in :func:`llm_queries_batch` for a LangChain model (its ``max_concurrency``).
 DEFAULT_CONCURRENCY = 8
 
 logger = logging.getLogger("promptembed")
@@ -81,7 +82,9 @@ def _clean(items: list[str]) -> list[str]:
 
 
 def llm_queries(chunk_text: str, llm: Any, *, n: int = 3, max_retries: int = 2) -> list[str]:
-    """Ask ``llm`` for up to ``n`` queries for a passage; at most ``1 + max_retries`` calls, never raises.
+    """Ask ``llm`` for up to ``n`` queries for a passage, in at most ``1 + max_retries`` calls.
+
+    An LLM failure never raises: it costs the passage its queries, with a warning.
 
     Args:
         chunk_text: The passage.
@@ -90,6 +93,8 @@ def llm_queries(chunk_text: str, llm: Any, *, n: int = 3, max_retries: int = 2) 
         n: Queries wanted.
         max_retries: Extra attempts after an error or an unusable answer.
     """
+    if max_retries < 0:
+        raise ValueError(f"max_retries={max_retries} must be 0 or more")
     prompt = PROMPT.format(n=n, passage=chunk_text)
     for attempt in range(1 + max_retries):
         try:
@@ -112,66 +117,60 @@ def llm_queries_batch(
     *,
     n: int = 3,
     max_retries: int = 2,
-    concurrency: int = DEFAULT_CONCURRENCY,
+    concurrency: int | None = None,
     progress: bool = False,
 ) -> list[list[str]]:
-    """:func:`llm_queries` for many passages, ``concurrency`` calls at a time; results in input order.
+    """:func:`llm_queries` for many passages, up to ``concurrency`` calls at a time; results in input order.
 
     Each passage gets the same bounded retries as :func:`llm_queries` (at most ``1 + max_retries`` calls, never
-    raises); a passage whose calls all fail or answer nothing usable gets ``[]``, and a warning counts them.
+    raises); a passage whose calls all fail or answer nothing usable gets ``[]``, and a warning counts them. At
+    concurrency 1 the calls are exactly :func:`llm_queries`'s, one passage after another. Above 1 the answers are
+    the same for an LLM whose answer depends on the prompt alone; the order in which calls reach the LLM is not.
 
     Args:
         texts: The passages.
-        llm: A LangChain chat model (any ``Runnable``: its ``batch_as_completed`` runs the calls, at most
-            ``concurrency`` at once) or a callable taking the prompt and returning a list of strings or a string
-            (called from ``concurrency`` threads; pass ``concurrency=1`` for one that is not thread-safe, such as a
-            local model).
+        llm: A LangChain chat model (any ``Runnable``: its ``batch_as_completed`` runs the calls, and a
+            ``max_concurrency`` bound with ``with_config`` is kept when it is lower) or a callable taking the prompt
+            and returning a list of strings or a string.
         n: Queries wanted per passage.
         max_retries: Extra attempts per passage after an error or an unusable answer.
-        concurrency: Calls in flight at once (1: one after another).
+        concurrency: Calls in flight at once. ``None``: :data:`DEFAULT_CONCURRENCY` for a LangChain model, 1 for a
+            plain callable (it may not be thread-safe, as a local model is not); give a number to call a thread-safe
+            callable from that many threads.
         progress: Show a progress bar.
 
     Raises:
-        ValueError: ``concurrency`` below 1.
+        ValueError: ``concurrency`` below 1 or ``max_retries`` below 0.
     """
+    runnable = hasattr(llm, "batch_as_completed") and hasattr(llm, "invoke")
+    if concurrency is None:
+        concurrency = DEFAULT_CONCURRENCY if runnable else 1
     if concurrency < 1:
         raise ValueError(f"concurrency={concurrency} must be at least 1 (1: one call at a time)")
+    if max_retries < 0:
+        raise ValueError(f"max_retries={max_retries} must be 0 or more")
     out: list[list[str]] = [[] for _ in texts]
     bar = tqdm(total=len(texts), desc="LLM queries", unit="chunk", disable=not progress)
-    if hasattr(llm, "batch_as_completed") and hasattr(llm, "invoke"):
-        prompts = [PROMPT.format(n=n, passage=t) for t in texts]
-        pending = list(range(len(texts)))
-        for attempt in range(1 + max_retries):
-            if not pending:
-                break
-            retry: list[int] = []
-            answers = llm.batch_as_completed(
-                [prompts[i] for i in pending], config={"max_concurrency": concurrency}, return_exceptions=True
-            )
-            for j, answer in answers:
-                i = pending[j]
-                try:
-                    if isinstance(answer, Exception):
-                        raise answer
-                    out[i] = _queries(answer)[:n]
-                except Exception as exc:  # as in llm_queries: costs this passage its queries, not the run
-                    _log_failure(attempt, max_retries, exc)
-                if out[i] or attempt == max_retries:
-                    bar.update()
-                else:
-                    retry.append(i)
-            pending = sorted(retry)
-    elif concurrency == 1:
-        for i, text in enumerate(texts):
-            out[i] = llm_queries(text, llm, n=n, max_retries=max_retries)
-            bar.update()
-    else:
-        with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="promptembed-llm") as pool:
-            futures = {pool.submit(llm_queries, t, llm, n=n, max_retries=max_retries): i for i, t in enumerate(texts)}
-            for future in as_completed(futures):
-                out[futures[future]] = future.result()
+    try:
+        if concurrency == 1:
+            for i, text in enumerate(texts):
+                out[i] = llm_queries(text, llm, n=n, max_retries=max_retries)
                 bar.update()
-    bar.close()
+        elif runnable:
+            _batch_rounds(texts, llm, out, n, max_retries, concurrency, bar)
+        else:
+            pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="promptembed-llm")
+            try:
+                futures = {
+                    pool.submit(llm_queries, t, llm, n=n, max_retries=max_retries): i for i, t in enumerate(texts)
+                }
+                for future in as_completed(futures):
+                    out[futures[future]] = future.result()
+                    bar.update()
+            finally:  # on an interrupt, calls not yet started are dropped rather than sent (and paid for)
+                pool.shutdown(wait=True, cancel_futures=True)
+    finally:
+        bar.close()
     empty = sum(not q for q in out)
     if empty:
         logger.warning(
@@ -180,6 +179,36 @@ def llm_queries_batch(
             empty, len(texts), 1 + max_retries,
         )  # fmt: skip
     return out
+
+
+def _batch_rounds(
+    texts: Sequence[str], llm: Any, out: list[list[str]], n: int, max_retries: int, concurrency: int, bar: Any
+) -> None:
+    """Rounds of ``llm.batch_as_completed``: the passages with no usable answer yet go again, ``max_retries`` times."""
+    bound = (getattr(llm, "config", None) or {}).get("max_concurrency")  # a limit set with llm.with_config(...)
+    limit = min(concurrency, bound) if isinstance(bound, int) and bound > 0 else concurrency
+    prompts = [PROMPT.format(n=n, passage=t) for t in texts]
+    pending = list(range(len(texts)))
+    for attempt in range(1 + max_retries):
+        if not pending:
+            break
+        retry: list[int] = []
+        answers = llm.batch_as_completed(
+            [prompts[i] for i in pending], config={"max_concurrency": limit}, return_exceptions=True
+        )
+        for j, answer in answers:
+            i = pending[j]
+            try:
+                if isinstance(answer, Exception):
+                    raise answer
+                out[i] = _queries(answer)[:n]
+            except Exception as exc:  # as in llm_queries: costs this passage its queries, not the run
+                _log_failure(attempt, max_retries, exc)
+            if out[i] or attempt == max_retries:
+                bar.update()
+            else:
+                retry.append(i)
+        pending = sorted(retry)
 
 
 def _log_failure(attempt: int, max_retries: int, exc: Exception) -> None:

@@ -276,7 +276,7 @@ def generate_pairs(
     corpus: Sequence[Chunk] | None = None,
     embedder: TextEncoder | None = None,
     llm: Any = None,
-    llm_concurrency: int = 8,
+    llm_concurrency: int | None = None,
     seed: int = 0,
     progress: bool = True,
 ) -> PairsResult:
@@ -292,8 +292,9 @@ def generate_pairs(
         corpus: Chunks searched by the filter (default: ``chunks``); must contain ``chunks``.
         embedder: Base model for ``filter="model"``.
         llm: LangChain chat model or callable for the ``"llm"`` strategy.
-        llm_concurrency: LLM calls in flight at once (:func:`~promptembed.finetune.llm.llm_queries_batch`; 1 for
-            a callable that is not thread-safe). The pairs are the same whatever the concurrency.
+        llm_concurrency: LLM calls in flight at once (:func:`~promptembed.finetune.llm.llm_queries_batch`).
+            ``None``: 8 for a LangChain model, 1 for a plain callable; give a number for a thread-safe callable.
+            For an LLM whose answer depends on the prompt alone, the pairs are the same at any concurrency.
         seed: Random seed; the same inputs and seed give the same pairs.
         progress: Show a progress bar.
 
@@ -309,7 +310,7 @@ def generate_pairs(
         raise ValueError(f"Unknown pair strategies {unknown or strategies!r}; choose from {list(STRATEGIES)}")
     if "llm" in strategies and llm is None:
         raise ValueError("The 'llm' strategy needs llm= (a LangChain chat model or a callable str -> list[str])")
-    if llm_concurrency < 1:
+    if llm_concurrency is not None and llm_concurrency < 1:
         raise ValueError(f"llm_concurrency={llm_concurrency} must be at least 1 (1: one LLM call at a time)")
     if filter not in ("bm25", "model", "both", "none"):
         raise ValueError(f"Unknown filter {filter!r}; use 'bm25', 'model', 'both' or 'none'")
