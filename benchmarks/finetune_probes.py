@@ -45,8 +45,12 @@ student's cosine similarities at temperature 0.05, MNRL's scale of 20):
   distance): a linear layer maps the student into the teacher's 768 dimensions and stays in the model, starting as
   the ridge-regression fit of the base student's vectors of the pairs' texts to the teacher's; the student learns
   to give the teacher's query vector for each pseudo-query and its document vector for each positive;
-- ``embed-distill-mnrl``: the same and MNRL on the pairs, as two datasets of the trainer (each epoch goes through
-  both, so twice the steps of ``mnrl``); ``--distill-weight`` scales the distillation loss.
+- ``embed-distill-mnrl``: the same and MNRL on the pairs (scale 30 unless ``--scale``), as two datasets of the
+  trainer (each epoch goes through both, so twice the steps of ``mnrl``); ``--distill-weight`` scales the
+  distillation loss.
+
+The ``gold_*_base`` fields score the base model; when TSDAE, the projection or learned prompts change the model
+before training, ``gold_*_start`` score the model training starts from.
 """
 
 from __future__ import annotations
@@ -301,6 +305,20 @@ def main() -> None:
                 yield batch
                 remaining = rest
 
+    # The real questions split by whether their gold passage was held out of training (its text is a held-out chunk).
+    held_texts = {" ".join(c.text.split()) for c in held}
+    on_held = {q for q, ids in relevant.items() if any(" ".join(corpus[i].split()) in held_texts for i in ids)}
+
+    def by_gold_split() -> dict[str, float | None]:
+        if not on_held:
+            return {}
+        out: dict[str, float | None] = {}
+        for key, group in (("gold_held_out", on_held), ("gold_trained", set(queries) - on_held)):
+            sub = {q: queries[q] for q in group}
+            out[key] = evaluate_retrieval(model, sub, corpus, {q: relevant[q] for q in group}, name=key).ndcg_at_10
+        return out
+
+    base_split = by_gold_split()
     tsdae_s = 0.0
     if a.tsdae_epochs:
         tsdae_s = tsdae(model, [c.text for c in train], a)
@@ -322,6 +340,9 @@ def main() -> None:
                 "mnrl": losses.MultipleNegativesRankingLoss(model, scale=a.scale or 30.0),
                 "distill": loss_or_losses,
             }
+    # where training starts, when TSDAE or the projection changed the base model (the *_base fields are the base's)
+    changed = a.tsdae_epochs or a.variant.startswith("embed-distill") or a.variant == "learned-prompts"
+    start_split = by_gold_split() if changed else {}
     if distill:
         loss: torch.nn.Module = Distill(model)
     elif a.variant == "symmetric-mnrl":
@@ -339,20 +360,6 @@ def main() -> None:
         prompts=prompts, save_strategy="no", report_to=[], logging_steps=20,
         dataloader_num_workers=0,
     )  # fmt: skip
-    # The real questions split by whether their gold passage was held out of training (its text is a held-out chunk).
-    held_texts = {" ".join(c.text.split()) for c in held}
-    on_held = {q for q, ids in relevant.items() if any(" ".join(corpus[i].split()) in held_texts for i in ids)}
-
-    def by_gold_split() -> dict[str, float | None]:
-        if not on_held:
-            return {}
-        out: dict[str, float | None] = {}
-        for key, group in (("gold_held_out", on_held), ("gold_trained", set(queries) - on_held)):
-            sub = {q: queries[q] for q in group}
-            out[key] = evaluate_retrieval(model, sub, corpus, {q: relevant[q] for q in group}, name=key).ndcg_at_10
-        return out
-
-    base_split = by_gold_split()
     callbacks = []
     per_epoch: list[dict[str, float]] = []
     eval_s = [0.0]  # time spent in the per-epoch evaluations, left out of train_s
@@ -388,7 +395,11 @@ def main() -> None:
     SentenceTransformerTrainer(model=model, args=args, train_dataset=train_data, loss=loss, callbacks=callbacks).train()
     train_s = time.time() - started - eval_s[0]
     real = evaluate_retrieval(model, queries, corpus, relevant, name="real")
-    split = {f"{k}_base": v for k, v in base_split.items()} | by_gold_split()
+    split = (
+        {f"{k}_base": v for k, v in base_split.items()}
+        | {f"{k}_start": v for k, v in start_split.items()}
+        | by_gold_split()
+    )
     result = {
         "domain": a.domain, "variant": a.variant, "strategies": a.strategies, "per": a.per, "seed": a.seed,
         "teacher_temperature": tt if distill else None, "scale": a.scale or None, "epochs": a.epochs,
@@ -437,7 +448,7 @@ def with_projection(model: object, rows: list[dict[str, object]]) -> object:
         s.shape[1], t.shape[1], bias=False, activation_function=torch.nn.Identity(),
         init_weight=torch.tensor(w.T, dtype=torch.float32),
     )  # fmt: skip
-    return SentenceTransformer(modules=[st[0], st[1], dense, Normalize()], device="cpu")
+    return SentenceTransformer(modules=[st[0], st[1], dense, Normalize()], device="cpu", prompts=dict(st.prompts))
 
 
 def tsdae(model: object, texts: list[str], a: argparse.Namespace) -> float:
