@@ -154,6 +154,16 @@ def _load_llm(spec: str) -> Any:
     return getattr(importlib.import_module(module), attr)
 
 
+def _add_llm_options(parser: argparse.ArgumentParser) -> None:
+    """``--llm`` and ``--llm-concurrency``, shared by ``finetune`` and ``pairs``."""
+    parser.add_argument("--llm", default=None, help="module:attribute of a LangChain chat model or callable")
+    parser.add_argument(
+        "--llm-concurrency", type=_at_least_one, default=None,
+        help="LLM calls in flight at once (default: 8 for a LangChain model, 1 for a callable, which may not be "
+        "thread-safe)",
+    )  # fmt: skip
+
+
 def add_commands(sub: Any) -> None:  # argparse's _SubParsersAction is private
     """Register ``finetune``, ``pairs`` and ``eval`` on the ``promptembed`` parser."""
     ft = sub.add_parser("finetune", help="finetune a model on your documents, evaluate before/after, save")
@@ -162,12 +172,7 @@ def add_commands(sub: Any) -> None:  # argparse's _SubParsersAction is private
     ft.add_argument("--base", default=None, help="base model folder or hub id (default: bundled all-MiniLM-L6-v2)")
     ft.add_argument("--eval-queries", default=None, help="CSV/JSONL of real questions: columns query,positive")
     ft.add_argument("--pairs-file", default=None, help="your own pairs/triplets/scored pairs (CSV or JSONL)")
-    ft.add_argument("--llm", default=None, help="module:attribute of a LangChain chat model or callable")
-    ft.add_argument(
-        "--llm-concurrency", type=_at_least_one, default=None,
-        help="LLM calls in flight at once (default: 8 for a LangChain model, 1 for a callable, which may not be "
-        "thread-safe)",
-    )  # fmt: skip
+    _add_llm_options(ft)
     ft.add_argument("--eval-corpus", default=None, help="JSONL of extra distractor passages (column text)")
     ft.add_argument("--teacher", default=None, help="bi-encoder or CrossEncoder folder/hub id to learn margins from")
     ft.add_argument("--strategies", default=None, help="pair strategies, comma-separated (default: sentence,keyphrase)")
@@ -200,12 +205,7 @@ def add_commands(sub: Any) -> None:  # argparse's _SubParsersAction is private
     pairs.add_argument("--output", "-o", required=True, help="pairs.jsonl to write")
     pairs.add_argument("--base", default=None, help="model whose tokenizer sets the chunk size")
     pairs.add_argument("--strategies", default="sentence,keyphrase")
-    pairs.add_argument("--llm", default=None, help="module:attribute of a LangChain chat model or callable")
-    pairs.add_argument(
-        "--llm-concurrency", type=_at_least_one, default=None,
-        help="LLM calls in flight at once (default: 8 for a LangChain model, 1 for a callable, which may not be "
-        "thread-safe)",
-    )  # fmt: skip
+    _add_llm_options(pairs)
     pairs.add_argument("--seed", type=int, default=0)
     pairs.set_defaults(func=_pairs)
 
