@@ -143,3 +143,16 @@ def test_pairs_cli_with_an_llm(
         main(["pairs", str(docs), "-o", str(out), "--llm-concurrency", "0"])
     assert exit_info.value.code == 2
     assert "--llm-concurrency: '0' is not a whole number of at least 1" in capsys.readouterr().err
+
+
+def test_strategy_errors_are_one_line_before_any_model_loads(
+    docs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["pairs", str(docs), "-o", str(tmp_path / "p.jsonl"), "--strategies", "sentence,llm"]) == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "promptembed: error: The 'llm' strategy needs llm= (--llm in the CLI): a LangChain chat model or a callable "
+        "str -> list[str]"
+    )
+    assert main(["finetune", str(docs), "-o", str(tmp_path / "m"), "--strategies", "sentense"]) == 1
+    assert "promptembed: error: Unknown pair strategies ['sentense']; choose from" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists() and not (tmp_path / "p.jsonl").exists()

@@ -66,13 +66,19 @@ def _pairs(args: argparse.Namespace) -> int:
     from sentence_transformers import SentenceTransformer
 
     from promptembed import _loading
+    from promptembed.errors import ConfigError
     from promptembed.finetune import chunk_documents, generate_pairs, load_documents, save_pairs_jsonl
     from promptembed.finetune._steps import chunk_budget
+    from promptembed.finetune.pairs import check_strategies
 
     llm = _load_llm(args.llm) if args.llm else None
     strategies = args.strategies.split(",")
     if llm is not None and "llm" not in strategies:
         strategies.append("llm")  # as finetune(llm=...) does
+    try:  # before the model is loaded
+        check_strategies(strategies, llm)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     source, is_local = _loading.resolve_source(args.base)
     model = SentenceTransformer(source, device="cpu", local_files_only=is_local)
     loaded = load_documents(args.docs)

@@ -33,7 +33,7 @@ from promptembed.finetune.documents import load_documents
 from promptembed.finetune.evaluate import RetrievalMetrics, evaluate_retrieval, gain_interval
 from promptembed.finetune.heldout import heldout_queries
 from promptembed.finetune.negatives import margin_rows, mine_chunk_negatives
-from promptembed.finetune.pairs import DEFAULT_STRATEGIES, Pair, generate_pairs
+from promptembed.finetune.pairs import DEFAULT_STRATEGIES, Pair, check_strategies, generate_pairs
 from promptembed.finetune.report import build_report, write_card, write_reports
 from promptembed.finetune.supervision import load_supervision
 from promptembed.finetune.teacher import load_teacher
@@ -216,6 +216,11 @@ def finetune(
         raise ConfigError(f"Unknown loss={loss!r}; use one of {', '.join(map(repr, LOSSES))}")
     if hard_negatives < 0:
         raise ConfigError(f"hard_negatives={hard_negatives} must be 0 (in-batch negatives only) or more")
+    pair_strategies = [*strategies, "llm"] if llm is not None and "llm" not in strategies else list(strategies)
+    try:  # before any model is loaded
+        check_strategies(pair_strategies, llm)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     if llm_concurrency is not None and llm_concurrency < 1:
         raise ConfigError(f"llm_concurrency={llm_concurrency} must be at least 1 (1: one LLM call at a time)")
     if max_train_pairs is not None and max_train_pairs < 2:
@@ -265,7 +270,7 @@ def finetune(
         if train_chunks:
             generated = generate_pairs(
                 train_chunks,
-                strategies=[*strategies, "llm"] if llm is not None and "llm" not in strategies else strategies,
+                strategies=pair_strategies,
                 max_per_chunk=max_pairs_per_chunk, filter=filter, top_k=filter_top_k, corpus=chunks,
                 embedder=encoder, llm=llm, llm_concurrency=llm_concurrency, seed=seed, progress=progress,
             )  # fmt: skip

@@ -266,6 +266,17 @@ def _retrievable_model(
     return out
 
 
+def check_strategies(strategies: Sequence[str], llm: Any) -> None:
+    """Raise ``ValueError`` for unknown pair strategies, none, or ``"llm"`` without an LLM."""
+    unknown = [s for s in strategies if s not in STRATEGIES]
+    if unknown or not strategies or isinstance(strategies, str):
+        raise ValueError(f"Unknown pair strategies {unknown or strategies!r}; choose from {list(STRATEGIES)}")
+    if "llm" in strategies and llm is None:
+        raise ValueError(
+            "The 'llm' strategy needs llm= (--llm in the CLI): a LangChain chat model or a callable str -> list[str]"
+        )
+
+
 def generate_pairs(
     chunks: Sequence[Chunk],
     *,
@@ -305,11 +316,7 @@ def generate_pairs(
         ValueError: Unknown strategy or filter, bad ``max_per_chunk``/``top_k``, ``filter="model"`` without an
             embedder, ``"llm"`` without ``llm``, or chunks missing from ``corpus``.
     """
-    unknown = [s for s in strategies if s not in STRATEGIES]
-    if unknown or not strategies or isinstance(strategies, str):
-        raise ValueError(f"Unknown pair strategies {unknown or strategies!r}; choose from {list(STRATEGIES)}")
-    if "llm" in strategies and llm is None:
-        raise ValueError("The 'llm' strategy needs llm= (a LangChain chat model or a callable str -> list[str])")
+    check_strategies(strategies, llm)
     if llm_concurrency is not None and llm_concurrency < 1:
         raise ValueError(f"llm_concurrency={llm_concurrency} must be at least 1 (1: one LLM call at a time)")
     if filter not in ("bm25", "model", "both", "none"):
