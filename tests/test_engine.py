@@ -237,6 +237,47 @@ def test_tokenize_in_threads_equals_one_call(tiny_gemma_dir: Path, tiny_bert_dir
         assert (many.rows, many.lengths, many.truncated) == (one.rows, one.lengths, one.truncated)
 
 
+def test_tokenizer_threads_share_the_tokenizer_and_copy_only_when_it_is_busy(
+    tiny_gemma_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No copy of the tokenizer in the common case (a copy of a large vocabulary takes seconds per thread); a thread
+    that meets "Already borrowed" (another caller changing the tokenizer) tokenizes its slice again on a copy."""
+    model = _st(tiny_gemma_dir)
+    texts = _corpus(4 * _features.MIN_TEXTS_PER_THREAD)
+    one = _features.tokenize(model, texts)
+    copies: list[int] = []
+    real_copy = _features._encode_with_copy
+
+    def counting_copy(tokenizer: object, part: list[str]) -> _features.Tokenized:
+        copies.append(len(part))
+        return real_copy(tokenizer, part)
+
+    monkeypatch.setattr(_features, "_encode_with_copy", counting_copy)
+    many = _features.tokenize(model, texts, threads=4)
+    assert copies == [] and (many.rows, many.lengths) == (one.rows, one.lengths)
+
+    real_encode = _features._encode
+    failed: list[int] = []
+
+    def busy_once(tokenizer: object, part: list[str]) -> _features.Tokenized:
+        if len(part) > 1 and not failed and threading.current_thread().name.startswith("promptembed-tokenize"):
+            failed.append(len(part))
+            raise RuntimeError("Already borrowed")
+        return real_encode(tokenizer, part)
+
+    monkeypatch.setattr(_features, "_encode", busy_once)
+    again = _features.tokenize(model, texts, threads=4)
+    assert len(failed) == 1 and copies == failed  # that slice, and only it, went to a copy
+    assert (again.rows, again.lengths, again.truncated) == (one.rows, one.lengths, one.truncated)
+
+    def broken(tokenizer: object, part: list[str]) -> _features.Tokenized:
+        raise RuntimeError("something else")
+
+    monkeypatch.setattr(_features, "_encode", broken)
+    with pytest.raises(RuntimeError, match="something else"):  # other errors are not retried
+        _features.tokenize(model, texts, threads=4)
+
+
 def test_engine_with_tokenizer_threads_matches_reference_in_input_order(
     minilm_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -244,13 +285,13 @@ def test_engine_with_tokenizer_threads_matches_reference_in_input_order(
     assert engine.default_tokenizer_threads("cpu") == 3
     texts = _corpus(2 * _features.MIN_TEXTS_PER_THREAD + 100)
     calls: list[int] = []
-    real = _features._encode_with_copy
+    real = _features._encode_shared
 
     def counting(tokenizer: object, part: list[str]) -> _features.Tokenized:
         calls.append(len(part))
         return real(tokenizer, part)
 
-    monkeypatch.setattr(_features, "_encode_with_copy", counting)
+    monkeypatch.setattr(_features, "_encode_shared", counting)
     with PromptEmbedder(model=minilm_dir, device="cpu", max_batch_tokens=4096) as emb:
         got = emb.embed_documents(texts)
     assert len(calls) >= 2  # the first window was tokenized in slices by several threads

@@ -45,9 +45,8 @@ _EXTRAS_KEPT = 256
 MIN_TEXTS_PER_THREAD = 256
 #: Most threads one window is tokenized by.
 MAX_TOKENIZER_THREADS = 8
-#: Spare copies of each tokenizer for the tokenizer threads. A fast tokenizer must not be called from two threads at
-#: once (the Rust side raises "Already borrowed" when one call changes its padding or truncation while another
-#: encodes), so each job borrows a copy of its own; copies are kept for the next call.
+#: Spare copies of each tokenizer for the tokenizer threads, made only when a thread meets "Already borrowed" (see
+#: :func:`_encode_shared`); kept for the next call.
 _spares: weakref.WeakKeyDictionary[Any, list[Any]] = weakref.WeakKeyDictionary()
 _spares_lock = threading.Lock()
 _executor: tuple[int, ThreadPoolExecutor] | None = None  # (pid that made it, executor): a forked child makes its own
@@ -109,9 +108,10 @@ def mixes_prompts(model: SentenceTransformer) -> bool:
 def tokenize(model: SentenceTransformer, full_texts: Sequence[str], *, threads: int = 1) -> Tokenized:
     """Tokenize prompt-prefixed texts once, unpadded and truncated as sentence-transformers truncates.
 
-    With ``threads`` > 1 and enough texts, consecutive slices are tokenized at once by that many threads, each with
-    its own copy of the tokenizer (the fast tokenizer releases the GIL while it encodes), and joined in order: the
-    same rows as one call, whether or not ``TOKENIZERS_PARALLELISM`` lets the tokenizer use several cores itself.
+    With ``threads`` > 1 and enough texts, consecutive slices are tokenized at once by that many threads with the
+    model's own tokenizer (the fast tokenizer releases the GIL while it encodes; see :func:`_encode_shared`), and
+    joined in order: the same rows as one call, whether or not ``TOKENIZERS_PARALLELISM`` lets the tokenizer use
+    several cores itself.
     """
     tokenizer = _first(model).tokenizer
     texts = list(full_texts)
@@ -120,7 +120,8 @@ def tokenize(model: SentenceTransformer, full_texts: Sequence[str], *, threads: 
         return _encode(tokenizer, texts)
     bounds = np.linspace(0, len(texts), jobs + 1).astype(int)
     slices = [texts[int(a) : int(b)] for a, b in itertools.pairwise(bounds)]
-    parts = list(_pool().map(lambda part: _encode_with_copy(tokenizer, part), slices))
+    _encode(tokenizer, texts[:1])  # settles the tokenizer's truncation/padding here: the threads only read them
+    parts = list(_pool().map(lambda part: _encode_shared(tokenizer, part), slices))
     rows = {key: [row for part in parts for row in part.rows[key]] for key in parts[0].rows}
     lengths = [n for part in parts for n in part.lengths]
     return Tokenized(rows, lengths, sum(part.truncated for part in parts))
@@ -133,6 +134,25 @@ def _encode(tokenizer: Any, texts: list[str]) -> Tokenized:
     encodings = enc.encodings or []
     truncated = sum(1 for e in encodings if e.overflowing)
     return Tokenized(rows, lengths, truncated)
+
+
+def _encode_shared(tokenizer: Any, texts: list[str]) -> Tokenized:
+    """:func:`_encode` from a tokenizer thread on the model's own tokenizer (on a copy only if that one is changing).
+
+    A fast tokenizer encodes under a shared borrow of its Rust object, so several threads encode with it at once. It
+    changes itself (truncation, padding, special-token splitting) only when a call asks for settings other than its
+    current ones, and an encode that meets such a change raises "Already borrowed". :func:`tokenize` settles the
+    settings before its threads start, so they only read them; a thread that still meets the error (another caller
+    changed the tokenizer meanwhile) encodes its slice again on a copy of its own. Copying EmbeddingGemma's tokenizer
+    (262k-token vocabulary) takes seconds per copy, which every tokenizer thread used to pay on a model's first large
+    call (benchmarks/GPU.md).
+    """
+    try:
+        return _encode(tokenizer, texts)
+    except RuntimeError as exc:
+        if "Already borrowed" not in str(exc):
+            raise
+    return _encode_with_copy(tokenizer, texts)
 
 
 def _encode_with_copy(tokenizer: Any, texts: list[str]) -> Tokenized:
