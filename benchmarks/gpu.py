@@ -9,7 +9,8 @@ Corpus, a realistic length mix: the zaragoza-construction-faq answers (Zaragoza 
 200-500 tokens joined from consecutive answers. Contestants, all bf16 (the core's CUDA default), documents with the
 model's document prompt: raw encode at batch sizes 64-512 (its best is the baseline), today's path
 (``engine="sentence-transformers"`` at raw's best batch size) and the new engine (a token-budget sweep, the default
-marked, and once more at its default budget with one tokenizer thread: what the extra threads buy). Reports docs/s,
+marked) and the engine with the model compiled (``torch.compile`` through the experimental
+``promptembed.engine.experimental_compile``, its first call's compile time reported on its own). Reports docs/s,
 tokens/s (prompt included, no padding), model FLOPs utilisation against the GPU's bf16 peak (datasheet, and a
 matmul measured in the same run), and the min cosine of the engine's bf16 vectors to float32.
 Writes the "Token-budget engine" section of benchmarks/GPU.md.
@@ -21,6 +22,7 @@ Writes the "Token-budget engine" section of benchmarks/GPU.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import lzma
 import os
@@ -159,16 +161,24 @@ def measured_matmul_tflops(device: str) -> float | None:
     return 10 * 2 * 8192**3 / (start.elapsed_time(end) / 1000) / 1e12
 
 
-def bench_model(name: str, path: Path, *, device: str, smoke: bool, sizes: dict[str, int]) -> list[dict]:
+def bench_model(
+    name: str,
+    path: Path,
+    *,
+    device: str,
+    smoke: bool,
+    sizes: dict[str, int],
+    batch_sizes: tuple[int, ...] | None = None,
+    budgets: tuple[int, ...] | None = None,
+) -> list[dict]:
     import numpy as np
     import torch
     from sentence_transformers import SentenceTransformer
 
     from promptembed import PromptEmbedder
-    from promptembed.engine import TOKENIZER_THREADS_ENV, default_max_batch_tokens, default_tokenizer_threads
+    from promptembed.engine import default_max_batch_tokens, experimental_compile
 
     cuda = device.startswith("cuda")
-    threads = default_tokenizer_threads(device)
     dtype = torch.bfloat16 if cuda else torch.float32
 
     def sync() -> None:
@@ -208,17 +218,19 @@ def bench_model(name: str, path: Path, *, device: str, smoke: bool, sizes: dict[
         return row
 
     print(f"{name}: {len(docs)} docs, {n_tokens:,} tokens (prompt included), {flops / n_tokens / 1e6:.1f} MFLOP/token")
-    # batch 32 was never raw's best on the H100 (first run, 2026-11-26): 64-512 keep the sweep inside a device lease
-    sizes = (8, 32) if smoke else (64, 128, 256, 512)
+    # 512, the largest batch tried, was raw's best for both models in both H100 runs (2026-11-26), 64 and 128 never
+    # were: the sweep goes up to 1024 instead
+    batch_sizes = batch_sizes or ((8, 32) if smoke else (256, 512, 1024))
     raw_rows = [
-        timed(f"raw encode, batch_size={bs}", lambda bs=bs: raw.encode_document(docs, batch_size=bs)) for bs in sizes
+        timed(f"raw encode, batch_size={bs}", lambda bs=bs: raw.encode_document(docs, batch_size=bs))
+        for bs in batch_sizes
     ]
     best = max(raw_rows, key=lambda r: r["docs_s"])
     best["best_raw"] = True
     best_bs = int(best["contestant"].split("=")[1])
     with PromptEmbedder(model=path, device=device, engine="sentence-transformers", batch_size=best_bs) as old:
         timed(f"today's path (engine='sentence-transformers', batch_size={best_bs})", lambda: old.embed_documents(docs))
-    budgets = (256, 2048) if smoke else (8192, 16384, 32768, 65536)  # 32768 was best in the last run: probe above
+    budgets = budgets or ((256, 2048) if smoke else (16384, 32768, 65536))  # 8192 was never the best (2026-11-26)
     for budget in budgets:
         with PromptEmbedder(model=path, device=device, max_batch_tokens=budget) as emb:
             row = timed(f"new engine, max_batch_tokens={budget}", lambda emb=emb: emb.embed_documents(docs))
@@ -230,41 +242,61 @@ def bench_model(name: str, path: Path, *, device: str, smoke: bool, sizes: dict[
             )
             row["default"] = True
         got = emb.embed_documents(docs[:512])
-        # the same engine with one tokenizer thread (as on CPU): what the extra tokenizer threads buy
-        before = os.environ.get(TOKENIZER_THREADS_ENV)
-        os.environ[TOKENIZER_THREADS_ENV] = "1"
-        try:
-            timed(
-                f"new engine, 1 tokenizer thread (default: {threads}), default budget",
-                lambda: emb.embed_documents(docs),
+    _dump(rows)
+    # engine='compile': torch.compile of the model (promptembed.engine.experimental_compile: not an option until it is
+    # measured to help). The embedders share one loaded model and so one compiled graph (dynamic shapes): the first
+    # call compiles, and its time is reported on its own.
+    compiled_budgets = budgets[-2:] if len(budgets) > 1 else budgets
+    with contextlib.ExitStack() as stack:
+        for budget in compiled_budgets:
+            emb = stack.enter_context(PromptEmbedder(model=path, device=device, max_batch_tokens=budget))
+            experimental_compile(emb)
+            sync()
+            t0 = time.perf_counter()
+            emb.embed_documents(docs[:256])
+            sync()
+            first_call = time.perf_counter() - t0
+            print(
+                f"  engine='compile', max_batch_tokens={budget}: first call (256 docs) {first_call:.1f} s", flush=True
             )
-        finally:  # the caller's own setting, if any, comes back
-            if before is None:
-                os.environ.pop(TOKENIZER_THREADS_ENV, None)
-            else:
-                os.environ[TOKENIZER_THREADS_ENV] = before
+            row = timed(f"engine='compile', max_batch_tokens={budget}", lambda emb=emb: emb.embed_documents(docs))
+            row["first_call_s"] = first_call if budget == compiled_budgets[0] else None  # later ones reuse the graph
+            row["vectors"] = np.asarray(emb.embed_documents(docs[:512]))
     with PromptEmbedder(model=path, device=device, dtype="float32") as f32:
         ref = f32.embed_documents(docs[:512])  # float32 vs bf16 on CUDA (on CPU both are float32: 1.0)
     cosine = float((np.asarray(got) * ref).sum(axis=1).min())
     for row in rows:
         row["vs_best_raw"] = row["docs_s"] / best["docs_s"]
         row["min_cosine_to_fp32"] = cosine if row["contestant"].startswith("new engine") else None
+        if "vectors" in row:  # engine='compile': its own vectors against float32
+            row["min_cosine_to_fp32"] = float((row.pop("vectors") * ref).sum(axis=1).min())
     if cuda:
         torch.cuda.empty_cache()
     return rows
 
 
-def write_report(rows: list[dict], *, device_name: str, peak: float | None, matmul: float | None, smoke: bool) -> str:
+def write_report(
+    rows: list[dict],
+    *,
+    device_name: str,
+    peak: float | None,
+    matmul: float | None,
+    smoke: bool,
+    setting: str | None = None,
+) -> str:
+    """The section's Markdown; ``setting`` replaces the run's date, versions and cores (a report made afterwards)."""
     import sentence_transformers
     import torch
 
+    setting = setting or (
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {device_name}, torch {torch.__version__}, sentence-transformers"
+        f" {sentence_transformers.__version__}, {'float32 (no GPU)' if device_name == 'CPU' else 'bf16'},"
+        f" {os.cpu_count()} CPU cores, TOKENIZERS_PARALLELISM={os.environ.get('TOKENIZERS_PARALLELISM', 'unset')}"
+    )
     lines = [
         SECTION,
         "",
-        f"{'SMOKE RUN (tiny sizes, not a measurement): ' if smoke else ''}`python benchmarks/gpu.py` on"
-        f" {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {device_name}, torch {torch.__version__}, sentence-transformers"
-        f" {sentence_transformers.__version__}, {'float32 (no GPU)' if device_name == 'CPU' else 'bf16'},"
-        f" {os.cpu_count()} CPU cores, TOKENIZERS_PARALLELISM={os.environ.get('TOKENIZERS_PARALLELISM', 'unset')}."
+        f"{'SMOKE RUN (tiny sizes, not a measurement): ' if smoke else ''}`python benchmarks/gpu.py` on {setting}."
         " Documents with the document prompt; FAQ answers plus 200-500-token passages. MFU: model FLOPs / time"
         " against the datasheet dense bf16 peak"
         f" ({peak or 'n/a'} TFLOP/s) and against an 8192^3 bf16 matmul measured in this run"
@@ -276,6 +308,8 @@ def write_report(rows: list[dict], *, device_name: str, peak: float | None, matm
     ]
     for r in rows:
         mark = " **(raw's best)**" if r.get("best_raw") else " **(default)**" if r.get("default") else ""
+        if r.get("first_call_s") is not None:
+            mark += f" (first call, compiling: {r['first_call_s']:.0f} s)"
         mfu = f"{r['tflops'] / peak * 100:.1f}%" if peak else "n/a"
         mfu += f" / {r['tflops'] / matmul * 100:.1f}%" if matmul else ""
         cos = f"{r['min_cosine_to_fp32']:.4f}" if r.get("min_cosine_to_fp32") is not None else ""
@@ -287,12 +321,21 @@ def write_report(rows: list[dict], *, device_name: str, peak: float | None, matm
         new = [r for r in rows if r["model"] == model and r["contestant"].startswith("new engine")]
         default = next((r for r in new if r.get("default")), None)
         top = max((r for r in new if "max_batch_tokens=" in r["contestant"]), key=lambda r: r["vs_best_raw"])
+        compiled = [r for r in rows if r["model"] == model and r["contestant"].startswith("engine='compile'")]
         target = 3.0 if "MiniLM" in model else 2.0
         if default is not None:
             lines.append(
                 f"\n- {model}: new engine at its default budget {default['vs_best_raw']:.2f}x raw encode at its best"
                 f" batch size (best budget: {top['contestant'].split('=')[1]}, {top['vs_best_raw']:.2f}x); target"
                 f" >= {target:.0f}x: {'met' if default['vs_best_raw'] >= target else 'NOT met'}."
+            )
+        if compiled:
+            best_c = max(compiled, key=lambda r: r["vs_best_raw"])
+            lines.append(
+                f"- {model}: engine='compile' at its best budget ({best_c['contestant'].split('=')[-1]})"
+                f" {best_c['vs_best_raw']:.2f}x raw encode, {best_c['docs_s'] / top['docs_s']:.2f}x the uncompiled"
+                f" engine at its best budget; target >= {target:.0f}x:"
+                f" {'met' if best_c['vs_best_raw'] >= target else 'NOT met'}."
             )
     return "\n".join(lines) + "\n"
 
@@ -303,7 +346,33 @@ def main() -> None:
     parser.add_argument("--device", default=None, help="default: cuda if available, else cpu")
     parser.add_argument("--only", choices=("minilm", "gemma"), default=None, help="one model only")
     parser.add_argument("--output", type=Path, default=GPU_MD, help="Markdown file whose section is replaced")
+    parser.add_argument(
+        "--report-from",
+        type=json.loads,
+        default=None,
+        metavar="JSON",
+        help='{"rows": "gpu.json", "device": "...", "peak": 989.0, "matmul": 793.0, "setting": "date, versions"}:'
+        " write the section from the rows a cut-off run left in $OUT/gpu.json (with what its log printed), measuring"
+        " nothing",
+    )
+    parser.add_argument(
+        "--batch-sizes", type=int, nargs="+", default=None, help="raw encode's sweep (default 256-1024)"
+    )
+    parser.add_argument("--budgets", type=int, nargs="+", default=None, help="the engine's token budgets")
     args = parser.parse_args()
+    if args.report_from:
+        spec = args.report_from
+        rows = json.loads(Path(spec["rows"]).read_text(encoding="utf-8"))
+        body = write_report(
+            rows,
+            device_name=spec["device"],
+            peak=spec.get("peak"),
+            matmul=spec.get("matmul"),
+            smoke=False,
+            setting=spec.get("setting"),
+        )
+        _write_section(args.output, body)
+        return
     import logging
 
     import torch
@@ -314,29 +383,40 @@ def main() -> None:
     device_name = torch.cuda.get_device_name() if device.startswith("cuda") else "CPU"
     peak = next((v for k, v in DATASHEET_BF16_TFLOPS.items() if k in device_name), None)
     matmul = measured_matmul_tflops(device)
+    print(f"device: {device_name}; datasheet bf16 peak {peak} TFLOP/s; measured matmul {matmul} TFLOP/s", flush=True)
     work = Path(tempfile.mkdtemp(prefix="promptembed-gpu-"))
     rows: list[dict] = []
     try:
-        if args.only in (None, "minilm"):
-            path = build_minilm_shaped(work / "minilm", smoke=args.smoke)
-            sizes = SMOKE_SIZES if args.smoke else {"answers_times": 8, "passages": 4000}
-            rows += bench_model("all-MiniLM-L6-v2-shaped", path, device=device, smoke=args.smoke, sizes=sizes)
-            _dump(rows)  # what is measured comes back even if a later model runs past the machine's time limit
         if args.only in (None, "gemma"):
             path = build_embeddinggemma_shaped(work / "gemma", smoke=args.smoke, device=device)
             sizes = SMOKE_SIZES if args.smoke else {"answers_times": 2, "passages": 1500}
-            rows += bench_model("EmbeddingGemma-300M-shaped", path, device=device, smoke=args.smoke, sizes=sizes)
+            rows += bench_model(
+                "EmbeddingGemma-300M-shaped", path, device=device, smoke=args.smoke, sizes=sizes,
+                batch_sizes=tuple(args.batch_sizes or ()), budgets=tuple(args.budgets or ()),
+            )  # fmt: skip
             _dump(rows)
+        if args.only in (None, "minilm"):
+            path = build_minilm_shaped(work / "minilm", smoke=args.smoke)
+            sizes = SMOKE_SIZES if args.smoke else {"answers_times": 8, "passages": 4000}
+            rows += bench_model(
+                "all-MiniLM-L6-v2-shaped", path, device=device, smoke=args.smoke, sizes=sizes,
+                batch_sizes=tuple(args.batch_sizes or ()), budgets=tuple(args.budgets or ()),
+            )  # fmt: skip
+            _dump(rows)  # what is measured comes back even if a later model runs past the machine's time limit
     finally:
         shutil.rmtree(work, ignore_errors=True)
     body = write_report(rows, device_name=device_name, peak=peak, matmul=matmul, smoke=args.smoke)
     print(body)
-    text = args.output.read_text(encoding="utf-8") if args.output.exists() else "# GPU benchmarks\n"
+    _write_section(args.output, body)
+    _dump(rows)
+
+
+def _write_section(output: Path, body: str) -> None:
+    text = output.read_text(encoding="utf-8") if output.exists() else "# GPU benchmarks\n"
     sys.path.insert(0, str(HERE))
     from engine import replace_section
 
-    args.output.write_text(replace_section(text, SECTION, body), encoding="utf-8")
-    _dump(rows)
+    output.write_text(replace_section(text, SECTION, body), encoding="utf-8")
 
 
 def _dump(rows: list[dict]) -> None:

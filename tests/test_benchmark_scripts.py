@@ -1,5 +1,6 @@
-"""The benchmark scripts run: `benchmarks/gpu.py --smoke` end to end (so a lent GPU session does not spend its
-minutes on a broken script), and the section replacement that lets several scripts share one results file."""
+"""The benchmark scripts run: `benchmarks/gpu.py --smoke` and `benchmarks/gpu_ray.py --smoke` end to end (so a lent
+GPU session does not spend its minutes on a broken script), and the section replacement that lets several scripts
+share one results file."""
 
 from __future__ import annotations
 
@@ -64,4 +65,35 @@ def test_gpu_script_smoke_run(tmp_path: Path) -> None:
             assert docs_s > 0
         cosines = [float(c) for c in re.findall(r"\| (1\.0000|0\.\d{4}) \|$", "\n".join(rows), flags=re.M)]
         assert cosines and min(cosines) > 0.9999  # float32 against float32 on CPU
+        compiled = [c for c in contestants if c.startswith("engine='compile'")]
+        assert len(compiled) == 2 and "(first call, compiling:" in compiled[0]
     assert (tmp_path / "gpu.json").exists()
+    report = subprocess.run(
+        [
+            sys.executable, str(ROOT / "benchmarks" / "gpu.py"), "--output", str(tmp_path / "again.md"),
+            "--report-from", f'{{"rows": "{tmp_path / "gpu.json"}", "device": "CPU"}}',
+        ],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert report.returncode == 0, report.stderr[-3000:]
+    again = (tmp_path / "again.md").read_text(encoding="utf-8")
+    assert again.count("| EmbeddingGemma-300M-shaped |") == text.count("| EmbeddingGemma-300M-shaped |")
+
+
+@pytest.mark.slow
+def test_gpu_ray_script_smoke_run(tmp_path: Path) -> None:
+    pytest.importorskip("ray")
+    out = tmp_path / "GPU.md"
+    out.write_text("# GPU benchmarks\n\n## Earlier section\n\nkept\n", encoding="utf-8")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OUT": str(tmp_path)}
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "gpu_ray.py"), "--smoke", "--output", str(out)],
+        capture_output=True, text=True, env=env, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = out.read_text(encoding="utf-8")
+    assert "## Earlier section\n\nkept" in text and "SMOKE RUN" in text and "## Ray Data on one GPU" in text
+    import json
+
+    summary = json.loads((tmp_path / "gpu_ray.json").read_text(encoding="utf-8"))
+    assert summary["cosine"] > 0.9999 and summary["docs_s"] > 0  # every row back, the same vectors as in-process

@@ -177,6 +177,51 @@ def test_sentence_transformers_engine_is_todays_loop(minilm_dir: Path, monkeypat
     np.testing.assert_allclose(a, b, atol=ATOL)
 
 
+def test_compile_engine_matches_reference_and_runs_one_text_eagerly(
+    tiny_gemma_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The experimental compiled engine: torch.compile of the model, made once per loaded model, used for batches of
+    two or more rows; a one-text call runs the eager model (no compile of a one-row graph on a query). Not an option:
+    ``PromptEmbedder(engine="compile")`` is refused until it is measured to help."""
+    rows_seen: list[int] = []
+    real_compile = engine._compile
+
+    def spy(model):  # type: ignore[no-untyped-def]
+        compiled = real_compile(model)
+
+        def forward(features, **kwargs):  # type: ignore[no-untyped-def]
+            rows_seen.append(int(features["input_ids"].shape[0]))
+            return compiled(features, **kwargs)
+
+        return forward
+
+    monkeypatch.setattr(engine, "_compile", spy)
+    st = _st(tiny_gemma_dir)
+    with pytest.raises(ConfigError, match="Unknown engine 'compile'"):
+        PromptEmbedder(model=tiny_gemma_dir, device="cpu", engine="compile")  # type: ignore[arg-type]
+    with PromptEmbedder(model=tiny_gemma_dir, device="cpu", max_batch_tokens=256) as emb:
+        engine.experimental_compile(emb)
+        docs = emb.embed_documents(MIXED)
+        entry = emb._require()
+        assert entry.compiled is not None and rows_seen and min(rows_seen) >= 2
+        np.testing.assert_allclose(docs, st.encode_document(MIXED, normalize_embeddings=True), atol=1e-5)
+        first = entry.compiled
+        seen = len(rows_seen)
+        one = emb.embed_queries(MIXED[2:3])
+        assert len(rows_seen) == seen  # the one-text call did not reach the compiled model
+        np.testing.assert_allclose(one, st.encode_query(MIXED[2:3], normalize_embeddings=True), atol=ATOL)
+        np.testing.assert_allclose(
+            emb.embed_queries(MIXED), st.encode_query(MIXED, normalize_embeddings=True), atol=1e-5
+        )
+        assert entry.compiled is first  # compiled once per loaded model
+        assert len(rows_seen) > seen  # the queries batches went through it
+        seen = len(rows_seen)
+        with PromptEmbedder(model=tiny_gemma_dir, device="cpu") as plain:  # the same loaded model
+            assert plain._require() is entry
+            plain.embed_documents(MIXED)
+        assert len(rows_seen) == seen  # the default engine never uses the compiled model
+
+
 def test_truncate_dim_and_no_normalize_on_device(tiny_gemma_dir: Path) -> None:
     st = _st(tiny_gemma_dir)
     ref = st.encode_query(MIXED)[:, :16]

@@ -95,6 +95,8 @@ class LoadedModel:
     """A loaded ``SentenceTransformer`` with its reference count and encode lock.
 
     ``unusable`` is set (to the reason, for the error message) in a forked child that must not use this model.
+    ``compiled`` is the model's ``torch.compile`` wrapper, made at its first compiled call (experimental, benchmarks
+    only: ``promptembed.engine.experimental_compile``).
     """
 
     key: ModelKey
@@ -104,6 +106,7 @@ class LoadedModel:
     lock: threading.Lock = field(default_factory=threading.Lock)
     fingerprint: str | None = None
     unusable: str | None = None
+    compiled: Any = None
 
 
 @dataclass(frozen=True)

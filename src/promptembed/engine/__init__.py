@@ -7,6 +7,8 @@ Two loops run sentence-transformers' own modules (Transformer, Pooling, Dense, N
   CUDA/MPS, :func:`default_tokenizer_threads`), pinned and copied without blocking on
   CUDA, pooled vectors gathered, truncated and normalized on the device, one copy back per call
   (:mod:`promptembed.engine._run`);
+* experimental, not an option: the same engine with the model compiled by ``torch.compile``
+  (:func:`experimental_compile`, for the benchmarks that measure it; see there);
 * sentence-transformers' ``encode`` loop (``engine="sentence-transformers"``, device pools, calls with forward-pass
   keyword arguments, and models that are not a plain text transformer): fixed ``batch_size`` text batches
   (:mod:`promptembed.engine._st_loop`).
@@ -44,6 +46,8 @@ __all__ = [
 
 Engine = Literal["auto", "sentence-transformers"]
 ENGINES: tuple[str, ...] = ("auto", "sentence-transformers")
+#: The engine value :func:`experimental_compile` sets (never accepted as ``PromptEmbedder(engine=...)``).
+COMPILE = "compile"
 
 #: Default token budget per forward pass (rows x longest row), by device type. CPU: the best of a sweep on a 2-core
 #: x86 machine (benchmarks/engine.py, all-MiniLM-L6-v2); small batches keep activations in cache there. CUDA: the
@@ -134,7 +138,7 @@ def encode(
         role: ``"query"``/``"document"`` (sentence-transformers' ``task``) or ``None`` for plain ``encode``.
         batch_size: Texts per forward pass of sentence-transformers' loop.
         max_batch_tokens: Token budget per forward pass of the engine (``None``: the device's default).
-        engine: ``"auto"`` or ``"sentence-transformers"``.
+        engine: ``"auto"`` or ``"sentence-transformers"`` (or :data:`COMPILE`, see :func:`experimental_compile`).
         truncate_dim: Keep the first dimensions only (then normalize, when ``normalize``).
         normalize: L2-normalize the vectors.
         show_progress_bar: Show a progress bar.
@@ -171,6 +175,11 @@ def encode(
             largest_window=largest,
             tokenizer_threads=default_tokenizer_threads(kind),
         )
+        compiled = None
+        if engine == COMPILE:
+            if entry.compiled is None:
+                entry.compiled = _compile(model)
+            compiled = entry.compiled
         vectors, truncated = _run.run(
             model,
             texts,
@@ -180,8 +189,34 @@ def encode(
             truncate_dim=truncate_dim,
             normalize=normalize,
             progress=show_progress_bar,
+            compiled=compiled,
         )
         return Encoded(vectors, truncated, path)
+
+
+def experimental_compile(embedder: Any) -> None:
+    """Make ``embedder`` (a :class:`~promptembed.PromptEmbedder`) run the token-budget engine with its model compiled.
+
+    Experimental, for benchmarks only (``benchmarks/gpu.py``, ``benchmarks/engine.py``), not an option of
+    ``PromptEmbedder``: ``torch.compile`` is offered only once measured to help (issue #10), and so far it has not
+    been. On a 2-core CPU with all-MiniLM-L6-v2 it ran at 0.91x the default engine (benchmarks/RESULTS.md); on a
+    GPU it is not measured yet (benchmarks/GPU.md). The model is compiled once per loaded model, at its first call
+    of two or more texts (seconds on small models, over 50 s for EmbeddingGemma-300M on an H200); batches of one row
+    run the eager model, so a one-text query call never compiles a one-row graph. Vectors equal the eager engine's
+    to float rounding.
+    """
+    embedder._engine = COMPILE
+
+
+def _compile(model: Any) -> Any:
+    """``torch.compile`` of the whole sentence-transformers model (its modules, called as ``model(features)``).
+
+    Dynamic shapes: the engine's batches vary in rows and width, so one compiled graph serves them all instead of one
+    per shape. The model itself is not changed (its ``state_dict`` and eager calls stay as they are).
+    """
+    import torch
+
+    return torch.compile(model, dynamic=True)
 
 
 def _postprocess(vectors: np.ndarray, truncate_dim: int | None, normalize: bool) -> np.ndarray:

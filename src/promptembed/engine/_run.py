@@ -64,8 +64,13 @@ def run(
     truncate_dim: int | None,
     normalize: bool,
     progress: bool,
+    compiled: Any = None,
 ) -> tuple[np.ndarray, int]:
-    """Encode ``texts`` (``prompts[i]`` before ``texts[i]``); returns (final float32 vectors, texts truncated)."""
+    """Encode ``texts`` (``prompts[i]`` before ``texts[i]``); returns (final float32 vectors, texts truncated).
+
+    ``compiled``: the model's ``torch.compile`` wrapper, used for batches of two or more rows (a one-row batch runs
+    the eager model: a compiled graph specializes on one row, so it would compile again, for seconds, on a query).
+    """
     import torch
 
     device = model.device
@@ -79,7 +84,8 @@ def run(
         for item in _threaded(produce) if len(texts) > INLINE_TEXTS else produce:
             features = _features.to_device(item.features, device, non_blocking=cuda)
             index = item.positions.to(device, non_blocking=True) if cuda else item.positions
-            embeddings = model(features, **forward_kwargs)["sentence_embedding"]
+            forward = compiled if compiled is not None and len(item.index) > 1 else model
+            embeddings = forward(features, **forward_kwargs)["sentence_embedding"]
             if result is None:
                 result = torch.empty((len(texts), embeddings.shape[1]), dtype=torch.float32, device=device)
             result.index_copy_(0, index, embeddings.to(torch.float32))
