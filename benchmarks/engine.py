@@ -191,9 +191,10 @@ def main() -> None:
         f" today's path, {int8_new_r[0]:.2f}x on the new engine; bfloat16 {bf16_old_r[0]:.2f}x today,"
         f" {bf16_new_r[0]:.2f}x new.",
         f"- `engine='compile'` (experimental, not an option: `promptembed.engine.experimental_compile`):"
-        f" {compiled_r[0]:.3f}x ({compiled_r[1]:.3f}-{compiled_r[2]:.3f}) the default"
-        f" engine, after a first call of {compile_s:.0f} s that compiles; its vectors differ from raw"
-        f" `encode_document` by at most {compiled_diff:.1e}.",
+        f" {compiled_r[0]:.3f}x ({compiled_r[1]:.3f}-{compiled_r[2]:.3f}) the default engine"
+        f"{' (faster in every round)' if compiled_r[1] > 1 else ' (not faster)'}, after a first call of"
+        f" {compile_s:.0f} s that compiles; its vectors differ from raw `encode_document` by at most"
+        f" {compiled_diff:.1e}.",
         f"- Single-query latency ({len(questions)} FAQ questions, one call each, interleaved): p50 raw"
         f" `encode_query` {p50['raw']:.2f} ms, today's path {p50['today']:.2f} ms, new engine {p50['new']:.2f} ms"
         f" (p90 {p90['raw']:.2f} / {p90['today']:.2f} / {p90['new']:.2f} ms); paired median new/raw {paired_lat:.3f}"

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import itertools
+import os
 import re
 import threading
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -201,6 +204,7 @@ def test_compile_engine_matches_reference_and_runs_one_text_eagerly(
         PromptEmbedder(model=tiny_gemma_dir, device="cpu", engine="compile")  # type: ignore[arg-type]
     with PromptEmbedder(model=tiny_gemma_dir, device="cpu", max_batch_tokens=256) as emb:
         engine.experimental_compile(emb)
+        assert emb.engine == "auto" and emb.config()["engine"] == "auto"  # PromptEmbedder(**config()) still works
         docs = emb.embed_documents(MIXED)
         entry = emb._require()
         assert entry.compiled is not None and rows_seen and min(rows_seen) >= 2
@@ -214,12 +218,29 @@ def test_compile_engine_matches_reference_and_runs_one_text_eagerly(
             emb.embed_queries(MIXED), st.encode_query(MIXED, normalize_embeddings=True), atol=1e-5
         )
         assert entry.compiled is first  # compiled once per loaded model
+        del first  # (it holds the model)
         assert len(rows_seen) > seen  # the queries batches went through it
         seen = len(rows_seen)
         with PromptEmbedder(model=tiny_gemma_dir, device="cpu") as plain:  # the same loaded model
             assert plain._require() is entry
             plain.embed_documents(MIXED)
         assert len(rows_seen) == seen  # the default engine never uses the compiled model
+        import multiprocessing
+
+        child = multiprocessing.get_context("fork").Process(target=_exit_1_if_any_entry_is_compiled)
+        child.start()
+        child.join(timeout=120)
+        assert child.exitcode == 0  # a forked child drops the parent's compiled model (its kernels' thread count)
+        assert entry.compiled is not None  # the parent keeps it
+        model_ref = weakref.ref(entry.model)
+    gc.collect()
+    assert model_ref() is None and entry.compiled is None  # the last release frees the model, compiled wrapper too
+
+
+def _exit_1_if_any_entry_is_compiled() -> None:
+    from promptembed import _registry
+
+    os._exit(1 if any(e.compiled is not None for e in _registry._entries.values()) else 0)
 
 
 def test_truncate_dim_and_no_normalize_on_device(tiny_gemma_dir: Path) -> None:

@@ -288,6 +288,7 @@ def _release_now(entry: LoadedModel) -> None:
 def _free(entry: LoadedModel) -> None:
     if entry.unusable is not None:  # a forked child's copy of the parent's model: never touch it
         return
+    entry.compiled = None  # the torch.compile wrapper holds the model too
     del entry.model
     gc.collect()
     device = entry.key.device
@@ -352,6 +353,9 @@ def _after_fork_child() -> None:
         if busy.owner != me:  # its load or free will never finish here: a new request starts afresh
             del _busy[key]
     for key, entry in list(_entries.items()):
+        # a compiled CPU model's kernels keep the parent's thread count, which GNU OpenMP cannot give after a fork
+        # (prepare_forked_child): the child runs the eager model and compiles again if it asks to
+        entry.compiled = None
         reason = _unusable_after_fork(entry)
         if entry.refs <= 0 or reason is not None:
             del _entries[key]

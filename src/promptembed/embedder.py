@@ -493,7 +493,7 @@ class PromptEmbedder:
             role=role,
             batch_size=self._batch_size,
             max_batch_tokens=self._max_batch_tokens,
-            engine=self._engine,
+            engine=engine.COMPILE if self.__dict__.get("_experimental_compile") else self._engine,
             truncate_dim=self._truncate_dim,
             normalize=self._normalize,
             show_progress_bar=progress,

@@ -46,7 +46,8 @@ __all__ = [
 
 Engine = Literal["auto", "sentence-transformers"]
 ENGINES: tuple[str, ...] = ("auto", "sentence-transformers")
-#: The engine value :func:`experimental_compile` sets (never accepted as ``PromptEmbedder(engine=...)``).
+#: The engine value an embedder marked by :func:`experimental_compile` hands to :func:`encode` (never accepted as
+#: ``PromptEmbedder(engine=...)``).
 COMPILE = "compile"
 
 #: Default token budget per forward pass (rows x longest row), by device type. CPU: the best of a sweep on a 2-core
@@ -199,13 +200,16 @@ def experimental_compile(embedder: Any) -> None:
 
     Experimental, for benchmarks only (``benchmarks/gpu.py``, ``benchmarks/engine.py``), not an option of
     ``PromptEmbedder``: ``torch.compile`` is offered only once measured to help (issue #10), and so far it has not
-    been. On a 2-core CPU with all-MiniLM-L6-v2 it ran at 0.91x the default engine (benchmarks/RESULTS.md); on a
-    GPU it is not measured yet (benchmarks/GPU.md). The model is compiled once per loaded model, at its first call
-    of two or more texts (seconds on small models, over 50 s for EmbeddingGemma-300M on an H200); batches of one row
-    run the eager model, so a one-text query call never compiles a one-row graph. Vectors equal the eager engine's
-    to float rounding.
+    been. On a 2-core CPU with all-MiniLM-L6-v2 it was not faster than the default engine (median 0.91x over 7
+    paired rounds, range 0.66-1.09x; benchmarks/RESULTS.md); on a GPU it is not measured yet (benchmarks/GPU.md).
+
+    The model is compiled once per loaded model, at its first call of two or more texts (seconds on small models;
+    EmbeddingGemma-300M's had not finished when an H200 lease ran out); batches of one row run the eager model, so
+    a one-text query call never compiles a one-row graph. Vectors equal the eager engine's to float rounding. The
+    embedder's ``engine`` and ``config()`` stay as they were. The compiled wrapper is dropped with the model's last
+    release and in a forked child.
     """
-    embedder._engine = COMPILE
+    embedder._experimental_compile = True
 
 
 def _compile(model: Any) -> Any:

@@ -139,13 +139,16 @@ def _encode(tokenizer: Any, texts: list[str]) -> Tokenized:
 def _encode_shared(tokenizer: Any, texts: list[str]) -> Tokenized:
     """:func:`_encode` from a tokenizer thread on the model's own tokenizer (on a copy only if that one is changing).
 
-    A fast tokenizer encodes under a shared borrow of its Rust object, so several threads encode with it at once. It
-    changes itself (truncation, padding, special-token splitting) only when a call asks for settings other than its
-    current ones, and an encode that meets such a change raises "Already borrowed". :func:`tokenize` settles the
-    settings before its threads start, so they only read them; a thread that still meets the error (another caller
-    changed the tokenizer meanwhile) encodes its slice again on a copy of its own. Copying EmbeddingGemma's tokenizer
-    (262k-token vocabulary) takes seconds per copy, which every tokenizer thread used to pay on a model's first large
-    call (benchmarks/GPU.md).
+    A fast tokenizer encodes under a shared borrow of its Rust object (the GIL released), so several threads encode
+    with it at once. A call that changes it (truncation, padding, special-token splitting: only when asked for
+    settings other than its current ones) needs the object to itself, and raises "Already borrowed" while another
+    thread encodes. :func:`tokenize` settles the settings before its threads start, so they only read them. A thread
+    that still has to change them (a caller outside the engine changed them meanwhile, or a tokenizer that rewrites
+    its post-processor on every call, as the fast tokenizers of translation models such as NLLB or MBart do) retries
+    its slice on a copy of its own: the same rows, at the old cost. A caller outside the engine that changes the
+    tokenizer while the threads encode gets that error itself (the engine's own calls on a model hold its encode
+    lock, so they never overlap). Copying EmbeddingGemma's tokenizer (262k-token vocabulary) takes seconds per
+    copy, which every tokenizer thread used to pay on a model's first large call (benchmarks/GPU.md).
     """
     try:
         return _encode(tokenizer, texts)
