@@ -191,3 +191,26 @@ def test_missing_field_and_ray_options_without_ray(
     assert "Row id=1 (in.jsonl line 1): has no 'text' field (its fields: ['body', 'id'])" in capsys.readouterr().err
     assert main(["embed", str(src), "-o", str(tmp_path / "o"), "--column", "body", "--workers", "2"]) == 1
     assert "--workers, --gpus-per-worker and --cpus-per-worker need --ray" in capsys.readouterr().err
+
+
+def test_group_column_embeds_each_group_by_itself(tiny_gemma_dir: Path) -> None:
+    """``group_column`` (``promptembed embed --ray`` passes its part index): each group's vectors are the bytes the
+    group alone gives, whatever other groups share the table, and the rows keep their order."""
+    from promptembed._tables import TableJob, embed_table
+    from promptembed.errors import ConfigError
+
+    texts = [f"Row {i}: " + "a passage about a planet " * (i % 5 + 1) for i in range(20)]
+    table = pa.table(
+        {"text": texts, "g": [i % 3 for i in range(20)], "title": [f"T{i}" if i % 2 else None for i in range(20)]}
+    )
+    job = TableJob(title_column="title", group_column="g")
+    with PromptEmbedder(model=tiny_gemma_dir, device="cpu", max_batch_tokens=64) as emb:
+        out, bad = embed_table(emb, table, job)
+        assert not bad and out.column("text").to_pylist() == texts
+        got = np.asarray(out.column("embedding").to_pylist(), dtype=np.float32)
+        for g in range(3):
+            rows = [i for i in range(20) if i % 3 == g]
+            alone, _ = embed_table(emb, table.take(pa.array(rows)), TableJob(title_column="title"))
+            assert np.array_equal(got[rows], np.asarray(alone.column("embedding").to_pylist(), dtype=np.float32))
+    with pytest.raises(ConfigError, match="group_column='part' is not a column"):
+        TableJob(group_column="part").check_columns(["text"])

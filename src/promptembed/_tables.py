@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -37,13 +37,15 @@ class TableJob:
     output_column: str = "embedding"
     id_column: str | None = None
     on_bad_row: OnBadRow = "fail"
+    #: Rows with the same value here are embedded by one call of their own (see :func:`embed_table`).
+    group_column: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("column", "output_column"):
             value = getattr(self, name)
             if not isinstance(value, str) or not value:
                 raise ConfigError(f"{name} must be a non-empty column name (str), got {value!r}")
-        for name in ("title_column", "id_column", "prompt_name"):
+        for name in ("title_column", "id_column", "prompt_name", "group_column"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, str) or not value):
                 raise ConfigError(f"{name} must be a non-empty str or None, got {value!r}")
@@ -61,7 +63,7 @@ class TableJob:
                 f"title_column={self.title_column!r} fills the document prompt's title slot, so it needs "
                 f"role='document' (got role={self.role!r}, prompt_name={self.prompt_name!r})"
             )
-        if self.output_column in (self.column, self.title_column, self.id_column):
+        if self.output_column in (self.column, self.title_column, self.id_column, self.group_column):
             raise ConfigError(
                 f"output_column={self.output_column!r} would overwrite an input column; choose another name"
             )
@@ -74,6 +76,7 @@ class TableJob:
             ("column", self.column),
             ("title_column", self.title_column),
             ("id_column", self.id_column),
+            ("group_column", self.group_column),
         ):
             if col is not None and col not in names:
                 raise ConfigError(f"{option}={col!r} is not a column of the input; its columns are {list(names)}")
@@ -165,6 +168,10 @@ def embed_table(
 ) -> tuple[pa.Table, list[BadRow]]:
     """Embed ``job.column`` of ``table`` and append the vectors as ``job.output_column``; every column is kept.
 
+    With ``job.group_column``, the rows of each group (same value in that column) are embedded by one call of their
+    own, so a row's vector does not depend on which other groups share the table: the engine's batches, and so the
+    float rounding of a vector (in its last bits), follow the texts of one call.
+
     Returns:
         The table (bad rows dropped when skipping) with the vector column, and the skipped rows.
 
@@ -178,12 +185,28 @@ def embed_table(
         import pyarrow as pa
 
         table = table.take(pa.array(good, type=pa.int64()))
+    if job.group_column is None or table.num_rows == 0:
+        vectors = _vectors(embedder, table, job)
+    else:
+        import pyarrow as pa
+
+        groups: dict[Any, list[int]] = {}
+        for i, key in enumerate(table.column(job.group_column).to_pylist()):
+            groups.setdefault(key, []).append(i)
+        done = [
+            (rows, _vectors(embedder, table.take(pa.array(rows, type=pa.int64())), job)) for rows in groups.values()
+        ]
+        vectors = np.empty((table.num_rows, *done[0][1].shape[1:]), dtype=done[0][1].dtype)
+        for rows, got in done:
+            vectors[rows] = got
+    return table.append_column(job.output_column, vector_array(vectors)), bad
+
+
+def _vectors(embedder: PromptEmbedder, table: pa.Table, job: TableJob) -> np.ndarray:
     texts: list[str] = table.column(job.column).to_pylist()
     if job.role == "query":
-        vectors = embedder.embed_queries(texts)
-    elif job.role == "document":
+        return embedder.embed_queries(texts)
+    if job.role == "document":
         titles = table.column(job.title_column).to_pylist() if job.title_column else None
-        vectors = embedder.embed_documents(texts, titles=titles)
-    else:
-        vectors = embedder.embed(texts, prompt_name=job.prompt_name)
-    return table.append_column(job.output_column, vector_array(vectors)), bad
+        return embedder.embed_documents(texts, titles=titles)
+    return embedder.embed(texts, prompt_name=job.prompt_name)

@@ -89,6 +89,7 @@ def embed_dataset(
     output_column: str = "embedding",
     id_column: str | None = None,
     on_bad_row: OnBadRow = "fail",
+    group_column: str | None = None,
     dtype: Literal["auto", "float32", "bfloat16", "float16", "int8"] = "auto",
     precision: Literal["float32"] = "float32",
     truncate_dim: int | None = None,
@@ -128,6 +129,11 @@ def embed_dataset(
         on_bad_row: ``"fail"`` (default): a row whose text is not a ``str`` (null, a number, a list) fails the job
             with an error naming the row (its ``id_column`` value) and the column. ``"skip"``: such rows are
             dropped from the output and their ids are logged by the actor (Ray forwards it to the driver).
+        group_column: A column whose rows with the same value are embedded by one call of their own, whichever
+            rows Ray bundles into the actor's batch. A vector's last bits follow the texts embedded with it (the
+            engine's batches change the float rounding), so this makes each group's vectors the same bytes as when
+            the group alone is embedded, in any process: ``promptembed embed --ray`` passes its part index, so its
+            parts equal the in-process ones byte for byte.
         dtype: Weight dtype inside each actor (``"auto"``: float32 on CPU, bfloat16 on CUDA; see PromptEmbedder).
         precision: Output vector quantization; ``"float32"`` (the only value today).
         truncate_dim: Matryoshka dimension to keep (re-normalized).
@@ -171,6 +177,7 @@ def embed_dataset(
         output_column=output_column,
         id_column=id_column,
         on_bad_row=on_bad_row,
+        group_column=group_column,
     )
     rows_per_batch = 1 if batch_size is None else batch_size
     _check_pool(batch_size=rows_per_batch, concurrency=concurrency, num_gpus=num_gpus, num_cpus=num_cpus)
@@ -244,7 +251,8 @@ def _check_pool(*, batch_size: object, concurrency: object, num_gpus: object, nu
 
 
 _OPTIONS = [
-    "model", "column", "role", "prompt_name", "title_column", "output_column", "id_column", "on_bad_row", "dtype",
+    "model", "column", "role", "prompt_name", "title_column", "output_column", "id_column", "on_bad_row",
+    "group_column", "dtype",
     "precision", "truncate_dim", "normalize", "prompts", "batch_size", "model_batch_size",
     "max_batch_tokens", "concurrency", "num_gpus",
     "num_cpus", "device", "revision", "trust_remote_code", "allow_pickle",

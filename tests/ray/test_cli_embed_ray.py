@@ -6,6 +6,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import torch
 
 from promptembed.cli import main
 
@@ -21,8 +22,16 @@ def test_cli_in_process_and_ray_outputs_are_identical(ray_cluster: Any, tmp_path
     pq.write_table(table, src / "b.parquet", row_group_size=5)
     common = ["embed", str(src), "--model", str(tiny_gemma_dir), "--id-column", "id", "--part-rows", "8",
               "--on-bad-row", "skip"]  # fmt: skip
-    assert main([*common, "-o", str(tmp_path / "local")]) == 0
-    assert main([*common, "-o", str(tmp_path / "ray"), "--ray", "auto", "--workers", "1"]) == 0
+    # the same torch thread count on both sides (Ray gives an actor as many as its CPUs): on some CPUs a GEMM's last
+    # bits depend on the thread count (seen on a 2-core Xeon with avx512_bf16), and this test asks for the same bytes
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert main([*common, "-o", str(tmp_path / "local")]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    ray_args = ["--ray", "auto", "--workers", "1", "--cpus-per-worker", "2"]
+    assert main([*common, "-o", str(tmp_path / "ray"), *ray_args]) == 0
 
     local = sorted(p.name for p in (tmp_path / "local").glob("part-*.parquet"))
     assert local == sorted(p.name for p in (tmp_path / "ray").glob("part-*.parquet")) and len(local) == 6

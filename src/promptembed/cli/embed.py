@@ -122,6 +122,7 @@ def _embed_on_ray(
         embedded = embed_dataset(
             parts, column=job.column, role=job.role, prompt_name=job.prompt_name, title_column=job.title_column,
             output_column=job.output_column, id_column=job.id_column, on_bad_row=job.on_bad_row,
+            group_column=_PART_COLUMN,  # each part embedded alone, as in-process: the same vector bytes
             dtype=options["dtype"], model=options["model"], truncate_dim=options["truncate_dim"],
             prompts=options["prompts"], revision=options["revision"], trust_remote_code=options["trust_remote_code"],
             allow_pickle=options["allow_pickle"], batch_size=None, model_batch_size=args.batch_size,
