@@ -39,6 +39,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import gpu  # noqa: E402  (benchmarks/gpu.py: the model builder and the corpus)
+from scale import drain_timed  # noqa: E402  (benchmarks/scale.py: the CPU Ray benchmark's timed consumer)
 
 SECTION = "## Ray Data on one GPU (`benchmarks/gpu_ray.py`)"
 
@@ -69,24 +70,7 @@ def on_ray(path: Path, texts: list[str], *, num_gpus: float, batch_size: int) ->
     ds = ray.data.from_items([{"id": i, "text": t} for i, t in enumerate(texts)], override_num_blocks=32)
     ds = ds.materialize()  # the input sits in the object store before the clock starts
     out = embed_dataset(ds, model=path, batch_size=batch_size, concurrency=1, num_gpus=num_gpus)
-    t0 = time.perf_counter()
-    first = None
-    rows_after_first = 0
-    ids: list[int] = []
-    chunks = []
-    for batch in out.iter_batches(batch_size=None, batch_format="pyarrow"):
-        if first is None:
-            first = time.perf_counter()
-        else:
-            rows_after_first += batch.num_rows
-        ids.extend(batch.column("id").to_pylist())
-        chunks.append(batch.column("embedding").combine_chunks().values.to_numpy().reshape(batch.num_rows, -1))
-    end = time.perf_counter()
-    if sorted(ids) != list(range(len(texts))):
-        raise RuntimeError(f"Ray returned {len(ids)} rows for {len(texts)} texts, or some twice")
-    vectors = np.concatenate(chunks)[np.argsort(ids)]
-    steady = rows_after_first / (end - first) if first is not None and end > first else float("nan")
-    return {"seconds": end - t0, "docs_s": len(texts) / (end - t0), "steady_docs_s": steady, "vectors": vectors}
+    return drain_timed(out, len(texts))
 
 
 def main() -> None:

@@ -83,11 +83,17 @@ def on_ray(texts: list[str], *, actors: int, cpus: float) -> dict[str, Any]:
 
     ds = ray.data.from_items([{"id": i, "text": t} for i, t in enumerate(texts)], override_num_blocks=40)
     ds = ds.materialize()  # the input sits in the object store before the clock starts
-    out = embed_dataset(ds, batch_size=512, concurrency=actors, num_cpus=cpus)
+    return drain_timed(embed_dataset(ds, batch_size=512, concurrency=actors, num_cpus=cpus), len(texts))
+
+
+def drain_timed(out: Any, n_texts: int) -> dict[str, Any]:
+    """Consume ``out`` (an ``embed_dataset`` result over rows with ids 0..n_texts-1), timed from now: end to end and
+    from the first output batch on; the vectors in id order. Raises if a row is missing or came twice."""
     t0 = time.perf_counter()
     first = None
     rows_after_first = 0
-    ids, chunks = [], []
+    ids: list[int] = []
+    chunks = []
     for batch in out.iter_batches(batch_size=None, batch_format="pyarrow"):
         if first is None:
             first = time.perf_counter()
@@ -96,10 +102,11 @@ def on_ray(texts: list[str], *, actors: int, cpus: float) -> dict[str, Any]:
         ids.extend(batch.column("id").to_pylist())
         chunks.append(batch.column("embedding").combine_chunks().values.to_numpy().reshape(batch.num_rows, -1))
     end = time.perf_counter()
+    if sorted(ids) != list(range(n_texts)):
+        raise RuntimeError(f"Ray returned {len(ids)} rows for {n_texts} texts, or some twice")
     vectors = np.concatenate(chunks)[np.argsort(ids)]
-    assert sorted(ids) == list(range(len(texts)))
-    steady = rows_after_first / (end - first) if first and end > first else float("nan")
-    return {"seconds": end - t0, "docs_s": len(texts) / (end - t0), "steady_docs_s": steady, "vectors": vectors}
+    steady = rows_after_first / (end - first) if first is not None and end > first else float("nan")
+    return {"seconds": end - t0, "docs_s": n_texts / (end - t0), "steady_docs_s": steady, "vectors": vectors}
 
 
 def driver_peak_rss(rows: int, model: Path) -> dict[str, float]:

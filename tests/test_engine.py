@@ -292,6 +292,19 @@ def _corpus(n: int) -> list[str]:
     return [f"{i}: {MIXED[i % len(MIXED)]}" for i in range(n)]
 
 
+def _count_calls(monkeypatch: pytest.MonkeyPatch, name: str) -> list[int]:
+    """Wrap ``_features.<name>(tokenizer, part)``; the returned list gets each call's slice length."""
+    calls: list[int] = []
+    real = getattr(_features, name)
+
+    def counting(tokenizer: object, part: list[str]) -> _features.Tokenized:
+        calls.append(len(part))
+        return real(tokenizer, part)
+
+    monkeypatch.setattr(_features, name, counting)
+    return calls
+
+
 @pytest.mark.parametrize("threads", [2, 3, 20])
 def test_tokenize_in_threads_equals_one_call(tiny_gemma_dir: Path, tiny_bert_dir: Path, threads: int) -> None:
     texts = _corpus(3 * _features.MIN_TEXTS_PER_THREAD + 7)
@@ -311,14 +324,7 @@ def test_tokenizer_threads_share_the_tokenizer_and_copy_only_when_it_is_busy(
     model = _st(tiny_gemma_dir)
     texts = _corpus(4 * _features.MIN_TEXTS_PER_THREAD)
     one = _features.tokenize(model, texts)
-    copies: list[int] = []
-    real_copy = _features._encode_with_copy
-
-    def counting_copy(tokenizer: object, part: list[str]) -> _features.Tokenized:
-        copies.append(len(part))
-        return real_copy(tokenizer, part)
-
-    monkeypatch.setattr(_features, "_encode_with_copy", counting_copy)
+    copies = _count_calls(monkeypatch, "_encode_with_copy")
     many = _features.tokenize(model, texts, threads=4)
     assert copies == [] and (many.rows, many.lengths) == (one.rows, one.lengths)
 
@@ -350,14 +356,7 @@ def test_engine_with_tokenizer_threads_matches_reference_in_input_order(
     monkeypatch.setenv(engine.TOKENIZER_THREADS_ENV, "3")
     assert engine.default_tokenizer_threads("cpu") == 3
     texts = _corpus(2 * _features.MIN_TEXTS_PER_THREAD + 100)
-    calls: list[int] = []
-    real = _features._encode_shared
-
-    def counting(tokenizer: object, part: list[str]) -> _features.Tokenized:
-        calls.append(len(part))
-        return real(tokenizer, part)
-
-    monkeypatch.setattr(_features, "_encode_shared", counting)
+    calls = _count_calls(monkeypatch, "_encode_shared")
     with PromptEmbedder(model=minilm_dir, device="cpu", max_batch_tokens=4096) as emb:
         got = emb.embed_documents(texts)
     assert len(calls) >= 2  # the first window was tokenized in slices by several threads
