@@ -192,7 +192,8 @@ def main() -> None:
         f" {bf16_new_r[0]:.2f}x new.",
         f"- `engine='compile'` (experimental, not an option: `promptembed.engine.experimental_compile`):"
         f" {compiled_r[0]:.3f}x ({compiled_r[1]:.3f}-{compiled_r[2]:.3f}) the default engine"
-        f"{' (faster in every round)' if compiled_r[1] > 1 else ' (not faster)'}, after a first call of"
+        f"{' (faster in every round)' if compiled_r[1] > 1 else ' (not faster)' if compiled_r[0] <= 1 else ''}"
+        ", after a first call of"
         f" {compile_s:.0f} s that compiles; its vectors differ from raw `encode_document` by at most"
         f" {compiled_diff:.1e}.",
         f"- Single-query latency ({len(questions)} FAQ questions, one call each, interleaved): p50 raw"

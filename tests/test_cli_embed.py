@@ -214,3 +214,24 @@ def test_group_column_embeds_each_group_by_itself(tiny_gemma_dir: Path) -> None:
             assert np.array_equal(got[rows], np.asarray(alone.column("embedding").to_pylist(), dtype=np.float32))
     with pytest.raises(ConfigError, match="group_column='part' is not a column"):
         TableJob(group_column="part").check_columns(["text"])
+
+
+def test_ray_actor_embeds_bundled_parts_as_each_part_alone(tiny_gemma_dir: Path) -> None:
+    """The Ray actor's callable (no Ray needed to call it) with the CLI's part column: two parts that Ray bundled into
+    one batch give the bytes of each part embedded alone, which is what the in-process CLI writes."""
+    from promptembed._tables import TableJob, embed_table
+    from promptembed.ray import _EmbedBatches
+
+    texts = [f"Part row {i}: " + "words about planets " * (i % 4 + 1) for i in range(16)]
+    parts = [pa.table({"text": texts[:9], "p": [0] * 9}), pa.table({"text": texts[9:], "p": [1] * 7})]
+    options = {"model": str(tiny_gemma_dir), "device": "cpu", "max_batch_tokens": 48, "show_progress_bar": False}
+    actor = _EmbedBatches(options, TableJob(group_column="p"))
+    try:
+        bundled = actor(pa.concat_tables(parts))
+    finally:
+        actor._embedder.close()
+    got = np.asarray(bundled.column("embedding").to_pylist(), dtype=np.float32)
+    with PromptEmbedder(**options) as emb:
+        alone = [embed_table(emb, part, TableJob())[0] for part in parts]
+    want = np.concatenate([np.asarray(t.column("embedding").to_pylist(), dtype=np.float32) for t in alone])
+    assert bundled.column("text").to_pylist() == texts and np.array_equal(got, want)

@@ -129,11 +129,12 @@ def embed_dataset(
         on_bad_row: ``"fail"`` (default): a row whose text is not a ``str`` (null, a number, a list) fails the job
             with an error naming the row (its ``id_column`` value) and the column. ``"skip"``: such rows are
             dropped from the output and their ids are logged by the actor (Ray forwards it to the driver).
-        group_column: A column whose rows with the same value are embedded by one call of their own, whichever
-            rows Ray bundles into the actor's batch. A vector's last bits follow the texts embedded with it (the
-            engine's batches change the float rounding), so this makes each group's vectors the same bytes as when
-            the group alone is embedded, in any process: ``promptembed embed --ray`` passes its part index, so its
-            parts equal the in-process ones byte for byte.
+        group_column: A column whose rows with the same value, within one actor batch, are embedded by one call of
+            their own. A vector's last bits follow the texts embedded with it (the engine's batches change the
+            float rounding), so a group that arrives in one batch gets the bytes it gets embedded alone, with the
+            same model, device, dtype, budget and, on CPU, torch thread count. ``promptembed embed --ray`` passes
+            its part index with ``batch_size=None`` (one block, normally one part, per batch; Ray may still split a
+            block over its ``target_max_block_size``, 128 MiB by default), so its parts equal the in-process ones.
         dtype: Weight dtype inside each actor (``"auto"``: float32 on CPU, bfloat16 on CUDA; see PromptEmbedder).
         precision: Output vector quantization; ``"float32"`` (the only value today).
         truncate_dim: Matryoshka dimension to keep (re-normalized).

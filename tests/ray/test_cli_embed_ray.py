@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,8 @@ def test_cli_in_process_and_ray_outputs_are_identical(ray_cluster: Any, tmp_path
     # the same torch thread count on both sides (Ray gives an actor as many as its CPUs): on some CPUs a GEMM's last
     # bits depend on the thread count (seen on a 2-core Xeon with avx512_bf16), and this test asks for the same bytes
     threads = torch.get_num_threads()
-    torch.set_num_threads(2)
+    # Ray gives the actor one thread per CPU (--cpus-per-worker 2), unless OMP_NUM_THREADS is set: then that
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or 2))
     try:
         assert main([*common, "-o", str(tmp_path / "local")]) == 0
     finally:

@@ -205,7 +205,7 @@ def _run(args: argparse.Namespace) -> int:
                "trust_remote_code": args.trust_remote_code, "allow_pickle": False}  # fmt: skip
     job_info = {
         "inputs": [{"path": str(f), "bytes": f.stat().st_size, "mtime_ns": f.stat().st_mtime_ns} for f in files],
-        "job": {k: getattr(job, k) for k in TableJob.__dataclass_fields__},
+        "job": {k: getattr(job, k) for k in TableJob.__dataclass_fields__ if k != "group_column"},  # as before it
         "embedder": {k: v for k, v in options.items() if k not in ("device", "batch_size", "max_batch_tokens")},
         "part_rows": args.part_rows,
     }
