@@ -210,6 +210,7 @@ class PromptEmbedder:
         self._batch_size = batch_size
         self._max_batch_tokens = max_batch_tokens
         self._engine = engine
+        self._experimental_compile = False  # set by promptembed.engine.experimental_compile (benchmarks only)
         self._prompt_overrides = dict(prompts) if prompts is not None else None
         self._revision = revision
         self._trust_remote_code = trust_remote_code
@@ -493,7 +494,7 @@ class PromptEmbedder:
             role=role,
             batch_size=self._batch_size,
             max_batch_tokens=self._max_batch_tokens,
-            engine=engine.COMPILE if self.__dict__.get("_experimental_compile") else self._engine,
+            engine=engine.COMPILE if self._experimental_compile else self._engine,
             truncate_dim=self._truncate_dim,
             normalize=self._normalize,
             show_progress_bar=progress,
