@@ -75,6 +75,14 @@ def _tiny_bert_session(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
 
 
+@pytest.fixture(scope="session")
+def tiny_router_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny asymmetric model (read-only): shared BERT, then a Router with query and document Dense branches."""
+    from promptembed.testing import build_tiny_router
+
+    return build_tiny_router(tmp_path_factory.mktemp("tiny-router"))
+
+
 @pytest.fixture
 def tiny_gemma_dir(_tiny_gemma_session: Path, tmp_path: Path) -> Path:
     """A fresh copy of a tiny Gemma3 encoder with EmbeddingGemma's module stack and full prompt table."""

@@ -18,7 +18,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-__all__ = ["EMBEDDINGGEMMA_PROMPTS", "PLANET_DOCS", "RED_PLANET_QUERY", "build_tiny_bert", "build_tiny_embeddinggemma"]
+__all__ = [
+    "EMBEDDINGGEMMA_PROMPTS",
+    "PLANET_DOCS",
+    "RED_PLANET_QUERY",
+    "build_tiny_bert",
+    "build_tiny_embeddinggemma",
+    "build_tiny_router",
+]
 
 #: The EmbeddingGemma release post's example: the query and its four planet sentences; Mars is the answer.
 RED_PLANET_QUERY = "Which planet is known as the Red Planet?"
@@ -196,6 +203,33 @@ def build_tiny_bert(path: str | Path, *, hidden: int = 32, max_seq_length: int =
     model = SentenceTransformer(modules=[transformer, Pooling(hidden, pooling_mode="mean")])
     model.save(str(out))
     _remove_tree(hf_dir)
+    return out
+
+
+def build_tiny_router(path: str | Path, *, seed: int = 0) -> Path:
+    """Write a tiny asymmetric model: a shared tiny BERT, then a ``Router`` with a query and a document ``Dense``.
+
+    sentence-transformers routes ``encode_query`` through the query branch and ``encode_document`` (or
+    ``encode(task=...)``) through the named branch, so the same text gets different vectors per task.
+
+    Args:
+        path: Folder to write (created if missing).
+        seed: Torch seed for the random weights.
+
+    Returns:
+        The folder, loadable by ``SentenceTransformer`` and ``PromptEmbedder``.
+    """
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.base.modules import Dense, Router
+
+    out = Path(path)
+    bert = SentenceTransformer(str(build_tiny_bert(out / "_bert", seed=seed)), device="cpu")
+    dim = bert.get_embedding_dimension() or 32
+    torch.manual_seed(seed + 1)
+    router = Router.for_query_document(query_modules=[Dense(dim, dim)], document_modules=[Dense(dim, dim)])
+    SentenceTransformer(modules=[bert[0], bert[1], router], device="cpu").save(str(out))
+    _remove_tree(out / "_bert")
     return out
 
 

@@ -121,6 +121,12 @@ def test_chosen_prompts_and_options_give_the_stock_vectors(
     assert_same(embed_both(tiny_gemma_dir, doc_options, text_options))
 
 
+@pytest.mark.parametrize("doc_task", ["document", "query"])
+def test_a_task_routes_as_the_stock_components_do(tiny_router_dir: Path, doc_task: str) -> None:
+    doc_options, text_options = {"encode_kwargs": {"task": doc_task}}, {"encode_kwargs": {"task": "query"}}
+    assert_same(embed_both(tiny_router_dir, doc_options, text_options))
+
+
 def test_falsy_meta_values_are_embedded_as_the_stock_component_does(tiny_gemma_dir: Path) -> None:
     fields = ["rating", "is_available", "missing", "none_value"]
     doc = Document(content="document", meta={"rating": 0, "is_available": False, "none_value": None})

@@ -66,7 +66,9 @@ def encode_groups(
         if forward_kwargs:
             kwargs.update(forward_kwargs)
         batch = [texts[i] for i in idx]
-        if role == "query":
+        if "task" in kwargs:  # the user's task picks the Router route, as encode(task=...) does; the prompt is ours
+            vectors = model.encode(batch, **kwargs)
+        elif role == "query":
             vectors = model.encode_query(batch, **kwargs)
         elif role == "document":
             vectors = model.encode_document(batch, **kwargs)
