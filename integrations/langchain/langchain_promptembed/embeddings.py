@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import dataclasses
 import warnings
 from typing import Any, Literal
@@ -96,6 +97,7 @@ class PromptEmbeddings(BaseModel, Embeddings):
 
     _documents: Side = PrivateAttr()
     _queries: Side = PrivateAttr()
+    _built_from: str = PrivateAttr(default="")
 
     @model_validator(mode="before")
     @classmethod
@@ -118,6 +120,14 @@ class PromptEmbeddings(BaseModel, Embeddings):
                 stacklevel=2,
             )
             self.model_kwargs["backend"] = "torch"
+        self._build()
+
+    def _settings(self) -> str:
+        return repr(self.model_dump())
+
+    def _build(self) -> None:
+        """Set up both sides from the fields as they are now (the model is loaded once and shared)."""
+        settings = self._settings()
         theirs, default_prompt_name = init_options(self.model_kwargs, where="model_kwargs")
         ours = {k: getattr(self, k) for k in _MODEL_FIELDS if k in self.model_fields_set}
         if self.cache_folder is not None:
@@ -156,6 +166,31 @@ class PromptEmbeddings(BaseModel, Embeddings):
             for embedder in built.values():
                 embedder.close()
             raise
+        self._built_from = settings
+
+    def _sides(self) -> tuple[Side, Side]:
+        """The document and query sides, set up again first if a field changed since they were.
+
+        ``HuggingFaceEmbeddings`` reads ``encode_kwargs`` and the rest at each call, so a changed field applies from
+        the next call. Replaced sides are not closed here: a copy may still use them, and a dropped one releases
+        its model.
+        """
+        if self._settings() != self._built_from:
+            self._build()
+        return self._documents, self._queries
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle the fields only: the loaded model stays behind and the copy loads (or shares) its own."""
+        return {**super().__getstate__(), "__pydantic_private__": {}}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self._build()
+
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> PromptEmbeddings:
+        new = type(self).__new__(type(self))
+        new.__setstate__(copy.deepcopy(self.__getstate__(), memo))
+        return new
 
     def _with_prompt_name(self, enc: EncodeOptions, where: str) -> EncodeOptions:
         if self.prompt_name is None:
@@ -174,7 +209,7 @@ class PromptEmbeddings(BaseModel, Embeddings):
     @property
     def embedder(self) -> PromptEmbedder:
         """The underlying :class:`promptembed.PromptEmbedder` of the document side."""
-        return self._documents.embedder
+        return self._sides()[0].embedder
 
     @property
     def query_embedder(self) -> PromptEmbedder:
@@ -183,15 +218,15 @@ class PromptEmbeddings(BaseModel, Embeddings):
         The same object as :attr:`embedder` when the options of both sides agree; otherwise a second object that
         shares the one loaded model.
         """
-        return self._queries.embedder
+        return self._sides()[1].embedder
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         """Embed documents with the model's document prompt (or the prompt chosen in ``encode_kwargs``)."""
-        return self._documents.embed(texts).tolist()  # type: ignore[no-any-return]
+        return self._sides()[0].embed(texts).tolist()  # type: ignore[no-any-return]
 
     def embed_query(self, text: str) -> list[float]:
         """Embed one query with the model's query prompt (or the prompt chosen in ``query_encode_kwargs``)."""
-        return self._queries.embed([text])[0].tolist()  # type: ignore[no-any-return]
+        return self._sides()[1].embed([text])[0].tolist()  # type: ignore[no-any-return]
 
     async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
         """Async :meth:`embed_documents`, computed in a worker thread so the event loop keeps running."""

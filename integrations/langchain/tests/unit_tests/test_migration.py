@@ -146,3 +146,50 @@ def test_the_two_sides_share_one_loaded_model(tiny_gemma_dir: Path) -> None:
 def test_bad_stock_options_are_clear_errors(tiny_gemma_dir: Path, options: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(message)):
         PromptEmbeddings(model_name=str(tiny_gemma_dir), **options)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"encode_kwargs": {"task": "query"}},  # the stock class routes both sides by it (no query_encode_kwargs)
+        {"encode_kwargs": {"task": "document"}, "query_encode_kwargs": {"task": "query"}},
+    ],
+)
+def test_a_task_routes_as_the_stock_class_does(tiny_router_dir: Path, options: dict[str, Any]) -> None:
+    stock, ours = both(model_name=str(tiny_router_dir), **options)
+    with ours:
+        assert_same_vectors(stock, ours)
+
+
+def test_fields_changed_after_construction_apply_as_in_the_stock_class(tiny_gemma_dir: Path) -> None:
+    stock, ours = both(model_name=str(tiny_gemma_dir))
+    with ours:
+        for emb in (stock, ours):  # the stock class reads these fields at each call
+            emb.encode_kwargs = {"prompt_name": "document", "normalize_embeddings": True}
+            emb.query_encode_kwargs = {"prompt": "question: "}
+        assert_same_vectors(stock, ours)
+        ours.encode_kwargs["prompt_name"] = "STS"  # changed in place
+        stock.encode_kwargs["prompt_name"] = "STS"
+        assert_same_vectors(stock, ours)
+        update = {"query_encode_kwargs": {"prompt_name": "query", "truncate_dim": 16}}
+        stock_copy, our_copy = stock.model_copy(update=update), ours.model_copy(update=update)
+        assert len(our_copy.embed_query(QUERY)) == len(stock_copy.embed_query(QUERY)) == 16
+        np.testing.assert_allclose(
+            our_copy.embed_query(QUERY), stock_copy.embed_query(QUERY) / np.linalg.norm(stock_copy.embed_query(QUERY)),
+            rtol=0, atol=2e-6,
+        )  # fmt: skip
+        assert len(ours.embed_query(QUERY)) == 32  # the original keeps its own fields
+
+
+def test_pickle_and_deepcopy_give_a_working_copy(tiny_gemma_dir: Path) -> None:
+    import copy
+    import pickle
+
+    ours = PromptEmbeddings(model_name=str(tiny_gemma_dir), encode_kwargs={"normalize_embeddings": True})
+    with ours:
+        want = ours.embed_documents(DOCS)
+        for other in (pickle.loads(pickle.dumps(ours)), copy.deepcopy(ours)):
+            np.testing.assert_allclose(other.embed_documents(DOCS), want, rtol=0, atol=0)
+            assert other.model_dump() == ours.model_dump()
+            other.close()
+        assert ours.embed_documents(DOCS) == want  # closing a copy leaves the original working
