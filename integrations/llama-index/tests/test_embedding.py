@@ -158,3 +158,66 @@ def test_batches_reach_the_core_in_large_windows(tiny_bert_dir: Path, monkeypatc
             np.testing.assert_allclose(got, want_vectors, atol=2e-6)
         finally:
             emb.close()
+
+
+def test_a_relative_model_path_survives_to_dict_pickle_and_deepcopy(
+    tiny_gemma_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import copy
+    import pickle
+
+    monkeypatch.chdir(tiny_gemma_dir.parent)
+    for given in (tiny_gemma_dir.name, f"{tiny_gemma_dir.name}/"):  # as `promptembed finetune --output my-model`
+        emb = PromptEmbedding(model_name=given)
+        want = emb.get_query_embedding("a")
+        copies = [
+            PromptEmbedding.from_dict(emb.to_dict()),
+            PromptEmbedding.from_json(emb.to_json()),
+            pickle.loads(pickle.dumps(emb)),
+            copy.deepcopy(emb),
+        ]
+        for other in copies:
+            assert other.model == other.model_name == str(tiny_gemma_dir.resolve())
+            np.testing.assert_allclose(other.get_query_embedding("a"), want, rtol=0, atol=0)
+            other.close()
+        emb.close()
+
+
+def test_nodes_go_through_callbacks_events_and_the_embeddings_cache(tiny_gemma_dir: Path) -> None:
+    from llama_index.core import Document
+    from llama_index.core.callbacks import CallbackManager, TokenCountingHandler
+    from llama_index.core.ingestion import IngestionPipeline
+    from llama_index.core.storage.kvstore import SimpleKVStore
+
+    ref = SentenceTransformer(str(tiny_gemma_dir), device="cpu")
+    counter = TokenCountingHandler(tokenizer=str.split)
+    emb = PromptEmbedding(model=str(tiny_gemma_dir), callback_manager=CallbackManager([counter]), embed_batch_size=2)
+    emb.embeddings_cache = SimpleKVStore()
+    docs = [
+        Document(text="Mars is red.", metadata={"title": "Mars"}),
+        Document(text="Venus is hot."),
+        Document(text="Jupiter is big.", metadata={"title": "Jupiter"}),
+    ]
+    try:
+        nodes = IngestionPipeline(transformations=[emb]).run(documents=docs)
+        shown = [d.get_content(metadata_mode="embed") for d in docs]  # type: ignore[arg-type]
+        assert counter.total_embedding_token_count == sum(len(t.split()) for t in shown)
+        assert len(counter.embedding_token_counts) == 3
+        assert sorted(emb.embeddings_cache.get_all(collection="embeddings")) == sorted(shown)  # keyed as stock
+        np.testing.assert_allclose(
+            nodes[0].embedding, ref.encode_document(["Mars is red."], prompt="title: Mars | text: ")[0], atol=2e-6
+        )
+        np.testing.assert_allclose(nodes[1].embedding, ref.encode_document(["Venus is hot."])[0], atol=2e-6)
+        again = [Document(text="Mars is red.", metadata={"title": "Mars"})]
+        asyncio.run(emb.acall(again))  # from the cache, through the async path
+        np.testing.assert_allclose(again[0].embedding, nodes[0].embedding, rtol=0, atol=0)
+        assert len(counter.embedding_token_counts) == 4
+    finally:
+        emb.close()
+
+
+def test_embed_batch_size_zero_is_refused_as_in_the_stock_class(tiny_gemma_dir: Path) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="embed_batch_size"):
+        PromptEmbedding(model=str(tiny_gemma_dir), embed_batch_size=0)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import Sequence
+from contextvars import ContextVar
 from typing import Any, Literal
 
 from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
@@ -16,6 +18,9 @@ from promptembed.compat import EncodeOptions, Side, init_options, merge_options,
 __all__ = ["PromptEmbedding"]
 
 _TITLE_KEY = "title"
+#: While nodes are embedded: each node's text as LlamaIndex shows it (the key of callbacks, events and
+#: ``embeddings_cache``) -> (its text without the title, the title for the prompt's title slot).
+_NODE_TITLES: ContextVar[dict[str, tuple[str, str]] | None] = ContextVar("promptembed_node_titles", default=None)
 #: Texts per call into the core when LlamaIndex batches (``get_text_embedding_batch``). The core sorts a call's
 #: texts by length before cutting forward passes, so a larger window pads less: calls of 32 pad the benchmark
 #: corpus 4.2% more than one call (benchmarks/RESULTS.md).
@@ -139,7 +144,7 @@ class PromptEmbedding(BaseEmbedding):
             model=chosen,
             model_name=chosen or "",
             batch_size=batch_size,
-            embed_batch_size=embed_batch_size or DEFAULT_EMBED_BATCH_SIZE,
+            embed_batch_size=DEFAULT_EMBED_BATCH_SIZE if embed_batch_size is None else embed_batch_size,
             **merge_options(kwargs, {k: v for k, v in theirs.items() if k != "token"}, where="keyword arguments"),
         )
         self._token = theirs.get("token")
@@ -172,6 +177,8 @@ class PromptEmbedding(BaseEmbedding):
             self._embedder.close()
             raise
         self.model_name = self._embedder.model_source  # the resolved folder or hub id
+        if self.model is not None:  # the same, so that to_dict()/from_dict() and pickle give it back
+            self.model = self.model_name
 
     def _enc(self, instruction: str | None, side: str) -> EncodeOptions:
         if instruction is not None and self.prompt_name is not None:
@@ -194,8 +201,14 @@ class PromptEmbedding(BaseEmbedding):
     def _get_text_embedding(self, text: str) -> Embedding:
         return self._get_text_embeddings([text])[0]
 
-    def _get_text_embeddings(self, texts: list[str], titles: list[str | None] | None = None) -> list[Embedding]:
-        return self._texts.embed(texts, titles=titles).tolist()  # type: ignore[no-any-return]
+    def _get_text_embeddings(self, texts: list[str]) -> list[Embedding]:
+        titled = _NODE_TITLES.get()
+        if not titled:
+            return self._texts.embed(texts).tolist()  # type: ignore[no-any-return]
+        found = [titled.get(text) for text in texts]
+        return self._texts.embed(  # type: ignore[no-any-return]
+            [f[0] if f else t for f, t in zip(found, texts, strict=True)], titles=[f[1] if f else None for f in found]
+        ).tolist()
 
     async def _aget_query_embedding(self, query: str) -> Embedding:
         return await asyncio.to_thread(self._get_query_embedding, query)
@@ -206,37 +219,84 @@ class PromptEmbedding(BaseEmbedding):
     async def _aget_text_embeddings(self, texts: list[str]) -> list[Embedding]:
         return await asyncio.to_thread(self._get_text_embeddings, texts)
 
+    def _node_texts(self, nodes: Sequence[BaseNode]) -> tuple[list[str], dict[str, tuple[str, str]] | None]:
+        """Each node's text as ``BaseEmbedding`` shows it, and the nodes whose title fills the prompt's title slot.
+
+        ``None`` for the second when two nodes show the same text with a different title or text behind it (then
+        the text alone cannot tell them apart).
+        """
+        texts = [node.get_content(metadata_mode=MetadataMode.EMBED) for node in nodes]
+        titled: dict[str, tuple[str, str]] = {}
+        if self._texts.chooses_prompt or not self._embedder.has_title_slot:
+            return texts, titled
+        for node, text in zip(nodes, texts, strict=True):
+            title = node.metadata.get(_TITLE_KEY)
+            if not (isinstance(title, str) and title):
+                continue
+            shown = _without_title(node).get_content(metadata_mode=MetadataMode.EMBED)
+            if titled.setdefault(text, (shown, title)) != (shown, title):
+                return texts, None
+        return texts, titled
+
     def _embed_nodes(self, nodes: Sequence[BaseNode]) -> Sequence[BaseNode]:
-        use_titles = not self._texts.chooses_prompt and self._embedder.has_title_slot
+        """Embed nodes directly (when their shown texts collide): right title slots, but no callbacks or cache."""
         texts: list[str] = []
         titles: list[str | None] = []
         for node in nodes:
-            title = node.metadata.get(_TITLE_KEY) if use_titles else None
+            title = node.metadata.get(_TITLE_KEY)
             if isinstance(title, str) and title:
-                shown = node.model_copy(
-                    update={"excluded_embed_metadata_keys": [*node.excluded_embed_metadata_keys, _TITLE_KEY]}
-                )
-                texts.append(shown.get_content(metadata_mode=MetadataMode.EMBED))
-                titles.append(title)
-            else:
-                texts.append(node.get_content(metadata_mode=MetadataMode.EMBED))
-                titles.append(None)
-        vectors = self._get_text_embeddings(texts, titles if use_titles else None)
-        for node, vector in zip(nodes, vectors, strict=True):
+                node = _without_title(node)
+            texts.append(node.get_content(metadata_mode=MetadataMode.EMBED))
+            titles.append(title if isinstance(title, str) and title else None)
+        for node, vector in zip(nodes, self._texts.embed(texts, titles=titles).tolist(), strict=True):
             node.embedding = vector
         return nodes
 
     def __call__(self, nodes: Sequence[BaseNode], **kwargs: Any) -> Sequence[BaseNode]:
-        """Embed nodes (as a transformation), filling the title slot from ``metadata["title"]``."""
-        return self._embed_nodes(nodes)
+        """Embed nodes (as a transformation), filling the title slot from ``metadata["title"]``.
+
+        As ``BaseEmbedding`` does: through :meth:`get_text_embedding_batch`, so callbacks, instrumentation events,
+        ``embeddings_cache`` and ``show_progress`` work as with the stock embeddings.
+        """
+        texts, titled = self._node_texts(nodes)
+        if titled is None:
+            return self._embed_nodes(nodes)
+        token = _NODE_TITLES.set(titled)
+        try:
+            vectors = self.get_text_embedding_batch(texts, **kwargs)
+        finally:
+            _NODE_TITLES.reset(token)
+        for node, vector in zip(nodes, vectors, strict=True):
+            node.embedding = vector
+        return nodes
 
     async def acall(self, nodes: Sequence[BaseNode], **kwargs: Any) -> Sequence[BaseNode]:
-        """Async :meth:`__call__`, in a worker thread."""
-        return await asyncio.to_thread(self._embed_nodes, nodes)
+        """Async :meth:`__call__` (through :meth:`aget_text_embedding_batch`; the model runs in worker threads)."""
+        texts, titled = self._node_texts(nodes)
+        if titled is None:
+            return await asyncio.to_thread(self._embed_nodes, nodes)
+        token = _NODE_TITLES.set(titled)
+        try:
+            vectors = await self.aget_text_embedding_batch(texts, **kwargs)
+        finally:
+            _NODE_TITLES.reset(token)
+        for node, vector in zip(nodes, vectors, strict=True):
+            node.embedding = vector
+        return nodes
+
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> PromptEmbedding:
+        """A copy with the same fields that loads (or shares) the model; the loaded model is not copied."""
+        state = self.__getstate__()
+        return type(self)(**copy.deepcopy(state["__dict__"], memo))
 
     def close(self) -> None:
         """Release the shared model (the last user frees its memory)."""
         self._embedder.close()
+
+
+def _without_title(node: BaseNode) -> BaseNode:
+    """A copy of the node whose embedded metadata text leaves the title out (it goes into the prompt instead)."""
+    return node.model_copy(update={"excluded_embed_metadata_keys": [*node.excluded_embed_metadata_keys, _TITLE_KEY]})
 
 
 def _pool_devices() -> list[str]:
