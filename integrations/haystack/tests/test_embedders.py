@@ -130,3 +130,29 @@ def test_to_dict_from_dict_and_yaml_pipeline_round_trip(tiny_gemma_dir: Path) ->
     finally:
         for c in (docs, text, loaded_docs, loaded_text):
             c.close()
+
+
+def test_a_warmed_component_pickles_and_deep_copies(tiny_gemma_dir: Path) -> None:
+    import copy
+    import pickle
+
+    text = PromptTextEmbedder(model=str(tiny_gemma_dir), progress_bar=False)
+    docs = PromptDocumentEmbedder(model=str(tiny_gemma_dir), progress_bar=False, meta_fields_to_embed=["topic"])
+    text.warm_up()
+    docs.warm_up()
+    want_text = text.run(text="Which planet is red?")["embedding"]
+    batch = [Document(content="Mars is red.", meta={"topic": "planets"})]
+    want_docs = docs.run(documents=batch)["documents"][0].embedding
+    try:
+        for other in (pickle.loads(pickle.dumps(text)), copy.deepcopy(text)):
+            assert other.to_dict() == text.to_dict()
+            assert other.run(text="Which planet is red?")["embedding"] == want_text
+            other.close()
+        for other_docs in (pickle.loads(pickle.dumps(docs)), copy.deepcopy(docs)):
+            fresh = [Document(content="Mars is red.", meta={"topic": "planets"})]
+            assert other_docs.run(documents=fresh)["documents"][0].embedding == want_docs
+            other_docs.close()
+        assert text.run(text="Which planet is red?")["embedding"] == want_text  # the original still works
+    finally:
+        text.close()
+        docs.close()

@@ -150,6 +150,15 @@ class EmbedderBase:
             self._side.embedder.close()
             self._side = None
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle and copy the parameters only: a copy loads (or shares) the model at its first run."""
+        return {**self.__dict__, "_side": None}
+
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> EmbedderBase:
+        new = type(self).__new__(type(self))
+        new.__dict__.update(copy.deepcopy(self.__getstate__(), memo))
+        return new
+
     def _init_parameters(self) -> dict[str, Any]:
         params: dict[str, Any] = {name: getattr(self, name) for name in STOCK_PARAMETERS}
         params["device"] = self.device.to_dict()
