@@ -128,3 +128,12 @@ def test_config_round_trip_with_load_options(tiny_bert_dir: Path) -> None:
         with PromptEmbedder(**emb.config()) as again:
             assert again._require().model is emb._require().model
             assert again.config() == emb.config()
+
+
+def test_max_seq_length_beyond_the_position_embeddings_is_a_clear_error(tiny_bert_dir: Path) -> None:
+    # tiny BERT: 128 position embeddings, max_seq_length 32; sentence-transformers would fail only at a long text
+    with pytest.raises(ConfigError, match=r"max_seq_length=129 is more than this model's 128 position embeddings"):
+        PromptEmbedder(model=tiny_bert_dir, max_seq_length=129)
+    with PromptEmbedder(model=tiny_bert_dir, max_seq_length=128) as emb:
+        assert emb.max_seq_length == 128
+        assert emb.embed_documents(["word " * 300]).shape == (1, 32)

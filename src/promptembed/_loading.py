@@ -294,6 +294,12 @@ def load_model(
         )
         raise ModelLoadError(f"Could not load model from the {where}: {type(exc).__name__}: {exc}. {hint}") from exc
     if options.max_seq_length is not None:
+        positions = _position_limit(model)
+        if positions is not None and options.max_seq_length > positions:
+            raise ConfigError(
+                f"max_seq_length={options.max_seq_length} is more than this model's {positions} position embeddings "
+                f"(its limit is max_seq_length={max_seq_length(model)}); pass {positions} or less"
+            )
         model.max_seq_length = options.max_seq_length
     if not torch_backend:
         return model, None
@@ -307,6 +313,13 @@ def load_model(
     kept, identity = _int8.quantize(model, weights_fingerprint(model))
     logger.info("dtype='int8': %s Linear layers with outlier inputs stay float32: %s", len(kept), kept)
     return model, identity
+
+
+def _position_limit(model: SentenceTransformer) -> int | None:
+    """How many positions the first module's transformer has embeddings for (``None``: unknown or unlimited)."""
+    config = getattr(getattr(model[0], "auto_model", None), "config", None)
+    value = getattr(config, "max_position_embeddings", None)
+    return value if isinstance(value, int) and value > 0 else None
 
 
 def max_seq_length(model: SentenceTransformer) -> int | None:
