@@ -18,6 +18,9 @@
     python benchmarks/finetune_probes.py --scale 30 --epochs 4 --eval-each-epoch         # checkpoint choice
     python benchmarks/finetune_probes.py --scale 30 --epochs 2 --tsdae-epochs 1          # TSDAE first (GPL's stage 1)
     python benchmarks/finetune_probes.py --variant embed-distill-mnrl --scale 30 --epochs 2  # + the teacher's vectors
+    python benchmarks/finetune_probes.py --variant embed-distill-mnrl --scale 30 --epochs 2 \
+        --distill-strategies sentence,keyphrase,question,ask,phrase     # the teacher's vectors of question-like texts
+    python benchmarks/finetune_probes.py --scale 30 --epochs 2 --lead-sentence           # each chunk's first sentence
 
 With a held-out split, each result also scores the real questions by where their gold passage went (held out or
 trained on), before and after.
@@ -138,8 +141,23 @@ def main() -> None:
         "--distill-weight", type=float, default=1.0,
         help="embed-distill variants: weight of the cosine distance to the teacher's embedding (MNRL's is 1)",
     )  # fmt: skip
+    ap.add_argument(
+        "--distill-strategies", default="",
+        help="embed-distill-mnrl: the distillation rows come from pairs of these strategies (the teacher labels "
+        "every text, so noisy question templates can teach the student the teacher's question vectors), while MNRL "
+        "keeps --strategies' pairs",
+    )  # fmt: skip
+    ap.add_argument("--distill-per", type=int, default=5, help="pairs per chunk for --distill-strategies")
+    ap.add_argument(
+        "--lead-sentence", action="store_true",
+        help="inverse-cloze pairs take each chunk's first sentence first (then the others in seeded order)",
+    )  # fmt: skip
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
+    if a.lead_sentence:
+        import promptembed.finetune.pairs as pairs_module
+
+        pairs_module._LEAD_FIRST = True
 
     domain = DOMAINS[a.domain]()
     queries, corpus, relevant = domain.queries, domain.corpus, domain.relevant
@@ -183,14 +201,23 @@ def main() -> None:
                 start = crop_rng.randrange(len(words) - n + 1)
                 pairs[i] = dataclasses.replace(p, query=" ".join(words[start : start + n]))
 
+    distill_pairs = pairs
+    if a.distill_strategies:
+        distill_pairs = generate_pairs(
+            train, strategies=a.distill_strategies.split(","), max_per_chunk=a.distill_per, corpus=chunks,
+            seed=a.seed, progress=False,
+        ).pairs  # fmt: skip
+
     teacher_on = a.variant in TEACHER
     cache = Path.home() / ".cache" / "promptembed-bench" / f"teacher-{a.domain}.npz"
     vec: dict[str, np.ndarray] = {}
     if cache.is_file():
         z = np.load(cache, allow_pickle=True)
         vec = dict(zip(z["keys"].tolist(), z["vecs"], strict=True))
-    need_q = sorted({"Q\0" + p.query for p in pairs} - set(vec))
-    need_d = sorted({"D\0" + t for t in [c.text for c in train] + [p.positive for p in pairs]} - set(vec))
+    need_q = sorted({"Q\0" + p.query for p in pairs + distill_pairs} - set(vec))
+    need_d = sorted(
+        {"D\0" + t for t in [c.text for c in train] + [p.positive for p in pairs + distill_pairs]} - set(vec)
+    )
     started = time.time()
     if teacher_on and (need_q or need_d):
         gemma = SentenceTransformer(str(GEMMA), device="cpu", model_kwargs={"torch_dtype": torch.bfloat16})
@@ -329,7 +356,15 @@ def main() -> None:
         model[0].auto_model.embeddings.requires_grad_(False)
     train_data: Dataset | dict[str, Dataset] = Dataset.from_list(rows)
     if a.variant.startswith("embed-distill"):
-        model = with_projection(model, rows)
+        distill_rows = rows
+        if a.distill_strategies:  # the distillation rows from their own pairs (the projection is fit on them)
+            distill_rows = [
+                {"anchor": p.query, "positive": p.positive,
+                 "label": np.stack([vec["Q\0" + p.query], vec["D\0" + p.positive]]).tolist()}
+                for p in distill_pairs
+            ]  # fmt: skip
+            train_data = Dataset.from_list(distill_rows)
+        model = with_projection(model, distill_rows)
         loss_or_losses: torch.nn.Module | dict[str, torch.nn.Module] = Weighted(
             losses.EmbedDistillLoss(model, "cosine"), a.distill_weight
         )
@@ -414,6 +449,10 @@ def main() -> None:
         "train_s": round(train_s),
         "ndcg_at_10": real.ndcg_at_10,
         "crop_sentences": a.crop_sentences or None, "ict_keep": a.ict_keep or None,
+        "lead_sentence": a.lead_sentence or None,
+        "distill_strategies": a.distill_strategies or None,
+        "distill_per": a.distill_per if a.distill_strategies else None,
+        "distill_pairs": len(distill_pairs) if a.distill_strategies else None,
         "heldout_fraction": a.heldout_fraction,
         "questions_gold_held_out": len(on_held), **split, "per_epoch": per_epoch or None,
     }  # fmt: skip

@@ -71,6 +71,9 @@ __all__ = [
     "save_pairs_jsonl",
 ]
 
+#: Probe switch (benchmarks/finetune_probes.py --lead-sentence): inverse-cloze pairs take the first sentence first.
+#: Measured not to help (benchmarks/FINETUNE.md), so off.
+_LEAD_FIRST = False
 STRATEGIES = ("sentence", "keyphrase", "phrase", "question", "ask", "title", "llm")
 DEFAULT_STRATEGIES: tuple[str, ...] = ("sentence", "keyphrase")
 
@@ -192,6 +195,9 @@ def _candidates(chunk: Chunk, strategies: Sequence[str], idf: dict[str, float], 
         if len(sentences) >= 2:
             order = list(range(len(sentences)))
             rng.shuffle(order)
+            if _LEAD_FIRST:  # the lead sentence first: it is the one real questions match most often
+                order.remove(0)
+                order.insert(0, 0)
             for i in order[:3]:
                 rest = " ".join(s for j, s in enumerate(sentences) if j != i)
                 if len(_words(sentences[i])) >= 4 and len(_words(rest)) >= 4:
