@@ -132,8 +132,32 @@ def test_config_round_trip_with_load_options(tiny_bert_dir: Path) -> None:
 
 def test_max_seq_length_beyond_the_position_embeddings_is_a_clear_error(tiny_bert_dir: Path) -> None:
     # tiny BERT: 128 position embeddings, max_seq_length 32; sentence-transformers would fail only at a long text
-    with pytest.raises(ConfigError, match=r"max_seq_length=129 is more than this model's 128 position embeddings"):
+    with pytest.raises(ConfigError, match=r"max_seq_length=129 is more than this model's 128 learned position"):
         PromptEmbedder(model=tiny_bert_dir, max_seq_length=129)
     with PromptEmbedder(model=tiny_bert_dir, max_seq_length=128) as emb:
         assert emb.max_seq_length == 128
         assert emb.embed_documents(["word " * 300]).shape == (1, 32)
+
+
+def test_max_seq_length_of_a_rotary_model_is_not_capped_by_its_config(tiny_gemma_dir: Path) -> None:
+    # Gemma3 uses rotary positions: max_position_embeddings is no hard limit, so promptembed does not refuse more
+    ref = SentenceTransformer(str(tiny_gemma_dir), device="cpu")
+    limit = ref[0].auto_model.config.max_position_embeddings
+    ref.max_seq_length = limit + 50
+    text = ["word " * (limit + 100)]
+    with PromptEmbedder(model=tiny_gemma_dir, max_seq_length=limit + 50) as emb:
+        np.testing.assert_allclose(emb.embed_documents(text), ref.encode_document(text), atol=2e-5)
+
+
+def test_the_roberta_position_offset_counts() -> None:
+    from promptembed._loading import _position_limit
+
+    class Config:
+        model_type, max_position_embeddings, pad_token_id = "xlm-roberta", 514, 1
+
+    class Module:
+        auto_model = type("Auto", (), {"config": Config})()
+
+    assert _position_limit([Module()]) == 512  # type: ignore[arg-type]
+    Config.model_type = "gemma3_text"
+    assert _position_limit([Module()]) is None  # type: ignore[arg-type]

@@ -297,8 +297,8 @@ def load_model(
         positions = _position_limit(model)
         if positions is not None and options.max_seq_length > positions:
             raise ConfigError(
-                f"max_seq_length={options.max_seq_length} is more than this model's {positions} position embeddings "
-                f"(its limit is max_seq_length={max_seq_length(model)}); pass {positions} or less"
+                f"max_seq_length={options.max_seq_length} is more than this model's {positions} learned position "
+                f"embeddings allow; pass {positions} or less"
             )
         model.max_seq_length = options.max_seq_length
     if not torch_backend:
@@ -315,11 +315,24 @@ def load_model(
     return model, identity
 
 
+#: Model types with learned absolute position embeddings, a hard limit on tokens per input: a longer input fails
+#: with a tensor-size error. The RoBERTa family and MPNet spend ``pad_token_id + 1`` positions before the first
+#: token. Rotary and relative-position models (Gemma, ModernBERT, DeBERTa, ...) have no such limit and are not
+#: listed.
+_ABSOLUTE_POSITIONS = {"bert": False, "distilbert": False, "electra": False, "albert": False, "roberta": True,
+                       "xlm-roberta": True, "camembert": True, "mpnet": True}  # fmt: skip
+
+
 def _position_limit(model: SentenceTransformer) -> int | None:
-    """How many positions the first module's transformer has embeddings for (``None``: unknown or unlimited)."""
+    """How many tokens per input the first module's position embeddings allow (``None``: no known hard limit)."""
     config = getattr(getattr(model[0], "auto_model", None), "config", None)
+    kind = getattr(config, "model_type", None)
     value = getattr(config, "max_position_embeddings", None)
-    return value if isinstance(value, int) and value > 0 else None
+    if kind not in _ABSOLUTE_POSITIONS or not isinstance(value, int) or value <= 0:
+        return None
+    pad = getattr(config, "pad_token_id", None)
+    offset = pad + 1 if _ABSOLUTE_POSITIONS[kind] and isinstance(pad, int) else 0
+    return value - offset
 
 
 def max_seq_length(model: SentenceTransformer) -> int | None:

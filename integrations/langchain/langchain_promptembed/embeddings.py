@@ -6,6 +6,7 @@ import asyncio
 import copy
 import dataclasses
 import warnings
+import weakref
 from typing import Any, Literal
 
 from langchain_core.embeddings import Embeddings
@@ -98,6 +99,7 @@ class PromptEmbeddings(BaseModel, Embeddings):
     _documents: Side = PrivateAttr()
     _queries: Side = PrivateAttr()
     _built_from: str = PrivateAttr(default="")
+    _owner: Any = PrivateAttr(default=None)  # a weak reference to the object that built the sides (copies share them)
 
     @model_validator(mode="before")
     @classmethod
@@ -151,21 +153,20 @@ class PromptEmbeddings(BaseModel, Embeddings):
             encode_options(self.query_encode_kwargs or self.encode_kwargs, where=query_where), query_where
         )
         built: dict[str, PromptEmbedder] = {}
+        sides: list[Side] = []
         try:
             for role, enc in (("document", doc_enc), ("query", query_enc)):
                 options = side_options(base, enc, normalize_default=False)
                 key = repr(sorted(options.items()))
                 if key not in built:
                     built[key] = PromptEmbedder(**options)
-                side = Side(built[key], role=role, enc=enc, default_prompt_name=default_prompt_name)  # type: ignore[arg-type]
-                if role == "document":
-                    self._documents = side
-                else:
-                    self._queries = side
-        except BaseException:
+                sides.append(Side(built[key], role=role, enc=enc, default_prompt_name=default_prompt_name))  # type: ignore[arg-type]
+        except BaseException:  # the sides in use stay as they were
             for embedder in built.values():
                 embedder.close()
             raise
+        self._documents, self._queries = sides
+        self._owner = weakref.ref(self)
         self._built_from = settings
 
     def _sides(self) -> tuple[Side, Side]:
@@ -237,7 +238,12 @@ class PromptEmbeddings(BaseModel, Embeddings):
         return await asyncio.to_thread(self.embed_query, text)
 
     def close(self) -> None:
-        """Release the shared model (the last user frees its memory)."""
+        """Release the shared model (the last user frees its memory).
+
+        A shallow copy (``model_copy()``) that has not set up sides of its own leaves the original's open.
+        """
+        if self._owner is None or self._owner() is not self:
+            return
         self._documents.embedder.close()
         self._queries.embedder.close()
 

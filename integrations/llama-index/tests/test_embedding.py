@@ -198,12 +198,13 @@ def test_nodes_go_through_callbacks_events_and_the_embeddings_cache(tiny_gemma_d
         Document(text="Venus is hot."),
         Document(text="Jupiter is big.", metadata={"title": "Jupiter"}),
     ]
+    # what stands for each node: a titled one as the model reads it (filled prompt + text), the others as shown
+    standing = ["title: Mars | text: Mars is red.", "Venus is hot.", "title: Jupiter | text: Jupiter is big."]
     try:
         nodes = IngestionPipeline(transformations=[emb]).run(documents=docs)
-        shown = [d.get_content(metadata_mode="embed") for d in docs]  # type: ignore[arg-type]
-        assert counter.total_embedding_token_count == sum(len(t.split()) for t in shown)
+        assert counter.total_embedding_token_count == sum(len(t.split()) for t in standing)
         assert len(counter.embedding_token_counts) == 3
-        assert sorted(emb.embeddings_cache.get_all(collection="embeddings")) == sorted(shown)  # keyed as stock
+        assert sorted(emb.embeddings_cache.get_all(collection="embeddings")) == sorted(standing)
         np.testing.assert_allclose(
             nodes[0].embedding, ref.encode_document(["Mars is red."], prompt="title: Mars | text: ")[0], atol=2e-6
         )
@@ -212,6 +213,52 @@ def test_nodes_go_through_callbacks_events_and_the_embeddings_cache(tiny_gemma_d
         asyncio.run(emb.acall(again))  # from the cache, through the async path
         np.testing.assert_allclose(again[0].embedding, nodes[0].embedding, rtol=0, atol=0)
         assert len(counter.embedding_token_counts) == 4
+    finally:
+        emb.close()
+
+
+def test_a_node_vector_does_not_depend_on_its_neighbours_or_the_cache(tiny_gemma_dir: Path) -> None:
+    from llama_index.core.storage.kvstore import SimpleKVStore
+
+    titled = TextNode(text="Mars is red.", metadata={"title": "Mars"})
+    shown = titled.get_content(metadata_mode="embed")  # type: ignore[arg-type]
+    look_alike = TextNode(text=shown)  # no title, but the titled node's text as LlamaIndex shows it
+    with PromptEmbedder(model=tiny_gemma_dir) as core:
+        want_titled = core.embed_documents(["Mars is red."], titles=["Mars"])[0]
+        want_plain = core.embed_documents([shown])[0]
+    emb = PromptEmbedding(model=str(tiny_gemma_dir))
+    emb.embeddings_cache = SimpleKVStore()
+    try:
+        emb.get_text_embedding_batch([shown])  # the look-alike's text is in the cache first
+        for nodes in ([titled.model_copy(), look_alike.model_copy()], [look_alike.model_copy(), titled.model_copy()]):
+            emb(nodes)
+            got = {bool(n.metadata): n.embedding for n in nodes}
+            np.testing.assert_allclose(got[True], want_titled, atol=2e-6)
+            np.testing.assert_allclose(got[False], want_plain, atol=2e-6)
+    finally:
+        emb.close()
+
+
+def test_deepcopy_keeps_the_original_whole_and_the_token(tiny_gemma_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import copy
+    import pickle
+
+    from llama_index.core import Document
+    from llama_index.core.callbacks import CallbackManager, TokenCountingHandler
+
+    counter = TokenCountingHandler(tokenizer=lambda s: s.split())  # a lambda: this handler does not pickle
+    emb = PromptEmbedding(model=str(tiny_gemma_dir), callback_manager=CallbackManager([counter]), token="hf_x")
+    try:
+        deep = copy.deepcopy(emb)
+        pickled = pickle.loads(pickle.dumps(emb))
+        assert emb.callback_manager.handlers == [counter]  # not removed from the original
+        emb([Document(text="Mars is red.")])
+        assert counter.total_embedding_token_count == 3
+        assert deep._token == pickled._token == "hf_x"  # the copies reach the same (gated) model
+        assert deep.embedder._entry is emb.embedder._entry  # and share the loaded one
+        assert len(deep.callback_manager.handlers) == 1
+        deep.close()
+        pickled.close()
     finally:
         emb.close()
 

@@ -179,6 +179,21 @@ def test_fields_changed_after_construction_apply_as_in_the_stock_class(tiny_gemm
             rtol=0, atol=2e-6,
         )  # fmt: skip
         assert len(ours.embed_query(QUERY)) == 32  # the original keeps its own fields
+        our_copy.close()
+        ours.model_copy().close()  # a shallow copy shares the original's model: closing it leaves that open
+        assert len(ours.embed_query(QUERY)) == 32
+
+
+def test_a_bad_change_fails_clearly_and_leaves_the_last_good_setup(tiny_gemma_dir: Path) -> None:
+    from promptembed import PromptError
+
+    with PromptEmbeddings(model_name=str(tiny_gemma_dir)) as ours:
+        want = ours.embed_documents(DOCS)
+        ours.query_encode_kwargs = {"prompt_name": "nope"}
+        with pytest.raises(PromptError, match="nope"):
+            ours.embed_query(QUERY)
+        ours.query_encode_kwargs = {}
+        assert ours.embed_documents(DOCS) == want
 
 
 def test_pickle_and_deepcopy_give_a_working_copy(tiny_gemma_dir: Path) -> None:

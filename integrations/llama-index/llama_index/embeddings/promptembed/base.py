@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import pickle
 from collections.abc import Sequence
 from contextvars import ContextVar
 from typing import Any, Literal
@@ -14,12 +15,14 @@ from pydantic import Field, PrivateAttr
 
 from promptembed import ConfigError, PromptEmbedder
 from promptembed.compat import EncodeOptions, Side, init_options, merge_options, normalize_with_truncation
+from promptembed.prompts import fill_title
 
 __all__ = ["PromptEmbedding"]
 
 _TITLE_KEY = "title"
-#: While nodes are embedded: each node's text as LlamaIndex shows it (the key of callbacks, events and
-#: ``embeddings_cache``) -> (its text without the title, the title for the prompt's title slot).
+#: While nodes are embedded: the text that stands for a node whose title fills the prompt's title slot (its filled
+#: prompt, then its text without the title: the key of callbacks, events and ``embeddings_cache``) -> (its text
+#: without the title, the title).
 _NODE_TITLES: ContextVar[dict[str, tuple[str, str]] | None] = ContextVar("promptembed_node_titles", default=None)
 #: Texts per call into the core when LlamaIndex batches (``get_text_embedding_batch``). The core sorts a call's
 #: texts by length before cutting forward passes, so a larger window pads less: calls of 32 pad the benchmark
@@ -220,23 +223,28 @@ class PromptEmbedding(BaseEmbedding):
         return await asyncio.to_thread(self._get_text_embeddings, texts)
 
     def _node_texts(self, nodes: Sequence[BaseNode]) -> tuple[list[str], dict[str, tuple[str, str]] | None]:
-        """Each node's text as ``BaseEmbedding`` shows it, and the nodes whose title fills the prompt's title slot.
+        """The text that stands for each node in ``get_text_embedding_batch``, and the titled ones among them.
 
-        ``None`` for the second when two nodes show the same text with a different title or text behind it (then
-        the text alone cannot tell them apart).
+        A node without a title (or a model without a title slot) stands as ``BaseEmbedding`` shows it. A node whose
+        title fills the slot stands as the model reads it: the filled prompt, then its text without the title line,
+        so its cache key and callback text name exactly what was embedded. ``None`` for the second when a text stands
+        for two different nodes (then the text alone cannot tell them apart).
         """
         texts = [node.get_content(metadata_mode=MetadataMode.EMBED) for node in nodes]
         titled: dict[str, tuple[str, str]] = {}
         if self._texts.chooses_prompt or not self._embedder.has_title_slot:
             return texts, titled
-        for node, text in zip(nodes, texts, strict=True):
+        plain: set[str] = set()
+        for i, node in enumerate(nodes):
             title = node.metadata.get(_TITLE_KEY)
             if not (isinstance(title, str) and title):
+                plain.add(texts[i])
                 continue
             shown = _without_title(node).get_content(metadata_mode=MetadataMode.EMBED)
-            if titled.setdefault(text, (shown, title)) != (shown, title):
+            texts[i] = fill_title(self._embedder.document_prompt, title) + shown
+            if titled.setdefault(texts[i], (shown, title)) != (shown, title):
                 return texts, None
-        return texts, titled
+        return texts, (None if plain & titled.keys() else titled)
 
     def _embed_nodes(self, nodes: Sequence[BaseNode]) -> Sequence[BaseNode]:
         """Embed nodes directly (when their shown texts collide): right title slots, but no callbacks or cache."""
@@ -284,10 +292,26 @@ class PromptEmbedding(BaseEmbedding):
             node.embedding = vector
         return nodes
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle the fields (and the token): the copy loads (or shares) the model; nothing of ``self`` changes.
+
+        As ``BaseComponent`` does, a field that cannot be pickled (a callback handler holding a lambda) is left out.
+        """
+        fields: dict[str, Any] = {}
+        for key, value in self.__dict__.items():
+            try:
+                pickle.dumps(value)
+            except Exception:  # any pickling failure: leave the field out
+                continue
+            fields[key] = value
+        return {"__dict__": fields, "token": self._token}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(**state["__dict__"], token=state.get("token"))  # type: ignore[misc]
+
     def __deepcopy__(self, memo: dict[int, Any] | None = None) -> PromptEmbedding:
-        """A copy with the same fields that loads (or shares) the model; the loaded model is not copied."""
-        state = self.__getstate__()
-        return type(self)(**copy.deepcopy(state["__dict__"], memo))
+        """A copy with the same fields and token that shares the loaded model; ``self`` is not changed."""
+        return type(self)(**copy.deepcopy(dict(self.__dict__), memo), token=self._token)
 
     def close(self) -> None:
         """Release the shared model (the last user frees its memory)."""
