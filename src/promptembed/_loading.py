@@ -330,7 +330,7 @@ def _position_limit(model: SentenceTransformer) -> int | None:
     value = getattr(config, "max_position_embeddings", None)
     if kind not in _ABSOLUTE_POSITIONS or not isinstance(value, int) or value <= 0:
         return None
-    pad = getattr(config, "pad_token_id", None)
+    pad = 1 if kind == "mpnet" else getattr(config, "pad_token_id", None)  # MPNet's padding index is fixed at 1
     offset = pad + 1 if _ABSOLUTE_POSITIONS[kind] and isinstance(pad, int) else 0
     return value - offset
 

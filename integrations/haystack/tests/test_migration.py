@@ -252,3 +252,35 @@ def test_token_secret_is_used_and_never_written(tiny_gemma_dir: Path, monkeypatc
 def test_bad_options(tiny_gemma_dir: Path, options: dict[str, Any], error: type[Exception], message: str) -> None:
     with pytest.raises(error, match=re.escape(message)):
         PromptTextEmbedder(model=str(tiny_gemma_dir), **options)
+
+
+def test_parameters_changed_after_warm_up_apply_as_in_the_stock_components(tiny_gemma_dir: Path) -> None:
+    stock_text = SentenceTransformersTextEmbedder(model=str(tiny_gemma_dir), device=CPU, progress_bar=False)
+    stock_doc = SentenceTransformersDocumentEmbedder(model=str(tiny_gemma_dir), device=CPU, progress_bar=False)
+    ours_text = PromptTextEmbedder(model=str(tiny_gemma_dir), device=CPU, progress_bar=False)
+    ours_doc = PromptDocumentEmbedder(model=str(tiny_gemma_dir), device=CPU, progress_bar=False)
+    for c in (stock_text, stock_doc, ours_text, ours_doc):
+        c.warm_up()
+    ours_text.run(text=QUERY)  # the model's prompts: differs from the stock component until a prompt is chosen
+    changes: list[dict[str, Any]] = [
+        {"prefix": "query: "},
+        {"prefix": "", "encode_kwargs": {"prompt_name": "STS"}, "normalize_embeddings": True},
+        {"encode_kwargs": {"prompt_name": "document"}, "precision": "binary"},
+    ]
+    try:
+        for change in changes:
+            for c in (stock_text, stock_doc, ours_text, ours_doc):
+                for name, value in change.items():
+                    setattr(c, name, value)
+            np.testing.assert_allclose(
+                ours_text.run(text=QUERY)["embedding"], stock_text.run(text=QUERY)["embedding"], rtol=0, atol=2e-6
+            )
+            got = [d.embedding for d in ours_doc.run(documents=documents())["documents"]]
+            want = [d.embedding for d in stock_doc.run(documents=documents())["documents"]]
+            np.testing.assert_allclose(got, want, rtol=0, atol=2e-6)
+        ours_text.encode_kwargs = {"prompt_name": "nope"}
+        with pytest.raises(Exception, match="nope"):
+            ours_text.run(text=QUERY)
+    finally:
+        ours_text.close()
+        ours_doc.close()

@@ -268,3 +268,26 @@ def test_embed_batch_size_zero_is_refused_as_in_the_stock_class(tiny_gemma_dir: 
 
     with pytest.raises(ValidationError, match="embed_batch_size"):
         PromptEmbedding(model=str(tiny_gemma_dir), embed_batch_size=0)
+
+
+def test_copies_of_the_default_model_and_of_a_rate_limited_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    import copy
+    import pickle
+
+    from llama_index.core.rate_limiter import TokenBucketRateLimiter
+
+    limiter = TokenBucketRateLimiter(requests_per_minute=10_000)  # holds a lock: neither pickles nor deep-copies
+    emb = PromptEmbedding(rate_limiter=limiter)  # the bundled default model
+    try:
+        assert emb.model is None
+        deep, pickled = copy.deepcopy(emb), pickle.loads(pickle.dumps(emb))
+        for other in (deep, pickled):
+            assert other.model is None and other.to_dict() == emb.to_dict()
+            assert other.get_query_embedding("a") == emb.get_query_embedding("a")
+            other.close()
+        assert deep.rate_limiter is limiter  # shared, where pickling must leave it out
+        assert pickled.rate_limiter is None
+        emb.model_copy().close()  # a shallow copy shares the embedder: closing it leaves the original open
+        assert len(emb.get_query_embedding("a")) == 384
+    finally:
+        emb.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import pickle
+import weakref
 from collections.abc import Sequence
 from contextvars import ContextVar
 from typing import Any, Literal
@@ -111,6 +112,7 @@ class PromptEmbedding(BaseEmbedding):
     _queries: Side = PrivateAttr()
     _texts: Side = PrivateAttr()
     _token: str | bool | None = PrivateAttr(default=None)
+    _owner: Any = PrivateAttr(default=None)  # a weak reference to the object that built the embedder
 
     def __init__(
         self,
@@ -179,6 +181,7 @@ class PromptEmbedding(BaseEmbedding):
         except BaseException:
             self._embedder.close()
             raise
+        self._owner = weakref.ref(self)
         self.model_name = self._embedder.model_source  # the resolved folder or hub id
         if self.model is not None:  # the same, so that to_dict()/from_dict() and pickle give it back
             self.model = self.model_name
@@ -292,13 +295,21 @@ class PromptEmbedding(BaseEmbedding):
             node.embedding = vector
         return nodes
 
+    def _copy_fields(self) -> dict[str, Any]:
+        """The fields a copy is built from: ``model_name`` left out when ``model`` is the bundled default."""
+        fields = dict(self.__dict__)
+        if fields.get("model") is None:
+            fields.pop("model_name", None)
+        return fields
+
     def __getstate__(self) -> dict[str, Any]:
         """Pickle the fields (and the token): the copy loads (or shares) the model; nothing of ``self`` changes.
 
-        As ``BaseComponent`` does, a field that cannot be pickled (a callback handler holding a lambda) is left out.
+        As ``BaseComponent`` does, a field that cannot be pickled (a callback handler holding a lambda, a rate
+        limiter's lock) is left out.
         """
         fields: dict[str, Any] = {}
-        for key, value in self.__dict__.items():
+        for key, value in self._copy_fields().items():
             try:
                 pickle.dumps(value)
             except Exception:  # any pickling failure: leave the field out
@@ -310,12 +321,25 @@ class PromptEmbedding(BaseEmbedding):
         self.__init__(**state["__dict__"], token=state.get("token"))  # type: ignore[misc]
 
     def __deepcopy__(self, memo: dict[int, Any] | None = None) -> PromptEmbedding:
-        """A copy with the same fields and token that shares the loaded model; ``self`` is not changed."""
-        return type(self)(**copy.deepcopy(dict(self.__dict__), memo), token=self._token)
+        """A copy with the same fields and token that shares the loaded model; ``self`` is not changed.
+
+        A field that cannot be deep-copied (a rate limiter's lock) is shared with the copy.
+        """
+        fields: dict[str, Any] = {}
+        for key, value in self._copy_fields().items():
+            try:
+                fields[key] = copy.deepcopy(value, memo)
+            except Exception:  # any copying failure: share the object
+                fields[key] = value
+        return type(self)(**fields, token=self._token)
 
     def close(self) -> None:
-        """Release the shared model (the last user frees its memory)."""
-        self._embedder.close()
+        """Release the shared model (the last user frees its memory).
+
+        A shallow copy (``model_copy()``) shares the original's embedder: closing it leaves that open.
+        """
+        if self._owner is not None and self._owner() is self:
+            self._embedder.close()
 
 
 def _without_title(node: BaseNode) -> BaseNode:

@@ -53,6 +53,8 @@ STOCK_DEFAULTS: dict[str, Any] = {
     "max_batch_tokens": None,
     "engine": "auto",
 }
+#: The parameters ``warm_up`` compares with those the component was set up with.
+_SETTINGS = (*STOCK_PARAMETERS, *STOCK_DEFAULTS)
 #: encode_kwargs keys that repeat one of the component's own parameters (the stock component fails on them too).
 _OWN_PARAMETERS = ("batch_size", "show_progress_bar", "normalize_embeddings", "precision")
 
@@ -94,9 +96,22 @@ class EmbedderBase:
                 raise ConfigError(f"prompt_name={self.prompt_name!r} and a prompt in encode_kwargs both choose it")
             self._enc = dataclasses.replace(self._enc, prompt_name=self.prompt_name)
         self._side: Side | None = None
+        self._settings = self._snapshot()
+
+    def _snapshot(self) -> str:
+        return repr([getattr(self, name) for name in _SETTINGS])
 
     def warm_up(self) -> None:
-        """Load the model once (shared with every promptembed object on the same model)."""
+        """Load the model once (shared with every promptembed object on the same model).
+
+        A parameter changed since (``emb.prefix = ...``, ``emb.encode_kwargs = ...``) is checked and applies from
+        here on, as the stock components read their parameters at each run.
+        """
+        if self._snapshot() != self._settings:
+            old = self._side
+            self._set_parameters(**{name: getattr(self, name) for name in _SETTINGS})  # checks; clears the side
+            if old is not None:
+                old.embedder.close()
         if self._side is not None:
             return
         ranges = self.quantization_ranges if self.precision in ("int8", "uint8") else None
