@@ -235,3 +235,53 @@ def test_ray_actor_embeds_bundled_parts_as_each_part_alone(tiny_gemma_dir: Path)
         alone = [embed_table(emb, part, TableJob())[0] for part in parts]
     want = np.concatenate([np.asarray(t.column("embedding").to_pylist(), dtype=np.float32) for t in alone])
     assert bundled.column("text").to_pylist() == texts and np.array_equal(got, want)
+
+
+def test_overwrite_checks_the_new_model_before_deleting_the_finished_output(
+    tmp_path: Path, tiny_bert_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _corpus(tmp_path / "in")
+    out = tmp_path / "out"
+    assert main(["embed", str(tmp_path / "in"), "-o", str(out), "--model", str(tiny_bert_dir)]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    bad = ["embed", str(tmp_path / "in"), "-o", str(out), "--overwrite"]
+    assert main([*bad, "--model", str(tmp_path / "no-such-model")]) == 1
+    assert main([*bad, "--model", str(tiny_bert_dir), "--prompt-name", "nope"]) == 1
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # the finished job is still there
+    assert "nope" in capsys.readouterr().err
+
+
+def test_an_output_folder_inside_the_input_folder_resumes_and_is_not_read(tmp_path: Path, tiny_bert_dir: Path) -> None:
+    expected = _corpus(tmp_path / "in")
+    argv = ["embed", str(tmp_path / "in"), "-o", str(tmp_path / "in" / "vectors"), "--model", str(tiny_bert_dir)]
+    assert main(argv) == 0
+    assert main([*argv, "--overwrite"]) == 0
+    assert sorted(_read(tmp_path / "in" / "vectors").column("id").to_pylist()) == sorted(expected)
+
+
+def test_role_and_prompt_name_together_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _corpus(tmp_path / "in")
+    argv = ["embed", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--role", "query", "--prompt-name", "STS"]
+    assert main(argv) == 1
+    assert "--role and --prompt-name" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_corrupt_file_is_one_line_not_a_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "x.parquet").write_bytes(b"not parquet at all")
+    assert main(["embed", str(tmp_path / "in"), "-o", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("promptembed: error:") and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_csv_with_excels_byte_order_mark(tmp_path: Path, tiny_bert_dir: Path) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "x.csv").write_bytes("\ufefftext,id\nMars is red,m\nVenus is hot,v\n".encode())
+    argv = ["embed", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--model", str(tiny_bert_dir)]
+    assert main(argv) == 0
+    table = _read(tmp_path / "out")
+    assert table.column_names == ["text", "id", "embedding"]
+    with PromptEmbedder(model=tiny_bert_dir) as emb:
+        want = emb.embed_documents(["Mars is red", "Venus is hot"])
+    np.testing.assert_allclose(np.asarray(table.column("embedding").to_pylist()), want, atol=1e-6)

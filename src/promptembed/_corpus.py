@@ -52,8 +52,11 @@ class PartSpec:
         return self.n_rows - len(self.skip)
 
 
-def find_inputs(path: str | Path) -> list[Path]:
-    """The input files: ``path`` itself, or the .jsonl/.ndjson/.parquet/.csv files under a folder, sorted."""
+def find_inputs(path: str | Path, *, exclude: Path | None = None) -> list[Path]:
+    """The input files: ``path`` itself, or the .jsonl/.ndjson/.parquet/.csv files under a folder, sorted.
+
+    Files under ``exclude`` (the run's own output folder, when it lies inside the input folder) are left out.
+    """
     p = Path(path)
     if p.is_file():
         if p.suffix.lower() not in FORMATS:
@@ -64,7 +67,10 @@ def find_inputs(path: str | Path) -> list[Path]:
     files = sorted(
         f
         for f in p.rglob("*")
-        if f.is_file() and f.suffix.lower() in FORMATS and not any(s.startswith(".") for s in f.relative_to(p).parts)
+        if f.is_file()
+        and f.suffix.lower() in FORMATS
+        and not any(s.startswith(".") for s in f.relative_to(p).parts)
+        and not (exclude is not None and f.resolve().is_relative_to(exclude))
     )
     if not files:
         raise ConfigError(f"No {'/'.join(FORMATS)} files in {p}")
@@ -170,6 +176,7 @@ def scan(files: list[Path], job: TableJob, part_rows: int, *, root: Path) -> Ite
                 header = next(csv.reader(lines), [])
                 if not header:
                     continue
+                header[0] = header[0].removeprefix("\ufeff")  # the byte-order mark of Excel's UTF-8 CSV exports
                 job.check_columns(header)
             rows = _jsonl_rows(lines, rel) if fmt == "jsonl" else _csv_rows(lines, header)
             where = f"{rel} {'line' if fmt == 'jsonl' else 'row'}"

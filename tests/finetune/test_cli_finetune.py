@@ -156,3 +156,32 @@ def test_strategy_errors_are_one_line_before_any_model_loads(
     assert main(["finetune", str(docs), "-o", str(tmp_path / "m"), "--strategies", "sentense"]) == 1
     assert "promptembed: error: Unknown pair strategies ['sentense']; choose from" in capsys.readouterr().err
     assert not (tmp_path / "m").exists() and not (tmp_path / "p.jsonl").exists()
+
+
+def test_overwrite_never_deletes_a_folder_that_is_not_a_model(
+    tmp_path: Path, docs: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = sorted(p.name for p in docs.iterdir())
+    assert main(["finetune", str(docs), "--output", str(docs), "--overwrite"]) == 1  # the documents themselves
+    assert "holds the documents" in capsys.readouterr().err
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "keep.txt").write_text("mine")
+    assert main(["finetune", str(docs), "--output", str(other), "--overwrite"]) == 1
+    assert "holds no sentence-transformers model" in capsys.readouterr().err
+    assert sorted(p.name for p in docs.iterdir()) == before and (other / "keep.txt").read_text() == "mine"
+
+
+def test_pairs_cli_without_documents_and_missing_files_are_one_line_errors(
+    tmp_path: Path, docs: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "empty").mkdir()
+    assert main(["pairs", str(tmp_path / "empty"), "-o", str(tmp_path / "p.jsonl")]) == 1
+    assert "No readable documents" in capsys.readouterr().err
+    assert not (tmp_path / "p.jsonl").exists()
+    argv = ["finetune", str(docs), "--output", str(tmp_path / "m"), "--pairs-file", str(tmp_path / "nope.jsonl")]
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("promptembed: error: FileNotFoundError") and "Traceback" not in "\n".join(err)
+    assert main(["pairs", str(docs), "-o", str(tmp_path / "p.jsonl"), "--llm", "no_such_module_x:llm"]) == 1
+    assert "--llm 'no_such_module_x:llm': ModuleNotFoundError" in capsys.readouterr().err

@@ -43,6 +43,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PromptEmbedError as exc:
         print(f"promptembed: error: {exc}", file=sys.stderr)
         return 1
+    except (OSError, ValueError) as exc:  # a missing, unreadable or malformed file or folder: one line, no traceback
+        print(f"promptembed: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -9,10 +9,11 @@ run the same per-table step (``promptembed._tables.embed_table``), so their outp
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from promptembed._corpus import JOB_FILE, MANIFEST_FILE, OutputFolder, PartSpec, find_inputs, read_part, scan, spec_dict
 from promptembed._tables import TableJob, embed_table
@@ -185,7 +186,8 @@ def _run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     started = time.time()
-    job = TableJob(column=args.column, role=None if args.prompt_name else args.role, prompt_name=args.prompt_name,
+    role: Literal["query", "document"] | None = None if args.prompt_name else (args.role or "document")
+    job = TableJob(column=args.column, role=role, prompt_name=args.prompt_name,
                    title_column=args.title_column, output_column=args.output_column, id_column=args.id_column,
                    on_bad_row=args.on_bad_row)  # fmt: skip
     from promptembed._inputs import check_int
@@ -197,8 +199,10 @@ def _run(args: argparse.Namespace) -> int:
     check_int("--workers", args.workers, minimum=1)
     if not args.ray and (args.workers != 1 or args.gpus_per_worker or args.cpus_per_worker is not None):
         raise ConfigError("--workers, --gpus-per-worker and --cpus-per-worker need --ray (auto, ADDRESS or local)")
+    if args.prompt_name is not None and args.role is not None:
+        raise ConfigError("--role and --prompt-name both choose the prompt; pass one of them")
     root = Path(args.input).resolve()
-    files = find_inputs(root)
+    files = find_inputs(root, exclude=Path(args.output).resolve())
     options = {"model": args.model, "device": args.device, "dtype": args.dtype, "truncate_dim": args.truncate_dim,
                "normalize": True, "prompts": None, "revision": args.revision, "batch_size": args.batch_size,
                "max_batch_tokens": args.max_batch_tokens,
@@ -211,14 +215,22 @@ def _run(args: argparse.Namespace) -> int:
     }
     out = OutputFolder(Path(args.output).resolve())
     specs = list(scan(files, job, args.part_rows, root=root if root.is_dir() else root.parent))
-    done = out.prepare(job_info, overwrite=args.overwrite)
-    todo = [s for s in specs if s.name not in done]
-    total = sum(s.n_rows for s in specs)
-    with tqdm(total=total, initial=total - sum(s.n_rows for s in todo), unit="row", desc="embedding") as bar:
-        if args.ray:
-            info = _embed_on_ray(todo, out, job, options, args, bar)
-        else:
-            info = _embed_in_process(todo, out, job, options, bar)
+    with contextlib.ExitStack() as keep:
+        if args.overwrite and out.path.is_dir() and any(out.path.iterdir()):
+            # check the new run's model and prompt before the old output is deleted (an in-process run shares it)
+            from promptembed.embedder import PromptEmbedder
+
+            probe = keep.enter_context(PromptEmbedder(**{**options, "show_progress_bar": False}))
+            if job.prompt_name is not None:
+                probe.embed([], prompt_name=job.prompt_name)
+        done = out.prepare(job_info, overwrite=args.overwrite)
+        todo = [s for s in specs if s.name not in done]
+        total = sum(s.n_rows for s in specs)
+        with tqdm(total=total, initial=total - sum(s.n_rows for s in todo), unit="row", desc="embedding") as bar:
+            if args.ray:
+                info = _embed_on_ray(todo, out, job, options, args, bar)
+            else:
+                info = _embed_in_process(todo, out, job, options, bar)
     skipped = [b.to_dict() for s in specs for b in s.bad]
     manifest = {
         "format": "promptembed-embeddings/1",
@@ -258,7 +270,7 @@ def add_command(sub: Any) -> None:  # argparse's _SubParsersAction is private
     p.add_argument("--column", default="text", help="text column (default: text)")
     p.add_argument("--id-column", default=None, help="column that names rows in errors and skip reports")
     p.add_argument("--title-column", default=None, help="titles for a document prompt with a title slot")
-    p.add_argument("--role", default="document", choices=["document", "query"], help="prompt role (default: document)")
+    p.add_argument("--role", default=None, choices=["document", "query"], help="prompt role (default: document)")
     p.add_argument("--prompt-name", default=None, help="a named prompt of the model instead of a role (e.g. STS)")
     p.add_argument("--output-column", default="embedding", help="vector column name (default: embedding)")
     p.add_argument(

@@ -84,6 +84,8 @@ def _pairs(args: argparse.Namespace) -> int:
     loaded = load_documents(args.docs)
     for item in loaded.skipped:
         print(f"skipped {item.path}: {item.reason}")
+    if not loaded.documents:
+        raise ConfigError(f"No readable documents in {args.docs}; give .txt/.md/.rst/.html/.pdf files")
     chunks = chunk_documents(loaded.documents, tokenizer=model.tokenizer, max_tokens=chunk_budget(model))
     result = generate_pairs(
         chunks, strategies=strategies, llm=llm, llm_concurrency=args.llm_concurrency, seed=args.seed
@@ -157,7 +159,14 @@ def _load_llm(spec: str) -> Any:
         print(f"promptembed: error: --llm must be 'module:attribute' (a chat model or callable), got {spec!r}",
               file=sys.stderr)  # fmt: skip
         raise SystemExit(2)  # a usage error
-    return getattr(importlib.import_module(module), attr)
+    from promptembed.errors import ConfigError
+
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(
+            f"--llm {spec!r}: {type(exc).__name__}: {exc}; check the module and attribute names"
+        ) from None
 
 
 def _add_llm_options(parser: argparse.ArgumentParser) -> None:

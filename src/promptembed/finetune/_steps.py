@@ -8,7 +8,7 @@ import random
 import shutil
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -61,10 +61,25 @@ def load_eval_queries(path: str | Path, extra_corpus: str | Path | None = None) 
     return queries, corpus, relevant
 
 
-def preflight(output: Path, overwrite: bool, base_source: str) -> None:
+#: Files of which one marks a folder as a sentence-transformers model (what ``overwrite=True`` may replace).
+_MODEL_MARKERS = ("modules.json", "config_sentence_transformers.json")
+
+
+def preflight(output: Path, overwrite: bool, base_source: str, docs: Sequence[str | Path] = ()) -> None:
     parent = output.parent
     if output.exists() and not overwrite:
         raise ConfigError(f"Output folder {output} already exists; pass overwrite=True (--overwrite) or another path")
+    if output.exists() and not output.is_dir():
+        raise ConfigError(f"Output {output} is a file; give a folder path")
+    for doc in docs:
+        if Path(doc).resolve().is_relative_to(output):
+            raise ConfigError(f"Output folder {output} holds the documents {doc}; choose another output folder")
+    if output.is_dir() and any(output.iterdir()) and not any((output / m).is_file() for m in _MODEL_MARKERS):
+        raise ConfigError(
+            f"Output folder {output} is not empty and holds no sentence-transformers model "
+            f"({' or '.join(_MODEL_MARKERS)}); refusing to replace it with overwrite=True (--overwrite): choose an "
+            "empty or new folder"
+        )
     if not parent.exists():
         try:
             parent.mkdir(parents=True, exist_ok=True)  # several ranks may create it at once

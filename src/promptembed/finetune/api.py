@@ -231,7 +231,7 @@ def finetune(
     source, is_local = _loading.resolve_source(base)
     if is_local:
         _loading.check_weights_safe(source, allow_pickle=False)
-    preflight(output, overwrite, source)
+    preflight(output, overwrite, source, docs=[d for d in (docs or []) if isinstance(d, str | Path)])
     work_dir = output.parent / f".{output.name}.work"
 
     with stage(timings, "reading_chunking"):
