@@ -285,3 +285,32 @@ def test_a_csv_with_excels_byte_order_mark(tmp_path: Path, tiny_bert_dir: Path) 
     with PromptEmbedder(model=tiny_bert_dir) as emb:
         want = emb.embed_documents(["Mars is red", "Venus is hot"])
     np.testing.assert_allclose(np.asarray(table.column("embedding").to_pylist()), want, atol=1e-6)
+
+
+def test_a_quoted_csv_header_after_the_byte_order_mark(tmp_path: Path, tiny_bert_dir: Path) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "x.csv").write_bytes('\ufeff"text","id"\n"Mars is red","m"\n'.encode())
+    assert main(["embed", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--model", str(tiny_bert_dir)]) == 0
+    assert _read(tmp_path / "out").column_names == ["text", "id", "embedding"]
+
+
+def test_an_input_inside_the_output_is_refused_before_anything_is_deleted(
+    tmp_path: Path, tiny_bert_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _corpus(tmp_path / "in")
+    out = tmp_path / "out"
+    assert main(["embed", str(tmp_path / "in"), "-o", str(out), "--model", str(tiny_bert_dir)]) == 0
+    before = sorted(p.name for p in out.iterdir())
+    part = sorted(out.glob("part-*.parquet"))[0]
+    argv = ["embed", str(part), "-o", str(out), "--overwrite", "--output-column", "vec2", "--model", str(tiny_bert_dir)]
+    assert main(argv) == 1
+    assert "lies inside --output" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == before
+
+
+def test_debug_setting_shows_the_traceback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "x.parquet").write_bytes(b"not parquet at all")
+    monkeypatch.setenv("PROMPTEMBED_DEBUG", "1")
+    with pytest.raises(Exception, match="(?i)parquet"):
+        main(["embed", str(tmp_path / "in"), "-o", str(tmp_path / "out")])

@@ -77,6 +77,19 @@ def find_inputs(path: str | Path, *, exclude: Path | None = None) -> list[Path]:
     return files
 
 
+def _without_bom(cell: str) -> str:
+    """A CSV's first header cell without the UTF-8 byte-order mark of Excel's exports.
+
+    ``csv`` reads the quotes after the mark (``\ufeff"text"``) as part of the cell, so they go too.
+    """
+    if not cell.startswith("\ufeff"):
+        return cell
+    cell = cell[1:]
+    if len(cell) >= 2 and cell[0] == cell[-1] == '"':
+        cell = cell[1:-1].replace('""', '"')
+    return cell
+
+
 class _Lines:
     """Decoded lines of a binary file that remember the byte offset after the last line handed out."""
 
@@ -176,7 +189,7 @@ def scan(files: list[Path], job: TableJob, part_rows: int, *, root: Path) -> Ite
                 header = next(csv.reader(lines), [])
                 if not header:
                     continue
-                header[0] = header[0].removeprefix("\ufeff")  # the byte-order mark of Excel's UTF-8 CSV exports
+                header[0] = _without_bom(header[0])
                 job.check_columns(header)
             rows = _jsonl_rows(lines, rel) if fmt == "jsonl" else _csv_rows(lines, header)
             where = f"{rel} {'line' if fmt == 'jsonl' else 'row'}"

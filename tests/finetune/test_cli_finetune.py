@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -185,3 +186,15 @@ def test_pairs_cli_without_documents_and_missing_files_are_one_line_errors(
     assert err[-1].startswith("promptembed: error: FileNotFoundError") and "Traceback" not in "\n".join(err)
     assert main(["pairs", str(docs), "-o", str(tmp_path / "p.jsonl"), "--llm", "no_such_module_x:llm"]) == 1
     assert "--llm 'no_such_module_x:llm': ModuleNotFoundError" in capsys.readouterr().err
+
+
+def test_documents_as_an_iterator_and_an_output_inside_them(tmp_path: Path, docs: Path) -> None:
+    from promptembed import ConfigError
+    from promptembed.finetune import finetune
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ConfigError, match=re.escape(str(empty))):  # the iterator is read once, not used up
+        finetune((p for p in [empty]), output=tmp_path / "m")
+    with pytest.raises(ConfigError, match="lies inside the documents folder"):
+        finetune([docs], output=docs / "model")

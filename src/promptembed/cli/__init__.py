@@ -11,6 +11,7 @@ Exit codes: 0 success, 1 the command failed (the error is printed on stderr), 2 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -44,7 +45,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"promptembed: error: {exc}", file=sys.stderr)
         return 1
     except (OSError, ValueError) as exc:  # a missing, unreadable or malformed file or folder: one line, no traceback
-        print(f"promptembed: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        if os.environ.get("PROMPTEMBED_DEBUG"):
+            raise
+        print(f"promptembed: error: {type(exc).__name__}: {exc} (PROMPTEMBED_DEBUG=1 shows where)", file=sys.stderr)
         return 1
 
 

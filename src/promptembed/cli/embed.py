@@ -216,8 +216,11 @@ def _run(args: argparse.Namespace) -> int:
     out = OutputFolder(Path(args.output).resolve())
     specs = list(scan(files, job, args.part_rows, root=root if root.is_dir() else root.parent))
     with contextlib.ExitStack() as keep:
-        if args.overwrite and out.path.is_dir() and any(out.path.iterdir()):
-            # check the new run's model and prompt before the old output is deleted (an in-process run shares it)
+        if root.is_relative_to(out.path):
+            raise ConfigError(f"The input {root} lies inside --output {out.path}; choose an output folder elsewhere")
+        if args.overwrite and not args.ray and out.path.is_dir() and any(out.path.iterdir()):
+            # check the new run's model and prompt before the old output is deleted (an in-process run shares it;
+            # with --ray the model is resolved where the actors run, so it is not loaded here)
             from promptembed.embedder import PromptEmbedder
 
             probe = keep.enter_context(PromptEmbedder(**{**options, "show_progress_bar": False}))

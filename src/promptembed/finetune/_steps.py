@@ -74,6 +74,11 @@ def preflight(output: Path, overwrite: bool, base_source: str, docs: Sequence[st
     for doc in docs:
         if Path(doc).resolve().is_relative_to(output):
             raise ConfigError(f"Output folder {output} holds the documents {doc}; choose another output folder")
+        if Path(doc).is_dir() and output.is_relative_to(Path(doc).resolve()):
+            raise ConfigError(
+                f"Output folder {output} lies inside the documents folder {doc}: a rerun would read the saved model "
+                "card and report as documents; choose an output folder outside it"
+            )
     if output.is_dir() and any(output.iterdir()) and not any((output / m).is_file() for m in _MODEL_MARKERS):
         raise ConfigError(
             f"Output folder {output} is not empty and holds no sentence-transformers model "

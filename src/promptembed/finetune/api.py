@@ -202,6 +202,7 @@ def finetune(
         ConfigError: Bad output location, no usable documents or supervision, too little disk space, a bad option.
     """
     config = {k: v for k, v in locals().items() if k not in ("docs", "output", "llm", "progress", "overwrite")}
+    docs = list(docs) if docs else []  # read once: an iterator is used up by the checks below
     from sentence_transformers import SentenceTransformer
 
     config["teacher"] = None if teacher is None else str(teacher if isinstance(teacher, str | Path) else type(teacher))
@@ -231,7 +232,7 @@ def finetune(
     source, is_local = _loading.resolve_source(base)
     if is_local:
         _loading.check_weights_safe(source, allow_pickle=False)
-    preflight(output, overwrite, source, docs=[d for d in (docs or []) if isinstance(d, str | Path)])
+    preflight(output, overwrite, source, docs=[d for d in docs if isinstance(d, str | Path)])
     work_dir = output.parent / f".{output.name}.work"
 
     with stage(timings, "reading_chunking"):
