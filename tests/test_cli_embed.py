@@ -237,12 +237,18 @@ def test_ray_actor_embeds_bundled_parts_as_each_part_alone(tiny_gemma_dir: Path)
     assert bundled.column("text").to_pylist() == texts and np.array_equal(got, want)
 
 
+def _finished_job(tmp_path: Path, model: Path) -> Path:
+    """A finished ``embed`` output of the test corpus in ``tmp_path / "out"``."""
+    _corpus(tmp_path / "in")
+    out = tmp_path / "out"
+    assert main(["embed", str(tmp_path / "in"), "-o", str(out), "--model", str(model)]) == 0
+    return out
+
+
 def test_overwrite_checks_the_new_model_before_deleting_the_finished_output(
     tmp_path: Path, tiny_bert_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _corpus(tmp_path / "in")
-    out = tmp_path / "out"
-    assert main(["embed", str(tmp_path / "in"), "-o", str(out), "--model", str(tiny_bert_dir)]) == 0
+    out = _finished_job(tmp_path, tiny_bert_dir)
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     bad = ["embed", str(tmp_path / "in"), "-o", str(out), "--overwrite"]
     assert main([*bad, "--model", str(tmp_path / "no-such-model")]) == 1
@@ -297,9 +303,7 @@ def test_a_quoted_csv_header_after_the_byte_order_mark(tmp_path: Path, tiny_bert
 def test_an_input_inside_the_output_is_refused_before_anything_is_deleted(
     tmp_path: Path, tiny_bert_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _corpus(tmp_path / "in")
-    out = tmp_path / "out"
-    assert main(["embed", str(tmp_path / "in"), "-o", str(out), "--model", str(tiny_bert_dir)]) == 0
+    out = _finished_job(tmp_path, tiny_bert_dir)
     before = sorted(p.name for p in out.iterdir())
     part = sorted(out.glob("part-*.parquet"))[0]
     argv = ["embed", str(part), "-o", str(out), "--overwrite", "--output-column", "vec2", "--model", str(tiny_bert_dir)]
