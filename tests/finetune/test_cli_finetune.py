@@ -59,6 +59,19 @@ def test_pairs_then_finetune_then_eval(
     assert metrics["n_queries"] == 2 and 0.0 <= metrics["ndcg_at_10"] <= 1.0
     assert metrics["ndcg_at_10"] == pytest.approx(report["evaluations"]["eval_queries"]["finetuned"]["ndcg_at_10"])
 
+    distractors = tmp_path / "d.jsonl"
+    distractors.write_text(
+        json.dumps({"text": "Sheds are small."})
+        + "\n"
+        + json.dumps({"text": "A carport needs a building permit in most places."})
+        + "\n"
+    )
+    assert main(["eval", str(out), "--queries", str(questions), "--corpus", str(distractors)]) == 0
+    assert json.loads(capsys.readouterr().out)["n_corpus"] == 3  # a distractor equal to a gold passage is one
+    distractors.write_text(json.dumps({"passage": "no text column"}) + "\n")
+    assert main(["eval", str(out), "--queries", str(questions), "--corpus", str(distractors)]) == 1
+    assert "each line needs a JSON object with a text column 'text'" in capsys.readouterr().err
+
 
 def test_finetune_cli_error_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     empty = tmp_path / "empty"

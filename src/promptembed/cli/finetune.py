@@ -103,12 +103,7 @@ def _eval(args: argparse.Namespace) -> int:
     from promptembed.finetune.api import load_eval_queries
     from promptembed.finetune.evaluate import evaluate_retrieval
 
-    queries, corpus, relevant = load_eval_queries(args.queries)
-    if args.corpus:
-        with open(args.corpus, encoding="utf-8") as f:
-            extra = [json.loads(line)["text"] for line in f if line.strip()]
-        known = set(corpus.values())
-        corpus.update({f"c{i}": t for i, t in enumerate(extra) if t not in known})
+    queries, corpus, relevant = load_eval_queries(args.queries, args.corpus)  # distractors checked as finetune's
     source, is_local = _loading.resolve_source(args.model)
     model = SentenceTransformer(source, device=_loading.pick_device(args.device), local_files_only=is_local)
     m = evaluate_retrieval(model, queries, corpus, relevant, name="eval", progress=True)
