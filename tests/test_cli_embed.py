@@ -318,3 +318,96 @@ def test_debug_setting_shows_the_traceback(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setenv("PROMPTEMBED_DEBUG", "1")
     with pytest.raises(Exception, match="(?i)parquet"):
         main(["embed", str(tmp_path / "in"), "-o", str(tmp_path / "out")])
+
+
+def _jsonl(path: Path, rows: list[object]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_every_part_has_one_schema_that_readers_of_the_folder_can_merge(tmp_path: Path, tiny_bert_dir: Path) -> None:
+    # part 1: "note" all null and no "score"; part 2: "note" text, integer scores; part 3: float scores; part 4: all
+    # its rows skipped. Read by value, the parts' schemas differed, and pyarrow could not read the folder.
+    rows: list[object] = [{"id": f"a{i}", "text": f"first {i}", "note": None} for i in range(3)]
+    rows += [{"id": f"b{i}", "text": f"second {i}", "note": "checked", "score": i} for i in range(3)]
+    rows += [{"id": f"c{i}", "text": f"third {i}", "note": None, "score": i + 0.5} for i in range(3)]
+    rows += [{"id": f"d{i}", "text": None} for i in range(3)]
+    _jsonl(tmp_path / "in.jsonl", rows)
+    out = tmp_path / "out"
+    argv = ["embed", str(tmp_path / "in.jsonl"), "-o", str(out), "--model", str(tiny_bert_dir), "--part-rows", "3",
+            "--on-bad-row", "skip", "--id-column", "id"]  # fmt: skip
+    assert main(argv) == 0
+    schemas = [pq.read_schema(p) for p in sorted(out.glob("part-*.parquet"))]
+    assert len(schemas) == 4 and all(s.equals(schemas[0]) for s in schemas)
+    assert schemas[0].names == ["id", "text", "note", "score", "embedding"]
+    assert [str(t) for t in schemas[0].types[:4]] == ["string", "string", "string", "double"]
+    table = pq.read_table(out)  # the folder, as a user reads it
+    assert table.column("id").to_pylist() == [f"{c}{i}" for c in "abc" for i in range(3)]
+    assert table.column("note").to_pylist() == [None] * 3 + ["checked"] * 3 + [None] * 3
+    assert table.column("score").to_pylist() == [None] * 3 + [0.0, 1.0, 2.0, 0.5, 1.5, 2.5]
+    with PromptEmbedder(model=tiny_bert_dir) as emb:
+        want = emb.embed_documents(table.column("text").to_pylist())
+    np.testing.assert_allclose(np.asarray(table.column("embedding").to_pylist()), want, atol=1e-6)
+    assert pq.read_table(sorted(out.glob("part-*.parquet"))[-1]).num_rows == 0  # the all-skipped part
+
+
+def test_a_column_that_mixes_kinds_fails_before_embedding_or_its_rarer_rows_are_skipped(
+    tmp_path: Path, tiny_bert_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows: list[object] = [{"id": i, "text": f"passage {i}"} for i in range(5)]
+    rows.insert(2, {"id": "two-b", "text": "a passage whose id is text"})
+    _jsonl(tmp_path / "in.jsonl", rows)
+    base = ["embed", str(tmp_path / "in.jsonl"), "--model", str(tiny_bert_dir), "--part-rows", "2"]
+    assert main([*base, "-o", str(tmp_path / "fail")]) == 1
+    err = capsys.readouterr().err
+    assert (
+        "column 'id' holds number in 5 rows (first: in.jsonl line 1) and str in 1 row (first: in.jsonl line 3)" in err
+    )
+    assert "--on-bad-row skip" in err and not (tmp_path / "fail").exists()  # found before anything was written
+
+    assert main([*base, "-o", str(tmp_path / "skip"), "--on-bad-row", "skip"]) == 0
+    assert pq.read_table(tmp_path / "skip").column("id").to_pylist() == [0, 1, 2, 3, 4]
+    manifest = json.loads((tmp_path / "skip" / "_manifest.json").read_text())
+    assert manifest["skipped_rows"] == [
+        {"row": "in.jsonl line 3", "reason": "column 'id' is str ('two-b') here but number in most rows; "
+                                             "a Parquet column holds one type"},
+    ]  # fmt: skip
+
+
+def test_a_csv_file_of_the_rarer_kind_fails_even_when_skipping(
+    tmp_path: Path, tiny_bert_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _jsonl(tmp_path / "in" / "a.jsonl", [{"id": i, "text": f"passage {i}"} for i in range(4)])
+    (tmp_path / "in" / "b.csv").write_text("id,text\nx1,a csv passage\n")
+    argv = ["embed", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--model", str(tiny_bert_dir),
+            "--on-bad-row", "skip"]  # fmt: skip
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "column 'id' holds number in 4 rows (first: a.jsonl line 1) and str in 1 row (first: b.csv (CSV))" in err
+    assert "give the column one type in every input file" in err and not (tmp_path / "out").exists()
+
+
+def test_parquet_files_with_other_integer_widths_share_one_type(tmp_path: Path, tiny_bert_dir: Path) -> None:
+    (tmp_path / "in").mkdir()
+    pq.write_table(pa.table({"text": ["one", "two"], "n": pa.array([1, 2], pa.int32())}), tmp_path / "in" / "a.parquet")
+    pq.write_table(pa.table({"text": ["three"], "n": pa.array([3], pa.int64())}), tmp_path / "in" / "b.parquet")
+    assert main(["embed", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--model", str(tiny_bert_dir)]) == 0
+    schemas = {str(pq.read_schema(p).field("n").type) for p in (tmp_path / "out").glob("part-*.parquet")}
+    assert schemas == {"int64"}
+    assert pq.read_table(tmp_path / "out").column("n").to_pylist() == [1, 2, 3]
+
+
+def test_a_jsonl_field_named_like_the_output_column_fails_before_any_part(
+    tmp_path: Path, tiny_bert_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = [{"text": f"passage {i}"} for i in range(4)] + [{"text": "re-exported", "embedding": [0.1, 0.2]}]
+    _jsonl(tmp_path / "in.jsonl", rows)
+    argv = ["embed", str(tmp_path / "in.jsonl"), "-o", str(tmp_path / "out"), "--model", str(tiny_bert_dir),
+            "--part-rows", "2"]  # fmt: skip
+    assert main(argv) == 1
+    assert "output_column='embedding' is already a field of the input's rows (first: in.jsonl line 5)" in (
+        capsys.readouterr().err
+    )
+    assert not (tmp_path / "out").exists()  # it used to fail after two parts were written
+    assert main([*argv, "--output-column", "vector"]) == 0
+    assert pq.read_table(tmp_path / "out").column("embedding").to_pylist()[-1] == [0.1, 0.2]

@@ -26,7 +26,7 @@ from promptembed.errors import ConfigError, InputError
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["OutputFolder", "PartSpec", "find_inputs", "read_part", "scan"]
+__all__ = ["ColumnKinds", "OutputFolder", "PartSpec", "find_inputs", "plan_parts", "read_part", "scan"]
 
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".csv": "csv"}
 JOB_FILE, MANIFEST_FILE = "_job.json", "_manifest.json"  # "_": Parquet readers of the folder skip them
@@ -163,6 +163,98 @@ def _row_problem(value: object, job: TableJob) -> str | None:
     return reason
 
 
+def _kind(value: object) -> str | None:
+    """The kind of a JSON value as a Parquet column sees it (``None``: a null fits any column)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "str"
+    return "list" if isinstance(value, list) else "object" if isinstance(value, dict) else type(value).__name__
+
+
+def _arrow_kind(t: pa.DataType) -> str | None:
+    """:func:`_kind` of a Parquet column's type."""
+    import pyarrow.types as pt
+
+    if pt.is_null(t):
+        return None
+    if pt.is_string(t) or pt.is_large_string(t):
+        return "str"
+    if pt.is_boolean(t):
+        return "bool"
+    if pt.is_integer(t) or pt.is_floating(t):
+        return "number"
+    if pt.is_list(t) or pt.is_large_list(t) or pt.is_fixed_size_list(t):
+        return "list"
+    if pt.is_struct(t):
+        return "object"
+    return str(t)
+
+
+@dataclass
+class ColumnKinds:
+    """Which kinds of value each column holds over the whole input.
+
+    A Parquet column, and so an output column, holds one type, so a column that mixes kinds (an ``id`` that is a
+    number in some JSONL rows and text in others) is found by the scan, before anything is embedded. Nested values
+    are checked at their top level only.
+    """
+
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    first: dict[tuple[str, str], str] = field(default_factory=dict)  # where a column's kind was first seen
+    whole_files: set[tuple[str, str]] = field(default_factory=set)  # kinds set by a file's schema (CSV, Parquet)
+    names: dict[str, str] = field(default_factory=dict)  # every JSONL field, null or not, and where it was first seen
+
+    def add(self, column: str, kind: str, where: str, n: int = 1, *, whole_file: bool = False) -> None:
+        """Count ``n`` values of ``kind`` in ``column``, first seen at ``where``."""
+        counts = self.counts.setdefault(column, {})
+        counts[kind] = counts.get(kind, 0) + n
+        self.first.setdefault((column, kind), where)
+        if whole_file:
+            self.whole_files.add((column, kind))
+
+    def mixed(self) -> list[str]:
+        """The columns that hold more than one kind."""
+        return [c for c, counts in self.counts.items() if len(counts) > 1]
+
+    def majority(self) -> dict[str, str]:
+        """Each column's most common kind (a tie goes to the kind seen first)."""
+        return {c: max(counts, key=counts.__getitem__) for c, counts in self.counts.items()}
+
+    def describe(self, column: str) -> str:
+        """``column 'id' holds number in 3 rows (first: a.jsonl line 1) and str in 1 row (first: ...)``."""
+        counts = sorted(self.counts[column].items(), key=lambda kv: -kv[1])
+        held = " and ".join(
+            f"{kind} in {n} row{'s' if n != 1 else ''} (first: {self.first[(column, kind)]})" for kind, n in counts
+        )
+        return f"column {column!r} holds {held}"
+
+
+def _check_kinds(
+    row: dict[str, Any], where: str, kinds: ColumnKinds | None, expect: dict[str, str] | None
+) -> str | None:
+    """Count a JSONL row's kinds, or (given the kinds to expect) say which value has another kind."""
+    for column, value in row.items():
+        if kinds is not None:
+            kinds.names.setdefault(column, where)
+        kind = _kind(value)
+        if kind is None:
+            continue
+        if expect is not None and expect.get(column, kind) != kind:
+            shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+            return (
+                f"column {column!r} is {kind} ({shown}) here but {expect[column]} in most rows; "
+                "a Parquet column holds one type"
+            )
+        if kinds is not None:
+            kinds.add(column, kind, where)
+    return None
+
+
 def _bad(job: TableJob, where: str, n: int, row: object, reason: str) -> BadRow:
     ident = row.get(job.id_column) if job.id_column and isinstance(row, dict) else None
     label = f"{job.id_column}={ident!r}" if ident is not None else f"{where} {n}"
@@ -174,13 +266,69 @@ def _bad(job: TableJob, where: str, n: int, row: object, reason: str) -> BadRow:
     return BadRow(row=label, reason=reason)
 
 
-def scan(files: list[Path], job: TableJob, part_rows: int, *, root: Path) -> Iterator[PartSpec]:
-    """Cut the input into parts and check every row (raises on the first bad row when ``on_bad_row='fail'``)."""
+def plan_parts(files: list[Path], job: TableJob, part_rows: int, *, root: Path) -> list[PartSpec]:
+    """:func:`scan`, and the check that every column holds one kind of value over the whole input.
+
+    A column that mixes kinds fails the job (naming the column, each kind's count and first row) when
+    ``job.on_bad_row == "fail"``, or when a CSV or Parquet file's column is of the rarer kind (a whole file cannot be
+    a bad row); when skipping, the input is scanned again and the JSONL rows of a column's rarer kinds are skipped
+    and reported like any bad row.
+
+    Raises:
+        ConfigError: A JSONL row has a field named like the output column.
+        InputError: A bad row while failing, or a column that mixes kinds (see above).
+    """
+    kinds = ColumnKinds()
+    specs = list(scan(files, job, part_rows, root=root, kinds=kinds))
+    if job.output_column in kinds.names:  # CSV headers and Parquet schemas are checked by the scan
+        raise ConfigError(
+            f"output_column={job.output_column!r} is already a field of the input's rows (first: "
+            f"{kinds.names[job.output_column]}); choose another output column name (--output-column)"
+        )
+    mixed = kinds.mixed()
+    if not mixed:
+        return specs
+    majority = kinds.majority()
+    for column in mixed:
+        rarer_files = [kinds.first[(column, k)] for k in kinds.counts[column] if k != majority[column]
+                       and (column, k) in kinds.whole_files]  # fmt: skip
+        if rarer_files:
+            raise InputError(
+                f"{kinds.describe(column)}, and a Parquet column holds one type; give the column one type in every "
+                f"input file ({', '.join(rarer_files)} fixes its type for all its rows)"
+            )
+    if job.on_bad_row == "fail":
+        raise InputError(
+            f"{kinds.describe(mixed[0])}, and a Parquet column holds one type; fix those rows, or pass "
+            "--on-bad-row skip to skip the rows of the rarer kind and report them"
+        )
+    return list(scan(files, job, part_rows, root=root, expect=majority))
+
+
+def scan(
+    files: list[Path],
+    job: TableJob,
+    part_rows: int,
+    *,
+    root: Path,
+    kinds: ColumnKinds | None = None,
+    expect: dict[str, str] | None = None,
+) -> Iterator[PartSpec]:
+    """Cut the input into parts and check every row (raises on the first bad row when ``on_bad_row='fail'``).
+
+    Args:
+        files: The input files (:func:`find_inputs`).
+        job: The columns and the bad-row policy.
+        part_rows: Rows per part.
+        root: Folder that part labels and row names are relative to.
+        kinds: Counts each column's kinds of value here (see :func:`plan_parts`).
+        expect: Each column's kind: a JSONL row with a value of another kind is a bad row.
+    """
     for fi, path in enumerate(files):
         rel = path.relative_to(root).as_posix() if path != root else path.name
         fmt = FORMATS[path.suffix.lower()]
         if fmt == "parquet":
-            yield from _scan_parquet(fi, path, rel, job, part_rows)
+            yield from _scan_parquet(fi, path, rel, job, part_rows, kinds)
             continue
         with path.open("rb") as f:
             lines = _Lines(f, rel)
@@ -193,11 +341,14 @@ def scan(files: list[Path], job: TableJob, part_rows: int, *, root: Path) -> Ite
                 job.check_columns(header)
             rows = _jsonl_rows(lines, rel) if fmt == "jsonl" else _csv_rows(lines, header)
             where = f"{rel} {'line' if fmt == 'jsonl' else 'row'}"
-            k, start, first, n, skip, bad = 0, 0, 0, 0, [], []
+            k, start, first, n, skip, bad, total = 0, 0, 0, 0, [], [], 0
             for pos, number, row in rows:
                 if n == 0:
                     start, first = pos, number
                 problem = _row_problem(row, job)
+                total += 1
+                if problem is None and fmt == "jsonl" and isinstance(row, dict):
+                    problem = _check_kinds(row, f"{where} {number}", kinds, expect)
                 if problem is not None:
                     skip.append(n)
                     bad.append(_bad(job, where, number, row, problem))
@@ -209,15 +360,25 @@ def scan(files: list[Path], job: TableJob, part_rows: int, *, root: Path) -> Ite
             if n:
                 yield PartSpec(f"part-{fi:05d}-{k:06d}", str(path), fmt, start, n, first, tuple(skip), tuple(bad),
                                tuple(header))  # fmt: skip
+            if kinds is not None and fmt == "csv" and total:
+                for name in header:  # every CSV cell is text
+                    kinds.add(name, "str", f"{rel} (CSV)", total, whole_file=True)
 
 
-def _scan_parquet(fi: int, path: Path, rel: str, job: TableJob, part_rows: int) -> Iterator[PartSpec]:
+def _scan_parquet(
+    fi: int, path: Path, rel: str, job: TableJob, part_rows: int, kinds: ColumnKinds | None
+) -> Iterator[PartSpec]:
     import pyarrow.parquet as pq
 
     pf = pq.ParquetFile(path)
     job.check_columns(pf.schema_arrow.names)
     cols = [c for c in (job.column, job.title_column, job.id_column) if c]
     total = pf.metadata.num_rows
+    if kinds is not None and total:
+        for f in pf.schema_arrow:
+            kind = _arrow_kind(f.type)
+            if kind is not None:
+                kinds.add(f.name, kind, f"{rel} (Parquet: {f.type})", total, whole_file=True)
     batches = pf.iter_batches(batch_size=part_rows, columns=list(dict.fromkeys(cols)))
     buffer: list[dict[str, Any]] = []
     start = 0
@@ -333,6 +494,50 @@ class OutputFolder:
         final = self.path / f"{name}.parquet"
         _fsync_write(final, lambda f: pq.write_table(table, f))
         return final
+
+    def unify_parts(self, names: list[str], vector_column: str, dimension: int) -> None:
+        """Give every part one schema: the same columns in the same order, with the same types.
+
+        Parts are read from JSONL by value, so one part's column can be all nulls (type null) or hold integers where
+        another's holds floats, a column can be missing from a part, and a part whose rows were all skipped has no
+        vector column. Readers of the folder (``pyarrow.parquet.read_table``, DuckDB, Ray Data) take one file's
+        schema for all, so they would fail or drop columns. Each part that differs from the union of the parts'
+        schemas (nulls and missing columns filled, integers widened) is rewritten atomically.
+
+        Raises:
+            InputError: Two parts' columns cannot share a type (nested values of other kinds).
+        """
+        import numpy as np
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        from promptembed._tables import vector_array
+
+        paths = [self.path / f"{n}.parquet" for n in names]
+        schemas = [pq.read_schema(p) for p in paths]
+        vector = next((s.field(vector_column) for s in schemas if vector_column in s.names), None)
+        if vector is None:  # every row of every part was skipped
+            vector = pa.field(vector_column, vector_array(np.zeros((0, dimension), dtype=np.float32)).type)
+        try:
+            inputs = pa.unify_schemas(
+                [pa.schema([f for f in s if f.name != vector_column]) for s in schemas], promote_options="permissive"
+            )
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise InputError(
+                f"The parts in {self.path} cannot share one schema ({exc}); give each column one type in every input "
+                "row, then rerun with --overwrite"
+            ) from None
+        target = inputs.append(vector)
+        for path, schema in zip(paths, schemas, strict=True):
+            if schema.remove_metadata().equals(target):
+                continue
+            table = pq.read_table(path)
+            columns = [
+                table.column(f.name).cast(f.type) if f.name in table.column_names else pa.nulls(table.num_rows, f.type)
+                for f in target
+            ]
+            fixed = pa.Table.from_arrays(columns, schema=target)
+            _fsync_write(path, lambda f, t=fixed: pq.write_table(t, f))
 
     def write_json(self, name: str, data: dict[str, Any]) -> None:
         """Write a JSON file atomically."""

@@ -15,7 +15,16 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from promptembed._corpus import JOB_FILE, MANIFEST_FILE, OutputFolder, PartSpec, find_inputs, read_part, scan, spec_dict
+from promptembed._corpus import (
+    JOB_FILE,
+    MANIFEST_FILE,
+    OutputFolder,
+    PartSpec,
+    find_inputs,
+    plan_parts,
+    read_part,
+    spec_dict,
+)
 from promptembed._tables import TableJob, embed_table
 from promptembed.errors import ConfigError, MissingExtraError
 
@@ -214,7 +223,7 @@ def _run(args: argparse.Namespace) -> int:
         "part_rows": args.part_rows,
     }
     out = OutputFolder(Path(args.output).resolve())
-    specs = list(scan(files, job, args.part_rows, root=root if root.is_dir() else root.parent))
+    specs = plan_parts(files, job, args.part_rows, root=root if root.is_dir() else root.parent)
     with contextlib.ExitStack() as keep:
         if root.is_relative_to(out.path):
             raise ConfigError(f"The input {root} lies inside --output {out.path}; choose an output folder elsewhere")
@@ -234,6 +243,7 @@ def _run(args: argparse.Namespace) -> int:
                 info = _embed_on_ray(todo, out, job, options, args, bar)
             else:
                 info = _embed_in_process(todo, out, job, options, bar)
+        out.unify_parts([s.name for s in specs], job.output_column, info["dimension"])
     skipped = [b.to_dict() for s in specs for b in s.bad]
     manifest = {
         "format": "promptembed-embeddings/1",
