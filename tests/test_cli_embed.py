@@ -411,3 +411,15 @@ def test_a_jsonl_field_named_like_the_output_column_fails_before_any_part(
     assert not (tmp_path / "out").exists()  # it used to fail after two parts were written
     assert main([*argv, "--output-column", "vector"]) == 0
     assert pq.read_table(tmp_path / "out").column("embedding").to_pylist()[-1] == [0.1, 0.2]
+
+
+def test_a_part_that_cannot_take_the_shared_schema_is_a_clear_error(
+    tmp_path: Path, tiny_bert_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _jsonl(tmp_path / "in.jsonl", [{"text": "big", "n": 2**60}, {"text": "half", "n": 0.5}])
+    argv = ["embed", str(tmp_path / "in.jsonl"), "-o", str(tmp_path / "out"), "--model", str(tiny_bert_dir),
+            "--part-rows", "1"]  # fmt: skip
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "Part part-00000-000000.parquet cannot take the folder's schema" in err and "Traceback" not in err
+    assert not (tmp_path / "out" / "_manifest.json").exists()  # not finished

@@ -532,10 +532,18 @@ class OutputFolder:
             if schema.remove_metadata().equals(target):
                 continue
             table = pq.read_table(path)
-            columns = [
-                table.column(f.name).cast(f.type) if f.name in table.column_names else pa.nulls(table.num_rows, f.type)
-                for f in target
-            ]
+            try:
+                columns = [
+                    table.column(f.name).cast(f.type)
+                    if f.name in table.column_names
+                    else pa.nulls(table.num_rows, f.type)
+                    for f in target
+                ]
+            except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:  # e.g. an integer above 2**53 in a float column
+                raise InputError(
+                    f"Part {path.name} cannot take the folder's schema ({exc}); give each column one type in every "
+                    "input row, then rerun with --overwrite"
+                ) from None
             fixed = pa.Table.from_arrays(columns, schema=target)
             _fsync_write(path, lambda f, t=fixed: pq.write_table(t, f))
 
