@@ -43,3 +43,23 @@ def test_chunks_fit_the_token_budget_and_ids_are_stable(tokenizer) -> None:  # t
     again = chunk_documents([doc], tokenizer=tokenizer, max_tokens=50, progress=False)
     assert [c.id for c in again] == [c.id for c in chunks]
     assert len({c.id for c in chunks}) == len(chunks)
+
+
+def test_text_without_spaces_fits_the_budget_and_nothing_is_lost(tokenizer) -> None:  # type: ignore[no-untyped-def]
+    zh = "机器学习是人工智能的一个分支。" * 60 + "这是一个非常长的没有标点的句子" * 40  # no spaces at all
+    ja = "東京は日本の首都です！" * 50
+    docs = [Document("zh.txt", zh, None, "txt"), Document("ja.md", ja, None, "md")]
+    chunks = chunk_documents(docs, tokenizer=tokenizer, max_tokens=50, progress=False)
+    for doc in docs:
+        mine = [c.text for c in chunks if c.doc_path == doc.path]
+        assert len(mine) > 10  # it was one chunk of thousands of tokens, cut to 50 in training
+        assert max(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in mine) <= 50
+        assert "".join("".join(mine).split()) == doc.text  # every character kept, in order
+
+
+def test_a_hash_comment_in_a_code_fence_is_not_a_heading(tokenizer) -> None:  # type: ignore[no-untyped-def]
+    md = "# Setup\n\nInstall it.\n\n```bash\n# run this first\nmake demo\n```\n\nThen read the report."
+    md += "\n\n## Next\n\nMore."
+    chunks = chunk_documents([Document("a.md", md, None, "md")], tokenizer=tokenizer, max_tokens=200, progress=False)
+    assert [c.heading_path for c in chunks] == [("Setup",), ("Setup", "Next")]
+    assert "# run this first" in chunks[0].text and "Then read the report." in chunks[0].text

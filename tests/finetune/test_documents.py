@@ -82,7 +82,7 @@ def test_links_out_of_the_folder_are_not_followed(tmp_path: Path) -> None:
     result = load_documents([docs], progress=False)
     texts = [d.text for d in result.documents]
     assert "secret text" not in texts and "inner secret" not in texts
-    assert sorted(texts) == ["fine", "fine"]
+    assert texts == ["fine"]  # ok.txt, and the link inside the folder to it: one file, read once
     reasons = {Path(s.path).name: s.reason for s in result.skipped}
     assert reasons["link.txt"] == "symbolic link to a file outside the given folder"
     assert reasons["linkdir"] == "symbolic link to a folder outside the given folder"
@@ -124,3 +124,47 @@ def test_single_files_and_file_links_inside_are_read(tmp_path: Path) -> None:
         ("z.txt", "txt", "BOM text"),
     ]
     assert result.skipped == []
+
+
+def test_hidden_entries_loops_unlistable_folders_and_duplicates(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    docs = tmp_path / "docs"
+    (docs / ".git").mkdir(parents=True)
+    (docs / ".git" / "notes.txt").write_text("git internals")
+    (docs / ".draft.md").write_text("a hidden draft")
+    (docs / "private").mkdir()
+    (docs / "private" / "b.md").write_text("behind a folder that cannot be listed")
+    (docs / "a.md").write_text("plain text")
+    (docs / "loop.md").symlink_to(docs / "loop.md")
+    real_scandir = os.scandir
+
+    def scandir(path):  # type: ignore[no-untyped-def]  # root bypasses file permissions, so refuse here
+        if Path(path).name == "private":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    result = load_documents([docs, docs, docs / "a.md"], progress=False)
+    assert [Path(d.path).name for d in result.documents] == ["a.md"]  # once, and no hidden file
+    reasons = {Path(s.path).name: s.reason for s in result.skipped}
+    assert reasons == {
+        "private": "folder could not be listed: Permission denied",
+        "loop.md": "a symbolic link loop, or a path that cannot be resolved",
+    }
+
+
+def test_utf16_html_entities_and_a_linked_file_named_on_its_own(tmp_path: Path) -> None:
+    (tmp_path / "notepad.txt").write_bytes("Ünïcode from Notepad".encode("utf-16"))  # with its byte-order mark
+    (tmp_path / "page.html").write_text("<title>A &amp; B</title><p>Write &amp;lt;br&amp;gt; to break a line</p>")
+    (tmp_path / "archive").mkdir()
+    (tmp_path / "archive" / "2024.md").write_text("last year's notes")
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "current.md").symlink_to(tmp_path / "archive" / "2024.md")
+    files = [tmp_path / "notepad.txt", tmp_path / "page.html", tmp_path / "notes" / "current.md"]
+    result = load_documents(files, progress=False)
+    assert result.skipped == []
+    got = {Path(d.path).name: d for d in result.documents}
+    assert got["notepad.txt"].text == "Ünïcode from Notepad"
+    assert got["page.html"].text == "Write &lt;br&gt; to break a line" and got["page.html"].title == "A & B"
+    assert got["current.md"].text == "last year's notes"

@@ -8,6 +8,7 @@ paragraph by paragraph, then sentence by sentence, then word by word, so no chun
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -21,7 +22,8 @@ __all__ = ["Chunk", "chunk_documents", "split_sentences"]
 
 _MD_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
 _RST_UNDERLINE = re.compile(r"^([=\-~^\"'`#*+<>_:.])\1{2,}\s*$")
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9ÅÄÖÉ])")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9ÅÄÖÉ])|(?<=[。！？])\s*")  # CJK: no space after
+_FENCE = re.compile(r"^\s{0,3}(`{3,}|~{3,})")
 
 
 @dataclass(frozen=True)
@@ -36,7 +38,7 @@ class Chunk:
 
 
 def split_sentences(text: str) -> list[str]:
-    """Split text into sentences (a light rule-based splitter: end punctuation followed by a capital)."""
+    """Split text into sentences: end punctuation followed by a capital, or a CJK full stop, ! or ? (rule-based)."""
     out: list[str] = []
     for para in re.split(r"\n\s*\n", text):
         flat = " ".join(para.split())
@@ -57,9 +59,23 @@ def _sections(doc: Document) -> Iterator[tuple[tuple[str, ...], str]]:
             yield tuple(h for _, h in path), text
         body.clear()
 
+    fence: str | None = None  # the open code fence: a "# comment" inside it is code, not a heading
     i = 0
     while i < len(lines):
         line = lines[i]
+        opened = _FENCE.match(line) if doc.format in ("md", "txt") else None
+        if fence is None and opened:
+            fence = opened.group(1)
+        elif fence is not None and opened and opened.group(1)[0] == fence[0] and len(opened.group(1)) >= len(fence):
+            fence = None  # the closing fence: same character, at least as long
+        elif fence is not None:
+            body.append(line)
+            i += 1
+            continue
+        if opened:
+            body.append(line)
+            i += 1
+            continue
         md = _MD_HEADING.match(line) if doc.format in ("md", "html", "txt") else None
         rst = (
             doc.format == "rst"
@@ -110,11 +126,35 @@ def chunk_documents(
         ids = tokenizer(texts, add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
         return [len(i) for i in ids]
 
+    def cut(word: str) -> list[str]:
+        """A run of text without spaces (Chinese, Japanese, a long URL) over the budget, cut at token boundaries."""
+        try:
+            spans = tokenizer(word, add_special_tokens=False, truncation=False, verbose=False,
+                              return_offsets_mapping=True)["offset_mapping"]  # fmt: skip
+            starts = [spans[k][0] for k in range(0, len(spans), max_tokens)][1:]
+        except (NotImplementedError, KeyError, TypeError):  # a slow tokenizer has no offsets: cut by characters
+            step = max(1, len(word) * max_tokens // max(1, n_tokens(word)))
+            starts = list(range(step, len(word), step))
+        bounds = [0, *starts, len(word)]
+        pieces = [word[a:b] for a, b in itertools.pairwise(bounds) if word[a:b].strip()]
+        out: list[str] = []
+        for piece in pieces:  # a piece re-tokenized on its own can count a little more: halve it until it fits
+            if n_tokens(piece) > max_tokens and len(piece) > 1:
+                out.extend(cut_half(piece))
+            else:
+                out.append(piece)
+        return out
+
+    def cut_half(piece: str) -> list[str]:
+        if n_tokens(piece) <= max_tokens or len(piece) == 1:
+            return [piece]
+        return cut_half(piece[: len(piece) // 2]) + cut_half(piece[len(piece) // 2 :])
+
     chunks: list[Chunk] = []
     for doc in tqdm(documents, desc="chunking", unit="doc", disable=not progress):
         position = 0
         for heading_path, body in _sections(doc):
-            for text in _pack(body, max_tokens, n_tokens, sizes_of):
+            for text in _pack(body, max_tokens, n_tokens, sizes_of, cut):
                 digest = hashlib.sha1(f"{doc.path}\x00{position}\x00{text}".encode()).hexdigest()[:16]
                 chunks.append(
                     Chunk(id=digest, doc_path=doc.path, heading_path=heading_path, text=text, title=doc.title)
@@ -123,7 +163,7 @@ def chunk_documents(
     return chunks
 
 
-def _pack(body: str, budget: int, n_tokens: Any, sizes_of: Any) -> Iterator[str]:
+def _pack(body: str, budget: int, n_tokens: Any, sizes_of: Any, cut: Any) -> Iterator[str]:
     pieces: list[tuple[str, int]] = []
     sentences = split_sentences(body)
     for start in range(0, len(sentences), 512):  # one tokenizer call per 512 sentences (fast on huge files)
@@ -135,6 +175,13 @@ def _pack(body: str, budget: int, n_tokens: Any, sizes_of: Any) -> Iterator[str]
             words = sentence.split()  # an over-long sentence: split by words
             part: list[str] = []
             for word in words:
+                if len(word) * 4 > budget and n_tokens(word) > budget:  # (a character is at most 4 byte tokens)
+                    if part:
+                        text = " ".join(part)
+                        pieces.append((text, n_tokens(text)))
+                        part = []
+                    pieces.extend((piece, n_tokens(piece)) for piece in cut(word))
+                    continue
                 if part and n_tokens(" ".join([*part, word])) > budget:
                     text = " ".join(part)
                     pieces.append((text, n_tokens(text)))

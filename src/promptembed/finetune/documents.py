@@ -1,12 +1,15 @@
 """Read a user's documents: folders and files of .txt, .md, .rst, .html and .pdf.
 
-Bad, binary, empty or undecodable files are skipped and listed with the reason; nothing here raises for a bad
-file. Symbolic links whose target leaves the folder that was given are not followed.
+Bad, binary, empty or undecodable files are skipped and listed with the reason, and so are folders that cannot be
+listed; nothing here raises for a bad file. Symbolic links whose target leaves the folder that was given are not
+followed (a file named on its own is read wherever its link points). Hidden files and folders (``.git``, ``.cache``,
+names starting with a dot) inside a given folder are not read. UTF-8 and, with a byte-order mark, UTF-16 and UTF-32
+text is read; a file given twice (or found under two given folders) is read once.
 """
 
 from __future__ import annotations
 
-import html
+import codecs
 import html.parser
 import os
 from collections.abc import Sequence
@@ -67,7 +70,7 @@ def load_documents(paths: Sequence[str | Path], *, progress: bool = True) -> Loa
         The documents, and every skipped file with its reason.
     """
     result = LoadResult()
-    candidates: list[tuple[Path, Path]] = []  # (file, root it was found under)
+    candidates: list[tuple[Path, Path | None]] = []  # (file, the folder it was found under; None: named itself)
     for given in paths:
         root = Path(given)
         if not root.exists():
@@ -75,24 +78,45 @@ def load_documents(paths: Sequence[str | Path], *, progress: bool = True) -> Loa
         elif root.is_dir():
             candidates.extend(_walk(root.resolve(), result))
         else:
-            candidates.append((root, root.parent.resolve()))
+            candidates.append((root, None))
+    seen: set[Path] = set()
     for path, root in tqdm(candidates, desc="reading documents", unit="file", disable=not progress):
-        _read_one(path, root, result)
+        key = _resolved(path) or path.absolute()
+        if key not in seen:  # the same file given twice, or under two given folders, is one document
+            seen.add(key)
+            _read_one(path, root, result)
     return result
 
 
-def _walk(root: Path, result: LoadResult) -> list[tuple[Path, Path]]:
-    found: list[tuple[Path, Path]] = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+def _resolved(path: Path) -> Path | None:
+    """``path.resolve()``, or ``None`` for a symbolic link loop or a path that cannot be resolved."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # RuntimeError: a symlink loop (Python < 3.13)
+        return None
+
+
+def _walk(root: Path, result: LoadResult) -> list[tuple[Path, Path | None]]:
+    found: list[tuple[Path, Path | None]] = []
+
+    def unlisted(exc: OSError) -> None:  # a folder os.walk cannot list (permissions): reported, not dropped
+        result.skipped.append(SkippedFile(str(exc.filename or root), f"folder could not be listed: {exc.strerror}"))
+
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False, onerror=unlisted):
         current = Path(dirpath)
+        keep = []
         for name in sorted(dirnames):
             sub = current / name
-            if sub.is_symlink() and not _inside(sub.resolve(), root):
-                result.skipped.append(SkippedFile(str(sub), "symbolic link to a folder outside the given folder"))
-        dirnames[:] = sorted(
-            d for d in dirnames if not (current / d).is_symlink() or _inside((current / d).resolve(), root)
-        )
-        found.extend((current / name, root) for name in sorted(filenames))
+            if name.startswith("."):
+                continue
+            target = _resolved(sub) if sub.is_symlink() else sub
+            if target is None or not _inside(target, root):
+                why = "a symbolic link loop" if target is None else "symbolic link to a folder outside the given folder"
+                result.skipped.append(SkippedFile(str(sub), why))
+                continue
+            keep.append(name)
+        dirnames[:] = keep
+        found.extend((current / name, root) for name in sorted(filenames) if not name.startswith("."))
     return found
 
 
@@ -100,9 +124,13 @@ def _inside(path: Path, root: Path) -> bool:
     return path == root or root in path.parents
 
 
-def _read_one(path: Path, root: Path, result: LoadResult) -> None:
+def _read_one(path: Path, root: Path | None, result: LoadResult) -> None:
     name = str(path)
-    if path.is_symlink() and not _inside(path.resolve(), root):
+    target = _resolved(path)
+    if target is None:
+        result.skipped.append(SkippedFile(name, "a symbolic link loop, or a path that cannot be resolved"))
+        return
+    if root is not None and path.is_symlink() and not _inside(target, root):
         result.skipped.append(SkippedFile(name, "symbolic link to a file outside the given folder"))
         return
     fmt = SUFFIXES.get(path.suffix.lower())
@@ -137,8 +165,23 @@ class _Skip(Exception):
     pass
 
 
+_BOMS = (  # UTF-32 first: its little-endian mark starts with UTF-16's
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+
+
 def _read_text(path: Path) -> str:
     data = path.read_bytes()
+    for bom, encoding in _BOMS:  # Windows Notepad's "Unicode" is UTF-16 with a byte-order mark
+        if data.startswith(bom):
+            try:
+                return data.decode(encoding)
+            except UnicodeDecodeError as exc:
+                raise _Skip(f"not {encoding.upper()} text after its byte-order mark (bad byte at offset "
+                            f"{exc.start}); convert it to UTF-8") from None  # fmt: skip
     if b"\x00" in data[:8192]:
         raise _Skip("binary file (NUL bytes), not text")
     try:
@@ -204,6 +247,6 @@ def _html_to_text(raw: str) -> tuple[str, str | None]:
     parser = _HTMLText()
     parser.feed(raw)
     parser.close()
-    text = html.unescape("".join(parser.parts))
+    text = "".join(parser.parts)  # the parser has converted character references already (convert_charrefs)
     lines = [line.strip() for line in text.splitlines()]
     return "\n".join(lines).strip(), parser.title
