@@ -70,7 +70,10 @@ def test_pairs_then_finetune_then_eval(
     assert json.loads(capsys.readouterr().out)["n_corpus"] == 3  # a distractor equal to a gold passage is one
     distractors.write_text(json.dumps({"passage": "no text column"}) + "\n")
     assert main(["eval", str(out), "--queries", str(questions), "--corpus", str(distractors)]) == 1
-    assert "each line needs a JSON object with a text column 'text'" in capsys.readouterr().err
+    assert (
+        "d.jsonl:1: each line of the eval corpus needs a JSON object with a text column 'text'"
+        in capsys.readouterr().err
+    )
 
 
 def test_finetune_cli_error_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -112,3 +112,17 @@ def test_the_verdict_names_the_interval_and_what_would_settle_a_noisy_drop(tmp_p
         "Finetuned model improves nDCG@10 on heldout_pseudo_queries by +0.2500; "
         "95% interval +0.2500 to +0.2500 over 40 queries."
     )
+
+
+def test_a_question_with_several_gold_passages_is_one_query(tmp_path: Path) -> None:
+    from promptembed.finetune.api import load_eval_queries
+
+    path = tmp_path / "eval.jsonl"
+    rows = [("how do I renew a permit", "Renew it online."), ("how do I renew a permit", "Or at the town hall."),
+            ("what does a permit cost", "About 200 euros.")]  # fmt: skip
+    path.write_text("".join(json.dumps({"query": q, "positive": p}) + "\n" for q, p in rows))
+    queries, corpus, relevant = load_eval_queries(path)
+    assert sorted(queries.values()) == ["how do I renew a permit", "what does a permit cost"]
+    renew = next(q for q, text in queries.items() if text.startswith("how"))
+    assert {corpus[p] for p in relevant[renew]} == {"Renew it online.", "Or at the town hall."}
+    assert len(corpus) == 3

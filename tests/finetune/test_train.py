@@ -208,8 +208,8 @@ def test_sigkill_mid_training_leaves_no_output_and_rerun_resumes(
     proc.wait(timeout=30)
     assert not out.exists()
     assert not list(tmp_path.glob(".model.tmp-*"))
-    result = finetune([docs], output=out, base=tiny_bert_dir, max_steps=6, save_steps=2, batch_size=4, progress=False)
-    report = json.loads((out / "report.json").read_text())
+    result = finetune([docs], output=out, base=tiny_bert_dir, max_steps=40, save_steps=2, batch_size=4, progress=False)
+    report = json.loads((out / "report.json").read_text())  # the same run again: it resumes
     assert report["training"]["metrics"]["resumed_from"].startswith("checkpoint-")
     assert result.output.is_dir() and not work.exists()
     with PromptEmbedder(model=out) as emb:
@@ -242,3 +242,80 @@ def test_finetune_on_cuda_evaluates_on_the_gpu(docs: Path, tmp_path: Path, tiny_
     report = json.loads((result.output / "report.json").read_text())
     assert set(report["evaluations"]) == {"heldout_pseudo_queries", "eval_queries"}
     assert report["evaluations"]["eval_queries"]["base"]["n_queries"] == len(TOPICS)
+
+
+def test_checkpoints_of_another_run_are_not_resumed(
+    docs: Path, tmp_path: Path, tiny_bert_dir: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import promptembed.finetune.api as api
+
+    def crash(*args: object, **kwargs: object) -> None:
+        raise OSError("disk full while saving")
+
+    out, work = tmp_path / "m", tmp_path / ".m.work"
+    run = {"output": out, "base": tiny_bert_dir, "max_steps": 4, "save_steps": 2, "batch_size": 4, "progress": False}
+    with monkeypatch.context() as m:
+        m.setattr(api, "write_card", crash)  # run A trains, then dies while saving: its checkpoints stay
+        with pytest.raises(OSError, match="disk full"):
+            finetune([docs], **run)  # type: ignore[arg-type]
+    assert (work / "checkpoint-4").is_dir() and not out.exists()
+    other = tmp_path / "other-docs"
+    other.mkdir()
+    for name in ("permits", "energy", "roofs", "insurance", "drainage", "windows"):
+        (other / f"{name}.txt").write_text(TOPICS[name].replace("permit", "licence"))
+    finetune([other], **run, seed=7)  # type: ignore[arg-type]  # run B: other documents and seed
+    report = json.loads((out / "report.json").read_text())
+    assert report["training"]["metrics"]["resumed_from"] is None  # it resumed run A's weights before the fix
+    assert "holds checkpoints of another run (rows, rows_sha256, seed differ)" in caplog.text
+
+
+def test_an_interrupted_overwrite_puts_the_previous_model_back(
+    docs: Path, tmp_path: Path, tiny_bert_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "m"
+    run = {"output": out, "base": tiny_bert_dir, "max_steps": 2, "batch_size": 4, "progress": False}
+    finetune([docs], **run)  # type: ignore[arg-type]
+    before = (out / "report.json").read_bytes()
+    real_rename = Path.rename
+
+    def rename(self: Path, target: Path) -> Path:  # Ctrl-C between "old model aside" and "new model in"
+        if self.name.startswith(".m.tmp-"):
+            raise KeyboardInterrupt
+        return real_rename(self, target)
+
+    with monkeypatch.context() as m:
+        m.setattr(Path, "rename", rename)
+        with pytest.raises(KeyboardInterrupt):
+            finetune([docs], **run, overwrite=True)  # type: ignore[arg-type]
+    assert (out / "report.json").read_bytes() == before  # there was no model at the output before the fix
+    real_rename(out, tmp_path / ".m.old-999")  # a SIGKILL at that point: the next run puts it back
+    with pytest.raises(ConfigError, match="already exists"):
+        finetune([docs], **run)  # type: ignore[arg-type]
+    assert (out / "report.json").read_bytes() == before and not (tmp_path / ".m.old-999").exists()
+
+
+def test_eval_files_are_checked_before_any_document_is_read(
+    docs: Path, tmp_path: Path, tiny_bert_dir: Path, eval_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import promptembed.finetune.api as api
+
+    def too_late(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the documents were read before the eval files were checked")
+
+    monkeypatch.setattr(api, "load_documents", too_late)
+    run = {"output": tmp_path / "m", "base": tiny_bert_dir, "progress": False}
+    wrong = tmp_path / "wrong.jsonl"
+    wrong.write_text(json.dumps({"q": "q", "a": "a"}) + "\n")
+    with pytest.raises(
+        ConfigError,
+        match=r"wrong.jsonl: columns \['a', 'q'\] are not eval queries; eval queries need the columns query and pos",
+    ):
+        finetune([docs], eval_queries=wrong, **run)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="Eval queries file .*missing.jsonl does not exist"):
+        finetune([docs], eval_queries=tmp_path / "missing.jsonl", **run)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"eval_corpus= \(--eval-corpus\) holds distractors for eval_queries="):
+        finetune([docs], eval_corpus=eval_file, **run)  # type: ignore[arg-type]
+    broken = tmp_path / "corpus.jsonl"
+    broken.write_text(json.dumps({"text": "fine"}) + "\n" + '{"text": "a\tb"\n')
+    with pytest.raises(ConfigError, match=r"corpus.jsonl:2: not valid JSON \(.*\); each line of the eval corpus"):
+        finetune([docs], eval_queries=eval_file, eval_corpus=broken, **run)  # type: ignore[arg-type]

@@ -30,35 +30,66 @@ EvalSet = tuple[dict[str, str], dict[str, str], dict[str, set[str]]]
 def load_eval_queries(path: str | Path, extra_corpus: str | Path | None = None) -> EvalSet:
     """Read real questions with their gold passages (JSONL/CSV columns ``query`` and ``positive``).
 
+    Rows with the same query text are one question whose gold passages are all of theirs (a question answered in
+    several places), as in sentence-transformers' ``InformationRetrievalEvaluator``.
+
     Args:
         path: The questions file.
         extra_corpus: Optional JSONL of distractor passages (one object per line with a ``text`` column).
 
     Returns ``(queries, corpus, relevant)``; the corpus is every distinct gold passage, then the distractors.
+
+    Raises:
+        ConfigError: A missing or unreadable file, other columns, an empty cell, a corpus line that is not a JSON
+            object with a ``text`` string; naming the file and the line.
     """
-    sup = load_supervision(path)
+    try:
+        sup = load_supervision(path)
+    except FileNotFoundError:
+        raise ConfigError(f"Eval queries file {path} does not exist") from None
+    except ValueError as exc:  # the supervision reader's message, worded for an eval file
+        text = str(exc).split("; expected")[0].replace("do not match a supervision format", "are not eval queries")
+        raise ConfigError(
+            f"{text}; eval queries need the columns query and positive (a row per question and gold passage)"
+        ) from None
     if sup.kind != "pairs":
         raise ConfigError(f"{path}: eval queries need columns query,positive (got a {sup.kind} file)")
     corpus_ids: dict[str, str] = {}
-    queries: dict[str, str] = {}
+    query_ids: dict[str, str] = {}
     relevant: dict[str, set[str]] = {}
-    for i, row in enumerate(sup.rows):
+    for row in sup.rows:
         pid = corpus_ids.setdefault(row["positive"], f"p{len(corpus_ids)}")
-        queries[f"q{i}"] = row["anchor"]
-        relevant[f"q{i}"] = {pid}
+        qid = query_ids.setdefault(row["anchor"], f"q{len(query_ids)}")
+        relevant.setdefault(qid, set()).add(pid)
+    queries = {v: k for k, v in query_ids.items()}
     corpus = {v: k for k, v in corpus_ids.items()}
     if extra_corpus is not None:
-        with Path(extra_corpus).open(encoding="utf-8") as f:
+        for n, row in _corpus_lines(Path(extra_corpus)):
+            if row["text"] not in corpus_ids:
+                corpus_ids[row["text"]] = f"x{n}"
+                corpus[f"x{n}"] = row["text"]
+    return queries, corpus, relevant
+
+
+def _corpus_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line of a JSONL distractor corpus, or a ConfigError naming the line."""
+    need = "each line of the eval corpus needs a JSON object with a text column 'text' (JSONL, not CSV)"
+    try:
+        with path.open(encoding="utf-8") as f:
             for n, line in enumerate(f, start=1):
                 if not line.strip():
                     continue
-                row = json.loads(line)
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise ConfigError(f"{path}:{n}: not valid JSON ({exc.msg}); {need}") from None
                 if not isinstance(row, dict) or not isinstance(row.get("text"), str):
-                    raise ConfigError(f"{extra_corpus}:{n}: each line needs a JSON object with a text column 'text'")
-                if row["text"] not in corpus_ids:
-                    corpus_ids[row["text"]] = f"x{n}"
-                    corpus[f"x{n}"] = row["text"]
-    return queries, corpus, relevant
+                    raise ConfigError(f"{path}:{n}: {need}")
+                yield n, row
+    except FileNotFoundError:
+        raise ConfigError(f"Eval corpus file {path} does not exist") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (bad byte at offset {exc.start}); convert it to UTF-8") from None
 
 
 #: Files of which one marks a folder as a sentence-transformers model (what ``overwrite=True`` may replace).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -232,8 +233,16 @@ def finetune(
     source, is_local = _loading.resolve_source(base)
     if is_local:
         _loading.check_weights_safe(source, allow_pickle=False)
+    _restore_interrupted_overwrite(output)
     preflight(output, overwrite, source, docs=[d for d in docs if isinstance(d, str | Path)])
     work_dir = output.parent / f".{output.name}.work"
+    if eval_corpus is not None and eval_queries is None:
+        raise ConfigError(
+            "eval_corpus= (--eval-corpus) holds distractors for eval_queries= (--eval-queries); give both, or neither"
+        )
+    # the user's files are read before any model is loaded: a wrong column fails now, not after pairs and mining
+    real_questions = load_eval_queries(eval_queries, eval_corpus) if eval_queries is not None else None
+    sup = load_supervision(supervision) if supervision is not None else None
 
     with stage(timings, "reading_chunking"):
         loaded = load_documents(list(docs), progress=progress) if docs else None
@@ -279,8 +288,7 @@ def finetune(
             pairs = cap_pairs(generated.pairs, max_train_pairs)
             rows = [{"anchor": p.query, "positive": p.positive} for p in pairs]
             origins = [{"chunk_id": p.chunk_id, "source": p.source} for p in pairs]
-        if supervision is not None:
-            sup = load_supervision(supervision)
+        if sup is not None:
             if sup.kind == "scored" and rows:
                 raise ConfigError(
                     "Scored pairs (text1,text2,score) cannot be mixed with generated pairs; pass docs=() with them"
@@ -337,10 +345,12 @@ def finetune(
             held = heldout_queries(held_chunks, chunks, seed=seed + 1)
             if held[0]:
                 evals["heldout_pseudo_queries"] = held
-        if eval_queries is not None:
-            evals["eval_queries"] = load_eval_queries(eval_queries, eval_corpus)
+        if real_questions is not None:
+            evals["eval_queries"] = real_questions
         if not evals:
-            raise ConfigError("Nothing to evaluate on: give more documents (for held-out chunks) or eval_queries=")
+            raise ConfigError(
+                "Nothing to evaluate on: give more documents (for held-out chunks) or eval_queries= (--eval-queries)"
+            )
         import torch
 
         main = is_main_process()  # under torchrun / accelerate launch only rank 0 evaluates, reports and saves
@@ -362,10 +372,17 @@ def finetune(
     dimension = int(model.get_embedding_dimension() or 0)
     dims = detect_matryoshka_dims(source if is_local else None, dimension)
     base_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()} if interpolate < 1 else None
-    work_dir.mkdir(exist_ok=True)
-    if main:
-        (work_dir / "run.json").write_text(json.dumps({"base": source, "rows": len(rows), "seed": seed}))
     epochs_used = auto_epochs(len(rows)) if epochs == "auto" else epochs
+    run = {
+        "base": source, "rows": len(rows), "seed": seed,
+        "rows_sha256": hashlib.sha256(json.dumps(rows, sort_keys=True, default=str).encode()).hexdigest(),
+        "loss": chosen_loss, "epochs": epochs_used, "batch_size": batch_size, "learning_rate": learning_rate,
+        "lr_scheduler": lr_scheduler, "warmup_ratio": warmup_ratio, "max_steps": max_steps,
+        "train_dtype": train_dtype, "matryoshka_dims": dims,
+    }  # fmt: skip
+    if main:
+        _start_or_resume(work_dir, run)
+    work_dir.mkdir(exist_ok=True)
     with stage(timings, "training"):
         train_metrics = train_model(
             model, rows, loss=chosen_loss, work_dir=work_dir, epochs=epochs_used, batch_size=batch_size,
@@ -427,8 +444,13 @@ def finetune(
         write_rows(tmp, rows, origins, held_chunks)
         if output.exists():
             old = output.parent / f".{output.name}.old-{os.getpid()}"
-            output.rename(old)
-            tmp.rename(output)
+            try:
+                output.rename(old)
+                tmp.rename(output)
+            except BaseException:  # interrupted between the two renames: the previous model goes back
+                if old.exists() and not output.exists():
+                    old.rename(output)
+                raise
             shutil.rmtree(old, ignore_errors=True)
         else:
             tmp.rename(output)
@@ -443,6 +465,39 @@ def finetune(
         warnings.warn(result.verdict, FinetuneWorseWarning, stacklevel=2)
         logger.warning(result.verdict)
     return result
+
+
+def _restore_interrupted_overwrite(output: Path) -> None:
+    """Put back a model that a killed overwrite left as ``.<name>.old-<pid>`` (the run died between two renames)."""
+    if output.exists() or not is_main_process():
+        return
+    left = sorted(output.parent.glob(f".{output.name}.old-*"), key=lambda p: p.stat().st_mtime)
+    if left and (left[-1] / "modules.json").is_file():
+        try:
+            left[-1].rename(output)
+        except OSError:  # another process got there first
+            return
+        logger.warning("restored %s: an earlier run was killed while it replaced that model", output)
+
+
+def _start_or_resume(work_dir: Path, run: dict[str, Any]) -> None:
+    """Keep ``work_dir``'s checkpoints only when they come from this very run (base, rows, seed and settings)."""
+    marker = work_dir / "run.json"
+    run = json.loads(json.dumps(run, default=str))  # as it reads back (tuples become lists)
+    if work_dir.exists():
+        try:
+            before = json.loads(marker.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            before = None
+        if before != run:
+            changed = sorted(k for k in run if not isinstance(before, dict) or before.get(k) != run[k])
+            logger.warning(
+                "%s holds checkpoints of another run (%s differ); starting this one from the beginning",
+                work_dir, ", ".join(changed) or "unknown settings",
+            )  # fmt: skip
+            shutil.rmtree(work_dir)
+    work_dir.mkdir(exist_ok=True)
+    marker.write_text(json.dumps(run, default=str), encoding="utf-8")
 
 
 def _result_from_rank0(output: Path, skipped: list[dict[str, str]]) -> FinetuneResult:
