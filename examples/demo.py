@@ -2,7 +2,8 @@
 
 1. The answers of the zaragoza-construction-faq package become "your documents" (one file per answer).
 2. promptembed generates query/passage pairs from them (no LLM), finetunes the bundled all-MiniLM-L6-v2 on CPU,
-   and evaluates base vs finetuned on the 503 REAL questions against all 503 answers.
+   and evaluates base vs finetuned on the REAL questions (503, of which 6 are asked twice with two answers: 497
+   distinct) against all 503 answers.
 3. The finetuned model, prompts intact, answers two real questions through LangChain + FAISS.
 """
 
@@ -36,7 +37,8 @@ def main() -> None:
 
     result = finetune([docs], output=OUT / "finetuned-minilm", eval_queries=questions, overwrite=True, seed=0)
 
-    print("\nRetrieval on the 503 real questions, all 503 answers as the corpus:")
+    n_questions = result.evaluations["eval_queries"]["base"].n_queries
+    print(f"\nRetrieval on the {n_questions} distinct real questions, all 503 answers as the corpus:")
     ev = result.evaluations["eval_queries"]
     for label, key in (("nDCG@10", "ndcg_at_10"), ("MRR@10", "mrr_at_10"), ("recall@10", "recall_at_10")):
         before, after = getattr(ev["base"], key), getattr(ev["finetuned"], key)

@@ -167,6 +167,8 @@ def test_bad_output_checked_before_training(
     blocker.write_text("x")
     with pytest.raises(ConfigError, match="Cannot create the output's parent folder"):
         finetune([docs], output=blocker / "sub" / "model", base=tiny_bert_dir, progress=False)
+    with pytest.raises(ConfigError, match="a-file is a file; give a folder path"):  # not "pass overwrite=True"
+        finetune([docs], output=blocker, base=tiny_bert_dir, progress=False)
     existing = tmp_path / "exists"
     existing.mkdir()
     with pytest.raises(ConfigError, match="already exists; pass overwrite=True"):

@@ -98,10 +98,10 @@ _MODEL_MARKERS = ("modules.json", "config_sentence_transformers.json")
 
 def preflight(output: Path, overwrite: bool, base_source: str, docs: Sequence[str | Path] = ()) -> None:
     parent = output.parent
-    if output.exists() and not overwrite:
-        raise ConfigError(f"Output folder {output} already exists; pass overwrite=True (--overwrite) or another path")
     if output.exists() and not output.is_dir():
         raise ConfigError(f"Output {output} is a file; give a folder path")
+    if output.exists() and not overwrite:
+        raise ConfigError(f"Output folder {output} already exists; pass overwrite=True (--overwrite) or another path")
     for doc in docs:
         if Path(doc).resolve().is_relative_to(output):
             raise ConfigError(f"Output folder {output} holds the documents {doc}; choose another output folder")
