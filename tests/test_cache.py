@@ -93,6 +93,12 @@ def test_corrupt_file_is_detected_and_rebuilt(tiny_gemma_dir: Path, tmp_path: Pa
     with PromptEmbedder(model=tiny_gemma_dir, cache_dir=tmp_path) as emb:
         np.testing.assert_allclose(emb.embed_documents(TEXTS), good, atol=1e-7)
     assert list(tmp_path.glob("vectors.sqlite3.corrupt-*"))
+    for f in tmp_path.glob("vectors.sqlite3-*"):
+        f.unlink()
+    db.write_bytes(b"garbage!" * 16 + bytes(data[128:]))  # corrupt again: one copy is kept, not one per time
+    with PromptEmbedder(model=tiny_gemma_dir, cache_dir=tmp_path) as emb:
+        np.testing.assert_allclose(emb.embed_documents(TEXTS), good, atol=1e-7)
+    assert len(list(tmp_path.glob("vectors.sqlite3.corrupt-*"))) == 1
     db.write_bytes(b"")  # truncated to nothing
     with PromptEmbedder(model=tiny_gemma_dir, cache_dir=tmp_path) as emb:
         np.testing.assert_allclose(emb.embed_documents(TEXTS), good, atol=1e-7)
@@ -139,3 +145,33 @@ def test_two_processes_write_the_same_cache(tiny_gemma_dir: Path, tmp_path: Path
     assert _rows(tmp_path) == 200
     with PromptEmbedder(model=tiny_gemma_dir, cache_dir=tmp_path) as emb:
         np.testing.assert_allclose(emb.embed_documents(texts), expected, atol=2e-6)
+
+
+def test_a_router_models_query_and_document_routes_never_share_an_entry(tiny_router_dir: Path, tmp_path: Path) -> None:
+    # the tiny Router has no prompts: the two sides differ only by their route, which the key did not cover
+    st = SentenceTransformer(str(tiny_router_dir), device="cpu")
+    texts = ["red planet", "hot planet"]
+    with PromptEmbedder(model=tiny_router_dir, normalize=False, cache_dir=tmp_path) as emb:
+        documents = emb.embed_documents(texts)
+        queries = emb.embed_queries(texts)  # it returned the cached document vectors
+    np.testing.assert_allclose(documents, st.encode_document(texts), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(queries, st.encode_query(texts), rtol=0, atol=1e-6)
+
+
+def test_a_model_with_the_same_weights_and_another_pooling_misses(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    cls_model = tmp_path / "cls-model"
+    shutil.copytree(tiny_bert_dir, cls_model)
+    config = cls_model / "1_Pooling" / "config.json"
+    pooling = json.loads(config.read_text())
+    assert pooling["pooling_mode"] == "mean"
+    pooling["pooling_mode"] = "cls"
+    config.write_text(json.dumps(pooling))
+    texts = ["red planet", "hot planet"]
+    want = SentenceTransformer(str(cls_model), device="cpu").encode_document(texts)
+    cache = tmp_path / "cache"
+    with PromptEmbedder(model=tiny_bert_dir, normalize=False, cache_dir=cache) as emb:
+        mean = emb.embed_documents(texts)
+    with PromptEmbedder(model=cls_model, normalize=False, cache_dir=cache) as emb:
+        got = emb.embed_documents(texts)  # it returned the mean-pooling model's cached vectors
+    assert np.abs(mean - want).max() > 1e-3  # the two poolings differ, so the check below can tell them apart
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)

@@ -42,6 +42,8 @@ def test_stream_errors_name_the_global_position(tiny_gemma_dir: Path) -> None:
         stream = emb.embed_stream(texts, chunk_size=5, progress=False)  # type: ignore[arg-type]
         assert next(stream).shape == (5, 32)
         assert next(stream).shape == (5, 32)
+        last_good = next(stream)  # t10 and t11 were read from the source with the bad item: embedded, not lost
+        np.testing.assert_allclose(last_good, emb.embed_documents(["t10", "t11"]), atol=2e-6)
         with pytest.raises(InputError, match=re.escape("texts[12] is NoneType, not str")):
             next(stream)
 
@@ -54,3 +56,15 @@ def test_stream_bad_options_fail_at_the_call(tiny_bert_dir: Path) -> None:
             emb.embed_stream(["a"], chunk_size=0)
         with pytest.raises(PromptError, match="not both"):
             emb.embed_stream(["a"], role="query", prompt_name="STS")
+        for role in ("queries", "Query", "doc"):  # each used to give the vectors of no prompt at all
+            with pytest.raises(
+                ConfigError,
+                match=re.escape(f"role must be 'query', 'document' or None (with prompt_name=), got {role!r}"),
+            ):
+                emb.embed_stream(["a"], role=role)  # type: ignore[arg-type]
+        with pytest.raises(InputError, match="got a single str; wrap it in a list"):
+            emb.embed_stream("Mars")  # it embedded "M", "a", "r", "s"
+        with pytest.raises(InputError, match="texts must be a list of str, got dict"):
+            emb.embed_stream({"Mars": 1})  # type: ignore[arg-type]
+        with pytest.raises(PromptError, match="nope"):
+            emb.embed_stream(["a"], role=None, prompt_name="nope")  # at the call, not at the first chunk

@@ -115,17 +115,25 @@ def check_texts(texts: object, offset: int = 0) -> list[str]:
     if texts is None or isinstance(texts, bytes | bytearray | Mapping) or not isinstance(texts, Sequence):
         raise InputError(f"texts must be a list of str, got {type(texts).__name__}")
     for i, text in enumerate(texts, start=offset):
-        if not isinstance(text, str):
-            hint = "decode it first: data.decode('utf-8')" if isinstance(text, bytes) else "convert it to str first"
-            raise InputError(f"texts[{i}] is {type(text).__name__}, not str; {hint}, or drop it")
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise InputError(
-                f"texts[{i}] contains an unpaired surrogate {text[exc.start]!r} at character {exc.start}, which is "
-                "not valid Unicode text; decode the source with errors='replace' or remove it"
-            ) from None
+        problem = check_one(text)
+        if problem is not None:
+            raise InputError(f"texts[{i}] {problem}")
     return list(texts)
+
+
+def check_one(text: object) -> str | None:
+    """What is wrong with one text (``None`` when it is a valid ``str``), worded to follow ``texts[i]``."""
+    if not isinstance(text, str):
+        hint = "decode it first: data.decode('utf-8')" if isinstance(text, bytes) else "convert it to str first"
+        return f"is {type(text).__name__}, not str; {hint}, or drop it"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return (
+            f"contains an unpaired surrogate {text[exc.start]!r} at character {exc.start}, which is not valid "
+            "Unicode text; decode the source with errors='replace' or remove it"
+        )
+    return None
 
 
 def stream_chunks(
@@ -139,8 +147,15 @@ def stream_chunks(
 ) -> Iterator[np.ndarray]:
     """The loop behind :meth:`PromptEmbedder.embed_stream` (see there)."""
     check_int("chunk_size", chunk_size, minimum=1)
+    if role not in ("query", "document", None):
+        raise ConfigError(f"role must be 'query', 'document' or None (with prompt_name=), got {role!r}")
     if role is not None and prompt_name is not None:
         raise PromptError("Pass role= or prompt_name= to embed_stream, not both; use role=None with prompt_name")
+    if isinstance(texts, str | bytes | bytearray | Mapping):  # iterating would embed characters, bytes or keys
+        check_texts(texts)
+        raise InputError(f"texts must be an iterable of str, got {type(texts).__name__}")
+    if prompt_name is not None:
+        embedder.embed([], prompt_name=prompt_name)  # an unknown prompt name fails at the call, not at the first chunk
     return _chunks(embedder, iter(texts), role=role, prompt_name=prompt_name, chunk_size=chunk_size, progress=progress)
 
 
@@ -158,14 +173,27 @@ def _chunks(
     done = 0
     with tqdm(desc="embedding", unit="text", disable=not progress) as bar:
         while True:
-            chunk = check_texts(list(itertools.islice(iterator, chunk_size)), offset=done)
+            chunk = list(itertools.islice(iterator, chunk_size))
+            try:
+                check_texts(chunk, offset=done)
+            except InputError:  # the good texts before the bad one were read from a one-shot source: embed them first
+                first_bad = next(i for i, t in enumerate(chunk) if check_one(t) is not None)
+                if first_bad:
+                    yield _embed_chunk(embedder, chunk[:first_bad], role=role, prompt_name=prompt_name)
+                    bar.update(first_bad)
+                raise
             if not chunk:
                 return
-            if role == "query":
-                yield embedder.embed_queries(chunk)
-            elif role == "document":
-                yield embedder.embed_documents(chunk)
-            else:
-                yield embedder.embed(chunk, prompt_name=prompt_name)
+            yield _embed_chunk(embedder, chunk, role=role, prompt_name=prompt_name)
             done += len(chunk)
             bar.update(len(chunk))
+
+
+def _embed_chunk(
+    embedder: PromptEmbedder, chunk: list[str], *, role: Role | None, prompt_name: str | None
+) -> np.ndarray:
+    if role == "query":
+        return embedder.embed_queries(chunk)
+    if role == "document":
+        return embedder.embed_documents(chunk)
+    return embedder.embed(chunk, prompt_name=prompt_name)

@@ -119,12 +119,12 @@ class RegistryState:
 
 
 def fingerprint(entry: LoadedModel) -> str:
-    """SHA-256 of the loaded weights, computed once per loaded model (the vector cache's model identity)."""
+    """SHA-256 of the loaded weights and configuration, once per loaded model (the vector cache's model identity)."""
     with entry.lock:
         if entry.fingerprint is None:
-            from promptembed.cache import weights_fingerprint
+            from promptembed.cache import model_fingerprint
 
-            entry.fingerprint = weights_fingerprint(entry.model)
+            entry.fingerprint = model_fingerprint(entry.model)
         return entry.fingerprint
 
 

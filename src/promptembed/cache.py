@@ -1,12 +1,15 @@
 """A persistent, prompt-safe vector cache (SQLite, safe across threads and processes).
 
-A vector is stored under a key that covers everything that decides it: the model's identity by its *weights*
-(a SHA-256 over the loaded parameters, so a folder replaced by a finetuned model under the same path misses),
-the weight dtype and the load options that change vectors without changing weights (``max_seq_length``, tokenizer,
-config and backend options), the resolved prompt text (so a query vector and a document vector of the same text
-never collide), ``truncate_dim``, normalization, and the text. Vectors are stored as float32, before any output
+A vector is stored under a key that covers everything that decides it: the model's identity by its *weights* and
+its *configuration* (a SHA-256 over the loaded parameters, each module's settings such as the pooling mode, and the
+tokenizer: :func:`model_fingerprint`; so a folder replaced by a finetuned model under the same path misses), the
+weight dtype and the load options that change vectors without changing weights (``max_seq_length``, tokenizer,
+config and backend options), the resolved prompt text and the role (so a query vector and a document vector of the
+same text never collide, also on a ``Router`` model whose query and document routes share a prompt),
+``truncate_dim``, normalization, and the text. Vectors are stored as float32, before any output
 quantization (``precision=``), which is applied after the cache. Each row carries a checksum; a row that fails it is
-a miss and is rewritten. A file that is not a readable SQLite database is moved aside and rebuilt.
+a miss and is rewritten. A file that is not a readable SQLite database is moved aside (the newest such copy is
+kept, older ones deleted) and rebuilt.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import numpy as np
 
 from promptembed.errors import CacheError
 
-__all__ = ["VectorCache", "cached_compute", "cached_embed", "weights_fingerprint"]
+__all__ = ["VectorCache", "cached_compute", "cached_embed", "model_fingerprint", "weights_fingerprint"]
 
 logger = logging.getLogger("promptembed")
 
@@ -51,6 +54,43 @@ def weights_fingerprint(model: Any) -> str:
             t = tensor.detach().to("cpu").contiguous()
             digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
             digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
+
+
+def model_fingerprint(model: Any) -> str:
+    """SHA-256 over what decides a loaded sentence-transformers model's vectors besides its input.
+
+    That is its weights (:func:`weights_fingerprint`), each module's configuration (pooling mode, a Dense layer's
+    activation, a Router's routes), the transformers configuration (minus the path it was loaded from), the maximum
+    sequence length and the tokenizer (its full serialized form for a fast tokenizer, else its vocabulary and
+    settings). Two folders with the same weights but another pooling mode or tokenizer are different models.
+    """
+    import json
+
+    from transformers import PreTrainedModel
+
+    digest = hashlib.sha256(weights_fingerprint(model).encode())
+    for name, module in model.named_modules():
+        parts = [name, type(module).__qualname__]
+        get_config = getattr(module, "get_config_dict", None)
+        if callable(get_config):
+            parts.append(json.dumps(get_config(), sort_keys=True, default=str))
+        if isinstance(module, PreTrainedModel):
+            config = {
+                k: v for k, v in module.config.to_dict().items() if k not in ("_name_or_path", "transformers_version")
+            }
+            parts.append(json.dumps(config, sort_keys=True, default=str))
+        digest.update("\x00".join(parts).encode() + b"\x01")
+    digest.update(f"max_seq_length={getattr(model, 'max_seq_length', None)}".encode())
+    tokenizer = getattr(model, "tokenizer", None)
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        digest.update(backend.to_str().encode())
+    elif tokenizer is not None:
+        settings = {
+            k: v for k, v in getattr(tokenizer, "init_kwargs", {}).items() if "file" not in k and "path" not in k
+        }
+        digest.update(json.dumps([sorted(tokenizer.get_vocab().items()), settings], default=str).encode())
     return digest.hexdigest()
 
 
@@ -100,6 +140,9 @@ class VectorCache:
                 src = Path(str(self.path) + suffix)
                 if src.exists():
                     src.rename(Path(str(aside) + suffix))
+            for older in self.folder.glob(f"{_FILE}.corrupt-*"):  # keep the newest copy for inspection, not all
+                if not older.name.startswith(aside.name):
+                    older.unlink(missing_ok=True)
             self._connect().close()
 
     @property

@@ -399,8 +399,9 @@ class PromptEmbedder:
         Only one chunk of texts (and its tokens) is held at once; the iterable is consumed as the result is.
 
         Args:
-            texts: Any iterable of ``str`` (a generator over a file, a database cursor, ...).
-            role: ``"document"`` or ``"query"`` prompt; ``None`` with ``prompt_name`` for a named prompt.
+            texts: Any iterable of ``str`` (a generator over a file, a database cursor, ...); not a single ``str``.
+            role: ``"document"`` or ``"query"`` prompt; ``None`` with ``prompt_name`` for a named prompt (``None``
+                alone: the model's default prompt, as :meth:`embed`).
             prompt_name: A named prompt of the model (needs ``role=None``).
             chunk_size: Texts per yielded array.
             progress: Show a progress bar (counts texts).
@@ -409,9 +410,10 @@ class PromptEmbedder:
             float32 arrays of shape ``(<= chunk_size, dimension)``, in input order.
 
         Raises:
-            ConfigError: ``chunk_size`` is not an int >= 1 (at the call).
-            PromptError: Both ``role`` and ``prompt_name`` given (at the call).
-            InputError: A non-``str`` item (while iterating); the message gives its position in the whole stream.
+            ConfigError: ``chunk_size`` is not an int >= 1, or an unknown ``role`` (at the call).
+            PromptError: Both ``role`` and ``prompt_name`` given, or an unknown ``prompt_name`` (at the call).
+            InputError: ``texts`` is a ``str``, ``bytes`` or mapping (at the call); a non-``str`` item (while
+                iterating): the texts before it are yielded first, then the error gives its position in the stream.
         """
         return stream_chunks(self, texts, role=role, prompt_name=prompt_name, chunk_size=chunk_size, progress=progress)
 
@@ -472,7 +474,7 @@ class PromptEmbedder:
         return cached_embed(
             cache,
             model=_registry.fingerprint(entry),
-            dtype=self._cache_variant,
+            dtype=self._cache_variant if role is None else f"{self._cache_variant}|role={role}",  # a Router's route
             truncate_dim=self._truncate_dim,
             normalize=self._normalize,
             prompts=prompts,

@@ -71,10 +71,16 @@ class _EmbedBatches:
         self._embedder: PromptEmbedder = PromptEmbedder(**options)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        out, bad = embed_table(self._embedder, batch, self._job)
+        # Ray Data does not tell a batch where it sits in the dataset: without an id column, a row is named by its
+        # place in its batch, and says so (the error and the log then ask for id_column=)
+        positions = (
+            None if self._job.id_column else [f"row {i} of a batch of {batch.num_rows}" for i in range(batch.num_rows)]
+        )
+        out, bad = embed_table(self._embedder, batch, self._job, positions=positions)
         if bad:
             shown = ", ".join(f"{b.row} ({b.reason})" for b in bad[:20])
-            logger.warning("skipped %d bad row(s): %s%s", len(bad), shown, " ..." if len(bad) > 20 else "")
+            hint = "" if self._job.id_column else "; pass id_column= to name the rows by their id"
+            logger.warning("skipped %d bad row(s): %s%s%s", len(bad), shown, " ..." if len(bad) > 20 else "", hint)
         return out
 
 
@@ -180,6 +186,10 @@ def embed_dataset(
         on_bad_row=on_bad_row,
         group_column=group_column,
     )
+    from promptembed._loading import DTYPES
+
+    if dtype not in DTYPES:  # the actors would fail on it one by one, behind an ActorDiedError
+        raise ConfigError(f"Unknown dtype {dtype!r}; use one of {list(DTYPES)}")
     rows_per_batch = 1 if batch_size is None else batch_size
     _check_pool(batch_size=rows_per_batch, concurrency=concurrency, num_gpus=num_gpus, num_cpus=num_cpus)
     options = {

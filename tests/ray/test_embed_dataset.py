@@ -102,6 +102,8 @@ def test_options_checked_on_the_driver(ray_cluster: Any) -> None:
         embed_dataset(ds, prompt_name="STS")
     with pytest.raises(ConfigError, match=re.escape("precision='int8' is not supported yet")):
         embed_dataset(ds, precision="int8")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=re.escape("Unknown dtype 'float64'")):  # not an ActorDiedError later
+        embed_dataset(ds, dtype="float64")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="concurrency must be an int >= 1"):
         embed_dataset(ds, concurrency=0)
     with pytest.raises(ConfigError, match="max_batch_tokens must be an int >= 1"):
@@ -110,6 +112,19 @@ def test_options_checked_on_the_driver(ray_cluster: Any) -> None:
         ConfigError, match=re.escape("output_column='vec' is already a column of the input ['text', 'vec']")
     ):
         embed_dataset(ds, output_column="vec")
+
+
+def test_without_an_id_column_a_bad_row_is_named_by_its_place_in_its_batch(tiny_bert_dir: Path) -> None:
+    import pyarrow as pa
+
+    from promptembed._tables import TableJob
+    from promptembed.ray import _EmbedBatches
+
+    batch = pa.table({"text": ["fine", None, "also fine"]})  # the second batch of a dataset, say: rows 3 to 5
+    actor = _EmbedBatches({"model": str(tiny_bert_dir), "show_progress_bar": False}, TableJob())
+    with pytest.raises(Exception, match=re.escape("Row row 1 of a batch of 3: column 'text' is NoneType")) as err:
+        actor(batch)  # it said "row 1", as if it were the dataset's second row
+    assert "pass id_column= (--id-column) to name rows by their id" in str(err.value)
 
 
 def test_missing_extra_names_the_pip_command(monkeypatch: pytest.MonkeyPatch) -> None:
