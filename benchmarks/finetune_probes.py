@@ -65,6 +65,7 @@ import random
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -148,6 +149,14 @@ def main() -> None:
         "keeps --strategies' pairs",
     )  # fmt: skip
     ap.add_argument("--distill-per", type=int, default=5, help="pairs per chunk for --distill-strategies")
+    regularizers: dict[str, dict[str, Any]] = {  # two ways to keep the lower layers near the base model
+        "--freeze-embeddings": {"action": "store_true", "help": "keep the transformer's input embeddings (word, "
+                                "position, token type) at the base model's weights"},
+        "--llrd": {"type": float, "default": 1.0, "help": "layer-wise learning-rate decay: the top layer trains at "
+                   "--lr, each layer below at this factor times the one above, the embeddings last (1: one rate)"},
+    }  # fmt: skip
+    for flag, options in regularizers.items():
+        ap.add_argument(flag, **options)
     ap.add_argument(
         "--lead-sentence", action="store_true",
         help="inverse-cloze pairs take each chunk's first sentence first (then the others in seeded order)",
@@ -395,6 +404,12 @@ def main() -> None:
         prompts=prompts, save_strategy="no", report_to=[], logging_steps=20,
         dataloader_num_workers=0,
     )  # fmt: skip
+    if a.freeze_embeddings:
+        for param in model[0].auto_model.embeddings.parameters():
+            param.requires_grad = False
+    optimizers = (None, None)
+    if a.llrd != 1.0:
+        optimizers = (torch.optim.AdamW(layer_groups(model, a.lr, a.llrd), lr=a.lr, weight_decay=0.0), None)
     callbacks = []
     per_epoch: list[dict[str, float]] = []
     eval_s = [0.0]  # time spent in the per-epoch evaluations, left out of train_s
@@ -427,7 +442,9 @@ def main() -> None:
     started = time.time()
     if a.variant.startswith("embed-distill"):
         loss = loss_or_losses  # type: ignore[assignment]
-    SentenceTransformerTrainer(model=model, args=args, train_dataset=train_data, loss=loss, callbacks=callbacks).train()
+    SentenceTransformerTrainer(
+        model=model, args=args, train_dataset=train_data, loss=loss, callbacks=callbacks, optimizers=optimizers
+    ).train()
     train_s = time.time() - started - eval_s[0]
     real = evaluate_retrieval(model, queries, corpus, relevant, name="real")
     split = (
@@ -454,11 +471,25 @@ def main() -> None:
         "distill_per": a.distill_per if a.distill_strategies else None,
         "distill_pairs": len(distill_pairs) if a.distill_strategies else None,
         "heldout_fraction": a.heldout_fraction,
+        "freeze_embeddings": a.freeze_embeddings or None, "llrd": a.llrd if a.llrd != 1.0 else None,
         "questions_gold_held_out": len(on_held), **split, "per_epoch": per_epoch or None,
     }  # fmt: skip
     print(json.dumps(result), flush=True)
     with OUT.open("a", encoding="utf-8") as f:
         f.write(json.dumps(result) + "\n")
+
+
+def layer_groups(model: object, lr: float, decay: float) -> list[dict[str, object]]:
+    """AdamW parameter groups with layer-wise learning-rate decay: layer k (0 to n - 1, bottom up) trains at
+    lr * decay ** (n - 1 - k), the embeddings at lr * decay ** n; everything else (pooler, Dense) at lr."""
+    encoder = model[0].auto_model  # type: ignore[index]
+    layers = list(encoder.encoder.layer)
+    n = len(layers)
+    groups = [{"params": [q for q in encoder.embeddings.parameters() if q.requires_grad], "lr": lr * decay**n}]
+    groups += [{"params": list(layer.parameters()), "lr": lr * decay ** (n - 1 - k)} for k, layer in enumerate(layers)]
+    seen = {id(q) for g in groups for q in g["params"]} | {id(q) for q in encoder.embeddings.parameters()}
+    rest = [q for q in model.parameters() if id(q) not in seen and q.requires_grad]  # type: ignore[attr-defined]
+    return [g for g in groups if g["params"]] + ([{"params": rest, "lr": lr}] if rest else [])
 
 
 def with_projection(model: object, rows: list[dict[str, object]]) -> object:
