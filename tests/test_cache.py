@@ -175,3 +175,12 @@ def test_a_model_with_the_same_weights_and_another_pooling_misses(tiny_bert_dir:
         got = emb.embed_documents(texts)  # it returned the mean-pooling model's cached vectors
     assert np.abs(mean - want).max() > 1e-3  # the two poolings differ, so the check below can tell them apart
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+
+
+def test_the_model_fingerprint_does_not_change_when_the_model_has_encoded(tiny_bert_dir: Path) -> None:
+    from promptembed.cache import model_fingerprint
+
+    fresh = model_fingerprint(SentenceTransformer(str(tiny_bert_dir), device="cpu"))
+    used = SentenceTransformer(str(tiny_bert_dir), device="cpu")
+    used.encode(["an encode call sets the tokenizer's truncation and padding"])
+    assert model_fingerprint(used) == fresh  # else the same model missed its own cache entries

@@ -385,6 +385,12 @@ def test_a_csv_file_of_the_rarer_kind_fails_even_when_skipping(
     err = capsys.readouterr().err
     assert "column 'id' holds number in 4 rows (first: a.jsonl line 1) and str in 1 row (first: b.csv (CSV))" in err
     assert "give the column one type in every input file" in err and not (tmp_path / "out").exists()
+    (tmp_path / "in" / "a.jsonl").write_text(  # the rarer kind seen in a JSONL row first: the message names the CSV
+        "".join(json.dumps({"id": i if i != 1 else "x", "text": f"passage {i}"}) + "\n" for i in range(4))
+    )
+    (tmp_path / "in" / "b.csv").write_text("id,text\nx1,a csv passage\n")
+    assert main(argv) == 1
+    assert "(b.csv (CSV) fixes its type for all its rows)" in capsys.readouterr().err
 
 
 def test_parquet_files_with_other_integer_widths_share_one_type(tmp_path: Path, tiny_bert_dir: Path) -> None:
@@ -413,13 +419,37 @@ def test_a_jsonl_field_named_like_the_output_column_fails_before_any_part(
     assert pq.read_table(tmp_path / "out").column("embedding").to_pylist()[-1] == [0.1, 0.2]
 
 
-def test_a_part_that_cannot_take_the_shared_schema_is_a_clear_error(
+def test_values_no_single_parquet_type_holds_fail_before_anything_is_embedded(
     tmp_path: Path, tiny_bert_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _jsonl(tmp_path / "in.jsonl", [{"text": "big", "n": 2**60}, {"text": "half", "n": 0.5}])
-    argv = ["embed", str(tmp_path / "in.jsonl"), "-o", str(tmp_path / "out"), "--model", str(tiny_bert_dir),
-            "--part-rows", "1"]  # fmt: skip
-    assert main(argv) == 1
+    base = ["--model", str(tiny_bert_dir), "--part-rows", "1", "--on-bad-row", "skip"]
+    _jsonl(tmp_path / "big.jsonl", [{"text": "big", "n": 2**60}, {"text": "half", "n": 0.5}])
+    assert main(["embed", str(tmp_path / "big.jsonl"), "-o", str(tmp_path / "o1"), *base]) == 1
     err = capsys.readouterr().err
-    assert "Part part-00000-000000.parquet cannot take the folder's schema" in err and "Traceback" not in err
-    assert not (tmp_path / "out" / "_manifest.json").exists()  # not finished
+    assert (
+        "column 'n' holds an integer beyond 2**53 (first: big.jsonl line 1) and floats (first: big.jsonl line 2)" in err
+    )
+    _jsonl(tmp_path / "nested.jsonl", [{"text": "a", "m": {"k": 1}}, {"text": "b", "m": {"k": "one"}}])
+    assert main(["embed", str(tmp_path / "nested.jsonl"), "-o", str(tmp_path / "o2"), *base]) == 1
+    assert "column 'm' holds nested values of types that do not merge" in capsys.readouterr().err
+    assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists()  # both failed after every part before
+
+
+def test_an_empty_input_is_an_empty_job(
+    tmp_path: Path, tiny_bert_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "in.csv").write_text("id,text\n")  # a header and no rows
+    assert main(["embed", str(tmp_path / "in.csv"), "-o", str(tmp_path / "out"), "--model", str(tiny_bert_dir)]) == 0
+    assert "0 rows embedded into 0 parts" in capsys.readouterr().out
+
+
+def test_parquet_files_of_one_kind_in_other_units_or_encodings_merge(tmp_path: Path, tiny_bert_dir: Path) -> None:
+    (tmp_path / "in").mkdir()
+    stamp = [1_700_000_000_000_000]
+    pq.write_table(pa.table({"text": ["one"], "at": pa.array(stamp, pa.timestamp("us")),
+                             "tag": pa.array(["x"]).dictionary_encode()}), tmp_path / "in" / "a.parquet")  # fmt: skip
+    pq.write_table(pa.table({"text": ["two"], "at": pa.array([s * 1000 for s in stamp], pa.timestamp("ns")),
+                             "tag": pa.array(["y"])}), tmp_path / "in" / "b.parquet")  # fmt: skip
+    assert main(["embed", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--model", str(tiny_bert_dir)]) == 0
+    table = pq.read_table(tmp_path / "out")
+    assert table.column("tag").to_pylist() == ["x", "y"] and len(set(table.column("at").to_pylist())) == 1

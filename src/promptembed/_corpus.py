@@ -180,6 +180,8 @@ def _arrow_kind(t: pa.DataType) -> str | None:
     """:func:`_kind` of a Parquet column's type."""
     import pyarrow.types as pt
 
+    if pt.is_dictionary(t):  # a dictionary-encoded column holds its values' kind
+        t = t.value_type
     if pt.is_null(t):
         return None
     if pt.is_string(t) or pt.is_large_string(t):
@@ -192,7 +194,10 @@ def _arrow_kind(t: pa.DataType) -> str | None:
         return "list"
     if pt.is_struct(t):
         return "object"
-    return str(t)
+    families = (("timestamp", pt.is_timestamp), ("date", pt.is_date), ("time", pt.is_time),
+                ("decimal", pt.is_decimal), ("binary", lambda x: pt.is_binary(x) or pt.is_large_binary(x)),
+                ("duration", pt.is_duration))  # fmt: skip
+    return next((name for name, test in families if test(t)), str(t))  # units and widths unify when the parts do
 
 
 @dataclass
@@ -208,6 +213,10 @@ class ColumnKinds:
     first: dict[tuple[str, str], str] = field(default_factory=dict)  # where a column's kind was first seen
     whole_files: set[tuple[str, str]] = field(default_factory=set)  # kinds set by a file's schema (CSV, Parquet)
     names: dict[str, str] = field(default_factory=dict)  # every JSONL field, null or not, and where it was first seen
+    file_first: dict[tuple[str, str], str] = field(default_factory=dict)  # the first file that set a column's kind
+    big_ints: dict[str, str] = field(default_factory=dict)  # an integer beyond 2**53 (exact only as an integer)
+    floats: dict[str, str] = field(default_factory=dict)  # a float in a number column
+    nested: dict[str, dict[str, tuple[Any, str]]] = field(default_factory=dict)  # list/object types, first seen
 
     def add(self, column: str, kind: str, where: str, n: int = 1, *, whole_file: bool = False) -> None:
         """Count ``n`` values of ``kind`` in ``column``, first seen at ``where``."""
@@ -216,6 +225,41 @@ class ColumnKinds:
         self.first.setdefault((column, kind), where)
         if whole_file:
             self.whole_files.add((column, kind))
+            self.file_first.setdefault((column, kind), where)
+
+    def add_value(self, column: str, value: Any, where: str) -> str | None:
+        """Note what a number or a nested value needs from its column; say why a nested value cannot be stored."""
+        if isinstance(value, float):
+            self.floats.setdefault(column, where)
+        elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**53:
+            self.big_ints.setdefault(column, where)
+        elif isinstance(value, list | dict):
+            import pyarrow as pa
+
+            try:
+                t = pa.scalar(value).type
+            except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as exc:
+                return f"column {column!r} holds a {type(value).__name__} whose items mix types ({exc})"
+            self.nested.setdefault(column, {}).setdefault(str(t), (t, where))
+        return None
+
+    def clash(self) -> str | None:
+        """A column whose values no single Parquet type holds without loss, named with where each side was seen."""
+        import pyarrow as pa
+
+        for column, where in self.big_ints.items():
+            if column in self.floats:
+                return (
+                    f"column {column!r} holds an integer beyond 2**53 (first: {where}) and floats (first: "
+                    f"{self.floats[column]}), which one Parquet column cannot hold exactly"
+                )
+        for column, types in self.nested.items():
+            try:
+                pa.unify_schemas([pa.schema([(column, t)]) for t, _ in types.values()], promote_options="permissive")
+            except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+                shown = " and ".join(f"{name} (first: {where})" for name, (_, where) in list(types.items())[:3])
+                return f"column {column!r} holds nested values of types that do not merge: {shown}"
+        return None
 
     def mixed(self) -> list[str]:
         """The columns that hold more than one kind."""
@@ -252,6 +296,10 @@ def _check_kinds(
             )
         if kinds is not None:
             kinds.add(column, kind, where)
+            if kind in ("number", "list", "object"):
+                problem = kinds.add_value(column, value, where)
+                if problem is not None:
+                    return problem
     return None
 
 
@@ -280,6 +328,9 @@ def plan_parts(files: list[Path], job: TableJob, part_rows: int, *, root: Path) 
     """
     kinds = ColumnKinds()
     specs = list(scan(files, job, part_rows, root=root, kinds=kinds))
+    clash = kinds.clash()
+    if clash is not None:
+        raise InputError(f"{clash}; give the column one type in every input row (found before anything was embedded)")
     if job.output_column in kinds.names:  # CSV headers and Parquet schemas are checked by the scan
         raise ConfigError(
             f"output_column={job.output_column!r} is already a field of the input's rows (first: "
@@ -290,7 +341,7 @@ def plan_parts(files: list[Path], job: TableJob, part_rows: int, *, root: Path) 
         return specs
     majority = kinds.majority()
     for column in mixed:
-        rarer_files = [kinds.first[(column, k)] for k in kinds.counts[column] if k != majority[column]
+        rarer_files = [kinds.file_first[(column, k)] for k in kinds.counts[column] if k != majority[column]
                        and (column, k) in kinds.whole_files]  # fmt: skip
         if rarer_files:
             raise InputError(
@@ -302,7 +353,7 @@ def plan_parts(files: list[Path], job: TableJob, part_rows: int, *, root: Path) 
             f"{kinds.describe(mixed[0])}, and a Parquet column holds one type; fix those rows, or pass "
             "--on-bad-row skip to skip the rows of the rarer kind and report them"
         )
-    return list(scan(files, job, part_rows, root=root, expect=majority))
+    return list(scan(files, job, part_rows, root=root, kinds=ColumnKinds(), expect=majority))
 
 
 def scan(
@@ -513,14 +564,21 @@ class OutputFolder:
 
         from promptembed._tables import vector_array
 
+        if not names:  # an empty input: no part to unify
+            return
         paths = [self.path / f"{n}.parquet" for n in names]
         schemas = [pq.read_schema(p) for p in paths]
         vector = next((s.field(vector_column) for s in schemas if vector_column in s.names), None)
         if vector is None:  # every row of every part was skipped
             vector = pa.field(vector_column, vector_array(np.zeros((0, dimension), dtype=np.float32)).type)
+
+        def plain(f: pa.Field) -> pa.Field:  # a dictionary-encoded column does not merge with its plain values
+            return f.with_type(f.type.value_type) if pa.types.is_dictionary(f.type) else f
+
         try:
             inputs = pa.unify_schemas(
-                [pa.schema([f for f in s if f.name != vector_column]) for s in schemas], promote_options="permissive"
+                [pa.schema([plain(f) for f in s if f.name != vector_column]) for s in schemas],
+                promote_options="permissive",
             )
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
             raise InputError(

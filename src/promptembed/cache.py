@@ -84,8 +84,9 @@ def model_fingerprint(model: Any) -> str:
     digest.update(f"max_seq_length={getattr(model, 'max_seq_length', None)}".encode())
     tokenizer = getattr(model, "tokenizer", None)
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is not None:
-        digest.update(backend.to_str().encode())
+    if backend is not None:  # without the truncation and padding settings, which the first encode call sets
+        serialized = {k: v for k, v in json.loads(backend.to_str()).items() if k not in ("truncation", "padding")}
+        digest.update(json.dumps(serialized, sort_keys=True).encode())
     elif tokenizer is not None:
         settings = {
             k: v for k, v in getattr(tokenizer, "init_kwargs", {}).items() if "file" not in k and "path" not in k

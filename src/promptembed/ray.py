@@ -74,7 +74,7 @@ class _EmbedBatches:
         # Ray Data does not tell a batch where it sits in the dataset: without an id column, a row is named by its
         # place in its batch, and says so (the error and the log then ask for id_column=)
         positions = (
-            None if self._job.id_column else [f"row {i} of a batch of {batch.num_rows}" for i in range(batch.num_rows)]
+            None if self._job.id_column else [f"{i} of a batch of {batch.num_rows}" for i in range(batch.num_rows)]
         )
         out, bad = embed_table(self._embedder, batch, self._job, positions=positions)
         if bad:

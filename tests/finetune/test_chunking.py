@@ -63,3 +63,9 @@ def test_a_hash_comment_in_a_code_fence_is_not_a_heading(tokenizer) -> None:  # 
     chunks = chunk_documents([Document("a.md", md, None, "md")], tokenizer=tokenizer, max_tokens=200, progress=False)
     assert [c.heading_path for c in chunks] == [("Setup",), ("Setup", "Next")]
     assert "# run this first" in chunks[0].text and "Then read the report." in chunks[0].text
+
+
+def test_a_tilde_divider_in_plain_text_does_not_hide_the_headings_after_it(tokenizer) -> None:  # type: ignore[no-untyped-def]
+    txt = "# Intro\n\nFirst part.\n\n~~~~~~~~\n\n# Roofs\n\nRoof text."
+    chunks = chunk_documents([Document("a.txt", txt, None, "txt")], tokenizer=tokenizer, max_tokens=200, progress=False)
+    assert [c.heading_path for c in chunks] == [("Intro",), ("Roofs",)]

@@ -122,7 +122,7 @@ def test_without_an_id_column_a_bad_row_is_named_by_its_place_in_its_batch(tiny_
 
     batch = pa.table({"text": ["fine", None, "also fine"]})  # the second batch of a dataset, say: rows 3 to 5
     actor = _EmbedBatches({"model": str(tiny_bert_dir), "show_progress_bar": False}, TableJob())
-    with pytest.raises(Exception, match=re.escape("Row row 1 of a batch of 3: column 'text' is NoneType")) as err:
+    with pytest.raises(Exception, match=re.escape("Row 1 of a batch of 3: column 'text' is NoneType")) as err:
         actor(batch)  # it said "row 1", as if it were the dataset's second row
     assert "pass id_column= (--id-column) to name rows by their id" in str(err.value)
 

@@ -375,7 +375,7 @@ def finetune(
     epochs_used = auto_epochs(len(rows)) if epochs == "auto" else epochs
     run = {
         "base": source, "rows": len(rows), "seed": seed,
-        "rows_sha256": hashlib.sha256(json.dumps(rows, sort_keys=True, default=str).encode()).hexdigest(),
+        "rows_sha256": _rows_sha256(rows),
         "loss": chosen_loss, "epochs": epochs_used, "batch_size": batch_size, "learning_rate": learning_rate,
         "lr_scheduler": lr_scheduler, "warmup_ratio": warmup_ratio, "max_steps": max_steps,
         "train_dtype": train_dtype, "matryoshka_dims": dims,
@@ -451,7 +451,9 @@ def finetune(
                 if old.exists() and not output.exists():
                     old.rename(output)
                 raise
-            shutil.rmtree(old, ignore_errors=True)
+            trash = output.parent / f".{output.name}.trash-{os.getpid()}"
+            old.rename(trash)  # ".old-" names only a whole model between the two renames, which a rerun may restore
+            shutil.rmtree(trash, ignore_errors=True)
         else:
             tmp.rename(output)
     except BaseException as exc:
@@ -465,6 +467,14 @@ def finetune(
         warnings.warn(result.verdict, FinetuneWorseWarning, stacklevel=2)
         logger.warning(result.verdict)
     return result
+
+
+def _rows_sha256(rows: list[dict[str, Any]]) -> str:
+    """SHA-256 over the training rows, one row at a time (no second copy of them in memory)."""
+    digest = hashlib.sha256()
+    for row in rows:
+        digest.update(json.dumps(row, sort_keys=True, default=str).encode() + b"\n")
+    return digest.hexdigest()
 
 
 def _restore_interrupted_overwrite(output: Path) -> None:

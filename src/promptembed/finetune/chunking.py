@@ -63,7 +63,7 @@ def _sections(doc: Document) -> Iterator[tuple[tuple[str, ...], str]]:
     i = 0
     while i < len(lines):
         line = lines[i]
-        opened = _FENCE.match(line) if doc.format in ("md", "txt") else None
+        opened = _FENCE.match(line) if doc.format == "md" else None  # in plain text, ``` or ~~~ may be a divider
         if fence is None and opened:
             fence = opened.group(1)
         elif fence is not None and opened and opened.group(1)[0] == fence[0] and len(opened.group(1)) >= len(fence):
@@ -131,7 +131,8 @@ def chunk_documents(
         try:
             spans = tokenizer(word, add_special_tokens=False, truncation=False, verbose=False,
                               return_offsets_mapping=True)["offset_mapping"]  # fmt: skip
-            starts = [spans[k][0] for k in range(0, len(spans), max_tokens)][1:]
+            step = max(1, max_tokens - 4)  # a little under the budget: a piece re-tokenized alone may count more
+            starts = [spans[k][0] for k in range(0, len(spans), step)][1:]
         except (NotImplementedError, KeyError, TypeError):  # a slow tokenizer has no offsets: cut by characters
             step = max(1, len(word) * max_tokens // max(1, n_tokens(word)))
             starts = list(range(step, len(word), step))

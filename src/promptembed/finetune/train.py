@@ -206,6 +206,9 @@ def train_model(
         dataloader_pin_memory=on_gpu,
     )
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset, loss=train_loss)
+    # rank 0 has kept or cleared the work dir's checkpoints (finetune()'s run fingerprint): every rank waits for it
+    # before it looks, so no rank resumes a checkpoint of another run (a no-op in a single process)
+    trainer.accelerator.wait_for_everyone()
     checkpoint = latest_checkpoint(work_dir) if resume else None
     output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     metrics = dict(output.metrics)
