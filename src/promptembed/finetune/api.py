@@ -32,7 +32,12 @@ from promptembed.finetune.chunking import Chunk, chunk_documents
 from promptembed.finetune.distributed import is_main_process, share_outcome, world_size
 from promptembed.finetune.documents import load_documents
 from promptembed.finetune.evaluate import RetrievalMetrics, evaluate_retrieval, gain_interval
-from promptembed.finetune.heldout import heldout_queries
+from promptembed.finetune.heldout import (
+    SPECIALIZATION_LIMIT,
+    SPECIALIZATION_MIN_QUERIES,
+    heldout_queries,
+    specialization,
+)
 from promptembed.finetune.negatives import margin_rows, mine_chunk_negatives
 from promptembed.finetune.pairs import DEFAULT_STRATEGIES, Pair, check_strategies, generate_pairs
 from promptembed.finetune.report import build_report, write_card, write_reports
@@ -70,11 +75,39 @@ class FinetuneResult:
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
+    def specialization(self) -> float | None:
+        """The share of the base model's misses on held-out keyword queries that finetuning closed (None: no check).
+
+        See :data:`~promptembed.finetune.heldout.SPECIALIZATION_LIMIT`.
+        """
+        ev = self.evaluations.get(KEYWORD_EVAL)
+        return None if ev is None else specialization(ev["base"].ndcg_at_10, ev["finetuned"].ndcg_at_10)
+
+    @property
+    def specialized(self) -> bool:
+        """The second guard fired: no real questions, and more than the limit of the keyword misses closed.
+
+        The limit is :data:`~promptembed.finetune.heldout.SPECIALIZATION_LIMIT`.
+        """
+        share = self.specialization
+        return _headline(self.evaluations) != "eval_queries" and share is not None and share > SPECIALIZATION_LIMIT
+
+    @property
     def verdict(self) -> str:
         """One line: improved or not, on which evaluation."""
         name = _headline(self.evaluations)
         ev = self.evaluations[name]
         delta = ev["finetuned"].ndcg_at_10 - ev["base"].ndcg_at_10
+        if self.specialized:
+            kw = self.evaluations[KEYWORD_EVAL]
+            return (
+                f"WARNING: the finetuned model may be worse than the base on real questions although {name} rose by "
+                f"{delta:+.4f}: on held-out keyword queries it went from nDCG@10 {kw['base'].ndcg_at_10:.4f} to "
+                f"{kw['finetuned'].ndcg_at_10:.4f}, closing {self.specialization:.0%} of the base model's misses "
+                f"(above {SPECIALIZATION_LIMIT:.0%}: it learned to match keywords, as the configurations that hurt "
+                "real questions in the benchmark did); keep the base unless real questions (eval_queries= / "
+                "--eval-queries) show a gain."
+            )
         interval = gain_interval(ev["base"], ev["finetuned"])
         noise = interval is not None and interval[0] < 0 < interval[1]
         spread = ""
@@ -97,7 +130,14 @@ class FinetuneResult:
 
 
 def _headline(evaluations: dict[str, Any]) -> str:
-    return "eval_queries" if "eval_queries" in evaluations else next(iter(evaluations))
+    for name in ("eval_queries", "heldout_pseudo_queries"):
+        if name in evaluations:
+            return name
+    return next(iter(evaluations))
+
+
+#: The held-out keyword queries of the second guard (:attr:`FinetuneResult.specialized`).
+KEYWORD_EVAL = "heldout_keyword_queries"
 
 
 #: The ``loss=`` values :func:`finetune` takes.
@@ -345,6 +385,9 @@ def finetune(
             held = heldout_queries(held_chunks, chunks, seed=seed + 1)
             if held[0]:
                 evals["heldout_pseudo_queries"] = held
+                keywords = heldout_queries(held_chunks, chunks, seed=seed + 2, generator="keyphrase")
+                if len(keywords[0]) >= SPECIALIZATION_MIN_QUERIES:  # the second guard (FinetuneResult.specialized)
+                    evals[KEYWORD_EVAL] = keywords
         if real_questions is not None:
             evals["eval_queries"] = real_questions
         if not evals:
@@ -419,6 +462,8 @@ def finetune(
         output=output, evaluations=evaluations, improved=improved, train_pairs=len(rows), skipped=skipped,
         timings=timings,
     )  # fmt: skip
+    result.improved = improved and not result.specialized
+    improved = result.improved
     try:
         with stage(timings, "saving"):
             model.save(str(tmp))
@@ -440,6 +485,11 @@ def finetune(
             prompts=prompts,
             peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         )  # fmt: skip
+        if result.specialization is not None:
+            report["specialization"] = {
+                "evaluation": KEYWORD_EVAL, "share_of_misses_closed": result.specialization,
+                "limit": SPECIALIZATION_LIMIT, "flagged": result.specialized,
+            }  # fmt: skip
         write_reports(tmp, report)
         write_rows(tmp, rows, origins, held_chunks)
         if output.exists():

@@ -18,9 +18,30 @@ from collections.abc import Sequence
 
 from promptembed.finetune.chunking import Chunk, split_sentences
 
-__all__ = ["heldout_queries"]
+__all__ = ["SPECIALIZATION_LIMIT", "SPECIALIZATION_MIN_QUERIES", "heldout_queries", "specialization"]
 
 _MIN_WORDS = 5
+
+#: The second guard: on held-out keyword queries (each held-out chunk's most salient words), a finetune that closes
+#: more than this share of the base model's misses has specialized to keyword matching. Every configuration that cost
+#: real questions more than 0.02 in benchmarks/FINETUNE.md closed 0.78 to 0.87 of them, every one that gained
+#: closed 0.10 to 0.66 (39 runs, both domains; "A second guard" there).
+SPECIALIZATION_LIMIT = 0.7
+#: Fewer held-out keyword queries than this and the check is left out: too few to tell 0.7 from 0.5 (on 200 zaragoza
+#: answers, 20 queries put a harmful run at 0.31; on 300, 30 queries put it at 0.83 to 1.0).
+SPECIALIZATION_MIN_QUERIES = 30
+
+
+def specialization(base: float, finetuned: float) -> float | None:
+    """The share of the base model's misses on held-out keyword queries that the finetuned model closes.
+
+    ``(finetuned - base) / (1 - base)`` in nDCG@10; ``None`` when the base misses nothing.
+
+    Example:
+        >>> round(specialization(0.8, 0.96), 2)
+        0.8
+    """
+    return None if base >= 1.0 else (finetuned - base) / (1.0 - base)
 
 
 def heldout_queries(
