@@ -133,11 +133,15 @@ def write_report(rows: list[dict[str, Any]]) -> None:
             lines.append(f"- {domain}: Spearman rho over {len(sub)} runs = {'n/a' if rho is None else f'{rho:.2f}'}")
         both = "n/a" if rho_all is None else f"{rho_all:.2f}"
         lines.append(f"- both domains: Spearman rho over {len(pts)} runs = {both}")
+        lines.append(
+            "- the runs that made real retrieval worse, and whether the held-out estimate flagged them (the keyword "
+            'check that `finetune()` adds since 2026-11-27 is in "A second guard" above):'
+        )
         flagged = [r for r in pts if _gain(r, REAL) < 0]
         for r in flagged:
             lines.append(
                 f"- {r['key']} made real retrieval worse ({_gain(r, REAL):+.4f}); held-out gain {_gain(r, HELD):+.4f}: "
-                + ("flagged (not better)" if _gain(r, HELD) <= 0 else "NOT flagged")
+                + ("flagged by it (not better)" if _gain(r, HELD) <= 0 else "NOT flagged by it")
             )
         lines += ["", f"![held-out vs real gain]({PLOT.name})", ""]
         _plot(pts)

@@ -453,3 +453,32 @@ def test_parquet_files_of_one_kind_in_other_units_or_encodings_merge(tmp_path: P
     assert main(["embed", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--model", str(tiny_bert_dir)]) == 0
     table = pq.read_table(tmp_path / "out")
     assert table.column("tag").to_pylist() == ["x", "y"] and len(set(table.column("at").to_pylist())) == 1
+
+
+def test_review_cases_of_kinds_dictionaries_and_time_zones(
+    tmp_path: Path, tiny_bert_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = ["--model", str(tiny_bert_dir)]
+    # an object column with one list among objects: with skip, the list row is skipped (not a type clash)
+    _jsonl(tmp_path / "n.jsonl", [*({"text": f"t{i}", "m": {"a": i}} for i in range(3)), {"text": "x", "m": [1]}])
+    assert main(["embed", str(tmp_path / "n.jsonl"), "-o", str(tmp_path / "o1"), "--on-bad-row", "skip", *base]) == 0
+    assert pq.read_table(tmp_path / "o1").column("text").to_pylist() == ["t0", "t1", "t2"]
+    # a dictionary-encoded column that every part shares keeps its encoding (and its parts are not rewritten)
+    (tmp_path / "d").mkdir()
+    pq.write_table(
+        pa.table({"text": ["a", "b"], "tag": pa.array(["x", "y"]).dictionary_encode()}), tmp_path / "d" / "a.parquet"
+    )
+    assert main(["embed", str(tmp_path / "d"), "-o", str(tmp_path / "o2"), "--part-rows", "1", *base]) == 0
+    assert {pa.types.is_dictionary(pq.read_schema(p).field("tag").type) for p in (tmp_path / "o2").glob("part-*")} == {
+        True
+    }
+    # a zoned and a naive timestamp do not merge: found at the scan
+    (tmp_path / "t").mkdir()
+    pq.write_table(
+        pa.table({"text": ["a"], "at": pa.array([1], pa.timestamp("us", tz="UTC"))}), tmp_path / "t" / "a.parquet"
+    )
+    pq.write_table(
+        pa.table({"text": ["b", "c"], "at": pa.array([1, 2], pa.timestamp("us"))}), tmp_path / "t" / "b.parquet"
+    )
+    assert main(["embed", str(tmp_path / "t"), "-o", str(tmp_path / "o3"), *base]) == 1
+    assert "column 'at' holds timestamp in 2 rows" in capsys.readouterr().err and not (tmp_path / "o3").exists()

@@ -194,6 +194,8 @@ def _arrow_kind(t: pa.DataType) -> str | None:
         return "list"
     if pt.is_struct(t):
         return "object"
+    if pt.is_timestamp(t) and t.tz is not None:  # a zoned and a naive timestamp do not merge
+        return f"timestamp[tz={t.tz}]"
     families = (("timestamp", pt.is_timestamp), ("date", pt.is_date), ("time", pt.is_time),
                 ("decimal", pt.is_decimal), ("binary", lambda x: pt.is_binary(x) or pt.is_large_binary(x)),
                 ("duration", pt.is_duration))  # fmt: skip
@@ -328,9 +330,6 @@ def plan_parts(files: list[Path], job: TableJob, part_rows: int, *, root: Path) 
     """
     kinds = ColumnKinds()
     specs = list(scan(files, job, part_rows, root=root, kinds=kinds))
-    clash = kinds.clash()
-    if clash is not None:
-        raise InputError(f"{clash}; give the column one type in every input row (found before anything was embedded)")
     if job.output_column in kinds.names:  # CSV headers and Parquet schemas are checked by the scan
         raise ConfigError(
             f"output_column={job.output_column!r} is already a field of the input's rows (first: "
@@ -338,6 +337,7 @@ def plan_parts(files: list[Path], job: TableJob, part_rows: int, *, root: Path) 
         )
     mixed = kinds.mixed()
     if not mixed:
+        _check_clash(kinds)
         return specs
     majority = kinds.majority()
     for column in mixed:
@@ -353,7 +353,16 @@ def plan_parts(files: list[Path], job: TableJob, part_rows: int, *, root: Path) 
             f"{kinds.describe(mixed[0])}, and a Parquet column holds one type; fix those rows, or pass "
             "--on-bad-row skip to skip the rows of the rarer kind and report them"
         )
-    return list(scan(files, job, part_rows, root=root, kinds=ColumnKinds(), expect=majority))
+    kept = ColumnKinds()  # the rows of each column's majority kind only
+    specs = list(scan(files, job, part_rows, root=root, kinds=kept, expect=majority))
+    _check_clash(kept)
+    return specs
+
+
+def _check_clash(kinds: ColumnKinds) -> None:
+    clash = kinds.clash()
+    if clash is not None:
+        raise InputError(f"{clash}; give the column one type in every input row (found before anything was embedded)")
 
 
 def scan(
@@ -575,11 +584,17 @@ class OutputFolder:
         def plain(f: pa.Field) -> pa.Field:  # a dictionary-encoded column does not merge with its plain values
             return f.with_type(f.type.value_type) if pa.types.is_dictionary(f.type) else f
 
-        try:
-            inputs = pa.unify_schemas(
-                [pa.schema([plain(f) for f in s if f.name != vector_column]) for s in schemas],
+        def unified(decode: bool) -> pa.Schema:
+            return pa.unify_schemas(
+                [pa.schema([plain(f) if decode else f for f in s if f.name != vector_column]) for s in schemas],
                 promote_options="permissive",
             )
+
+        try:
+            try:
+                inputs = unified(decode=False)  # parts that agree keep their types, dictionary encoding included
+            except (pa.ArrowInvalid, pa.ArrowTypeError):
+                inputs = unified(decode=True)
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
             raise InputError(
                 f"The parts in {self.path} cannot share one schema ({exc}); give each column one type in every input "

@@ -114,6 +114,9 @@ def test_the_keyword_guard_only_speaks_without_real_questions(tmp_path: Path) ->
     assert flagged.specialization == pytest.approx(0.85) and flagged.specialized
     assert flagged.verdict.startswith("WARNING: the finetuned model may be worse than the base on real questions")
     assert "closing 85% of the base model's misses (above 70%" in flagged.verdict
+    fell = FinetuneResult(tmp_path, {"heldout_pseudo_queries": {**held, "finetuned": m(0.28)}, KEYWORD_EVAL: keywords},
+                          False, 10)  # fmt: skip
+    assert "on real questions (heldout_pseudo_queries: -0.0200): on held-out keyword" in fell.verdict
     mild = FinetuneResult(tmp_path, {"heldout_pseudo_queries": held, KEYWORD_EVAL: {**keywords, "finetuned": m(0.9)}},
                           True, 10)  # fmt: skip
     assert mild.specialization == pytest.approx(0.5) and not mild.specialized

@@ -294,6 +294,8 @@ def test_an_interrupted_overwrite_puts_the_previous_model_back(
     with pytest.raises(ConfigError, match="already exists"):
         finetune([docs], **run)  # type: ignore[arg-type]
     assert (out / "report.json").read_bytes() == before and not (tmp_path / ".m.old-999").exists()
+    finetune([docs], **run, overwrite=True)  # type: ignore[arg-type]  # a whole overwrite leaves nothing hidden
+    assert sorted(p.name for p in tmp_path.glob(".m*")) == []
 
 
 def test_eval_files_are_checked_before_any_document_is_read(

@@ -8,6 +8,7 @@ import logging
 import os
 import resource
 import shutil
+import tempfile
 import time
 import warnings
 from collections.abc import Sequence
@@ -100,9 +101,10 @@ class FinetuneResult:
         delta = ev["finetuned"].ndcg_at_10 - ev["base"].ndcg_at_10
         if self.specialized:
             kw = self.evaluations[KEYWORD_EVAL]
+            moved = f"although {name} rose by {delta:+.4f}" if delta > 0 else f"({name}: {delta:+.4f})"
             return (
-                f"WARNING: the finetuned model may be worse than the base on real questions although {name} rose by "
-                f"{delta:+.4f}: on held-out keyword queries it went from nDCG@10 {kw['base'].ndcg_at_10:.4f} to "
+                f"WARNING: the finetuned model may be worse than the base on real questions {moved}: "
+                f"on held-out keyword queries it went from nDCG@10 {kw['base'].ndcg_at_10:.4f} to "
                 f"{kw['finetuned'].ndcg_at_10:.4f}, closing {self.specialization:.0%} of the base model's misses "
                 f"(above {SPECIALIZATION_LIMIT:.0%}: it learned to match keywords, as the configurations that hurt "
                 "real questions in the benchmark did); keep the base unless real questions (eval_queries= / "
@@ -501,9 +503,13 @@ def finetune(
                 if old.exists() and not output.exists():
                     old.rename(output)
                 raise
-            trash = output.parent / f".{output.name}.trash-{os.getpid()}"
-            old.rename(trash)  # ".old-" names only a whole model between the two renames, which a rerun may restore
-            shutil.rmtree(trash, ignore_errors=True)
+            try:  # ".old-" names only a whole model between the two renames, which a rerun may restore
+                trash = Path(tempfile.mkdtemp(prefix=f".{output.name}.trash-", dir=output.parent))
+                old.rename(trash / "model")
+                old = trash
+            except OSError:
+                pass  # the new model is in place: deleting the old one is best effort
+            shutil.rmtree(old, ignore_errors=True)
         else:
             tmp.rename(output)
     except BaseException as exc:
