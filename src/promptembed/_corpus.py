@@ -207,8 +207,11 @@ class ColumnKinds:
     """Which kinds of value each column holds over the whole input.
 
     A Parquet column, and so an output column, holds one type, so a column that mixes kinds (an ``id`` that is a
-    number in some JSONL rows and text in others) is found by the scan, before anything is embedded. Nested values
-    are checked at their top level only.
+    number in some JSONL rows and text in others) is found by the scan, before anything is embedded. So are values
+    that no one type holds without loss: an integer beyond 2**53 beside floats, and nested values (lists, objects)
+    whose Arrow types do not merge. Not caught here, and so reported only when the parts are unified at the end:
+    a clash inside nested values (big integers beside floats in lists) and one between a JSONL column and a Parquet
+    file's nested column.
     """
 
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
