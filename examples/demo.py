@@ -26,6 +26,7 @@ def main() -> None:
     from langchain_promptembed import PromptEmbeddings
 
     from promptembed.finetune import finetune
+    from promptembed.finetune.heldout import SPECIALIZATION_LIMIT
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     started = time.time()
@@ -49,8 +50,8 @@ def main() -> None:
         print(f"  held-out pseudo-queries ({held['base'].n_queries}, what you would see without real questions): "
               f"nDCG@10 {b:.4f} -> {t:.4f} ({t - b:+.4f})")  # fmt: skip
     if result.specialization is not None:
-        print(f"  held-out keyword queries: {result.specialization:.0%} of the base model's misses closed "
-              "(above 70%, and without real questions, the model would be called NOT better)")  # fmt: skip
+        print(f"  held-out keyword queries: {result.specialization:.0%} of the base model's misses closed (above "
+              f"{SPECIALIZATION_LIMIT:.0%}, and without real questions, the model would be flagged)")  # fmt: skip
     wall = {k: v for k, v in result.timings.items() if not k.startswith("cpu_")}
     print("  time by stage (s): " + ", ".join(f"{k} {v:.0f}" for k, v in wall.items()))
     print(f"\n{result.verdict}")
