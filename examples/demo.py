@@ -62,7 +62,8 @@ def main() -> None:
         store = FAISS.from_texts([r["answer"] for r in records], embeddings)
         for record in (records[0], records[len(records) // 2]):
             hit = store.similarity_search(record["question"], k=1)[0].page_content
-            mark = "gold answer" if hit == record["answer"] else "not the gold answer"
+            golds = {r["answer"] for r in records if r["question"] == record["question"]}  # some are asked twice
+            mark = "gold answer" if hit in golds else "not the gold answer"
             print(f"  Q: {record['question']}\n  A: {hit[:220]}{'...' if len(hit) > 220 else ''}  [{mark}]\n")
     print(f"done in {time.time() - started:.0f} s")
 
