@@ -43,8 +43,9 @@ states which model, prompt, dimension and dtype made the vectors.
 INPUT is a .jsonl/.parquet/.csv file or a folder of them. Without --ray the job runs in this process, one part
 in memory at a time; with --ray it runs on a Ray cluster (input read and output written on this machine).
 A rerun after a crash keeps the finished parts and embeds only the missing ones; a finished output is only
-replaced with --overwrite. A row whose text is not a string fails the job (default, naming the row and the
-column) or, with --on-bad-row skip, is left out and listed in _manifest.json.
+replaced with --overwrite. A row whose text is not a string, or a JSONL value of another kind than most rows hold
+in its column (a Parquet column holds one type), fails the job (default, naming the row and the column) or, with
+--on-bad-row skip, is left out and listed in _manifest.json. Every part has the same schema.
 """
 
 
@@ -290,7 +291,8 @@ def add_command(sub: Any) -> None:  # argparse's _SubParsersAction is private
         "--on-bad-row",
         default="fail",
         choices=["fail", "skip"],
-        help="a row whose text is not a string: fail the job (default), or skip it and report it",
+        help="a bad row (text not a string, a value of its column's rarer kind): fail the job (default), or skip "
+        "it and report it",
     )
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16", "int8"],
                    help="weight dtype (default: auto = float32 on CPU, bfloat16 on CUDA)")  # fmt: skip

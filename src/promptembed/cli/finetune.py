@@ -183,7 +183,9 @@ def add_commands(sub: Any) -> None:  # argparse's _SubParsersAction is private
     ft.add_argument("--eval-queries", default=None, help="CSV/JSONL of real questions: columns query,positive")
     ft.add_argument("--pairs-file", default=None, help="your own pairs/triplets/scored pairs (CSV or JSONL)")
     _add_llm_options(ft)
-    ft.add_argument("--eval-corpus", default=None, help="JSONL of extra distractor passages (column text)")
+    ft.add_argument(
+        "--eval-corpus", default=None, help="JSONL of extra distractor passages (column text); needs --eval-queries"
+    )
     ft.add_argument("--teacher", default=None, help="bi-encoder or CrossEncoder folder/hub id to learn margins from")
     ft.add_argument("--strategies", default=None, help="pair strategies, comma-separated (default: sentence,keyphrase)")
     ft.add_argument(
