@@ -64,15 +64,11 @@ def _sections(doc: Document) -> Iterator[tuple[tuple[str, ...], str]]:
     while i < len(lines):
         line = lines[i]
         opened = _FENCE.match(line) if doc.format == "md" else None  # in plain text, ``` or ~~~ may be a divider
-        if fence is None and opened:
-            fence = opened.group(1)
-        elif fence is not None and opened and opened.group(1)[0] == fence[0] and len(opened.group(1)) >= len(fence):
-            fence = None  # the closing fence: same character, at least as long
-        elif fence is not None:
-            body.append(line)
-            i += 1
-            continue
-        if opened:
+        if opened or fence is not None:  # a fence line, or a line inside a fence: body text
+            if fence is None:
+                fence = opened.group(1) if opened else None
+            elif opened and opened.group(1)[0] == fence[0] and len(opened.group(1)) >= len(fence):
+                fence = None  # the closing fence: same character, at least as long
             body.append(line)
             i += 1
             continue
@@ -138,15 +134,10 @@ def chunk_documents(
             starts = list(range(step, len(word), step))
         bounds = [0, *starts, len(word)]
         pieces = [word[a:b] for a, b in itertools.pairwise(bounds) if word[a:b].strip()]
-        out: list[str] = []
-        for piece in pieces:  # a piece re-tokenized on its own can count a little more: halve it until it fits
-            if n_tokens(piece) > max_tokens and len(piece) > 1:
-                out.extend(cut_half(piece))
-            else:
-                out.append(piece)
-        return out
+        return [part for piece in pieces for part in cut_half(piece)]
 
     def cut_half(piece: str) -> list[str]:
+        """``[piece]``, or, when re-tokenized on its own it counts over the budget, its halves until they fit."""
         if n_tokens(piece) <= max_tokens or len(piece) == 1:
             return [piece]
         return cut_half(piece[: len(piece) // 2]) + cut_half(piece[len(piece) // 2 :])
