@@ -1,6 +1,6 @@
 """Tiny random-weight models for tests, notebooks and benchmarks (no network needed).
 
-The builders write complete sentence-transformers folders: a locally trained word-level tokenizer, a
+The builders write complete sentence-transformers folders: a WordPiece tokenizer from a stored vocabulary, a
 random-weight transformer and the module stack of the model family they imitate. The vectors are
 meaningless, but every code path (prompts, title slots, Dense layers, Matryoshka truncation, dtype
 rules) runs exactly as on the real model.
@@ -53,27 +53,24 @@ EMBEDDINGGEMMA_PROMPTS: dict[str, str] = {
     "Summarization": "task: summarization | query: ",
 }
 
-_CORPUS = [
-    "task: search result | query: title: none | text: sentence similarity clustering classification",
-    "code retrieval summarization the a an of to in is are was were be been and or not",
-    "Which planet is known as the Red Planet? Mars Venus Jupiter Saturn Earth twin size",
-    "reddish appearance referred largest solar system prominent red spot famous rings mistaken",
-    "proximity often called because similar sometimes has its for with on by at from",
-    "query document passage text title hello world machine learning search engine retrieval",
-    "0 1 2 3 4 5 6 7 8 9 . , ? ! : ; | ' \" ( ) - _ / @ # $ % & * + = < > [ ] { }",
-]
+#: The tiny models' WordPiece vocabularies (cased for Gemma, uncased for BERT), after the four special tokens. A
+#: ``tokenizers`` WordPieceTrainer(vocab_size=400) learned them once from a few lines of prompts and planet sentences;
+#: the trainer breaks ties in another order in every process, so a vocabulary learned at build time gave every test
+#: session another tiny model. Stored, every session builds the same one.
+_VOCAB_FILE = Path(__file__).with_name("_tiny_vocab.json")
 
 
 def _train_tokenizer(path: Path, *, bos: str, eos: str, pad: str, unk: str, lowercase: bool) -> None:
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
-    tok = Tokenizer(models.WordPiece(unk_token=unk, max_input_chars_per_word=100))
+    specials = [pad, unk, bos, eos]
+    learned = json.loads(_VOCAB_FILE.read_text(encoding="utf-8"))["uncased" if lowercase else "cased"]
+    vocab = {token: i for i, token in enumerate([*specials, *learned])}
+    tok = Tokenizer(models.WordPiece(vocab, unk_token=unk, max_input_chars_per_word=100))
+    tok.add_special_tokens(specials)
     tok.normalizer = normalizers.BertNormalizer(lowercase=lowercase)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    specials = [pad, unk, bos, eos]
-    trainer = trainers.WordPieceTrainer(vocab_size=400, special_tokens=specials, min_frequency=1)
-    tok.train_from_iterator(_CORPUS * 3, trainer=trainer)
     tok.post_processor = processors.TemplateProcessing(
         single=f"{bos} $A {eos}",
         pair=f"{bos} $A {eos} $B:1 {eos}:1",
