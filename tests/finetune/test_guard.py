@@ -37,6 +37,9 @@ def test_guard_flags_a_template_trained_model_that_hurts_real_questions(tmp_path
             max_steps=15, batch_size=8, seed=0, progress=False,
         )  # fmt: skip
     assert not result.improved and "keep the base" in (out / "report.md").read_text()
+    # 12 held-out chunks: too few for the keyword check, which the report says rather than leaving it out silently
+    skipped = json.loads((out / "report.json").read_text())["specialization"]["skipped"]
+    assert skipped.startswith("12 held-out keyword queries, fewer than the 30"), skipped
 
     # Ground truth: the 120 real questions against the 120 answers, base vs finetuned.
     queries = {f"q{i}": r["question"] for i, r in enumerate(records)}

@@ -382,6 +382,7 @@ def finetune(
 
     evals: dict[str, EvalSet] = {}
     corpus_vectors: dict[str, Any] = {}
+    guard_skipped: str | None = None  # why the second guard could not run, when it could not
     with stage(timings, "evaluation"):
         if held_chunks:
             held = heldout_queries(held_chunks, chunks, seed=seed + 1)
@@ -390,6 +391,13 @@ def finetune(
                 keywords = heldout_queries(held_chunks, chunks, seed=seed + 2, generator="keyphrase")
                 if len(keywords[0]) >= SPECIALIZATION_MIN_QUERIES:  # the second guard (FinetuneResult.specialized)
                     evals[KEYWORD_EVAL] = keywords
+                elif real_questions is None:  # with real questions the keyword check has nothing to say
+                    guard_skipped = (
+                        f"{len(keywords[0])} held-out keyword queries, fewer than the {SPECIALIZATION_MIN_QUERIES} "
+                        "the worse-than-base keyword check needs (give more documents, or eval_queries= / "
+                        "--eval-queries)"
+                    )
+                    logger.warning("keyword check skipped: %s", guard_skipped)
         if real_questions is not None:
             evals["eval_queries"] = real_questions
         if not evals:
@@ -492,6 +500,8 @@ def finetune(
                 "evaluation": KEYWORD_EVAL, "share_of_misses_closed": result.specialization,
                 "limit": SPECIALIZATION_LIMIT, "flagged": result.specialized,
             }  # fmt: skip
+        elif guard_skipped is not None:
+            report["specialization"] = {"evaluation": KEYWORD_EVAL, "skipped": guard_skipped}
         write_reports(tmp, report)
         write_rows(tmp, rows, origins, held_chunks)
         if output.exists():
