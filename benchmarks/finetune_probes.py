@@ -21,6 +21,8 @@
     python benchmarks/finetune_probes.py --variant embed-distill-mnrl --scale 30 --epochs 2 \
         --distill-strategies sentence,keyphrase,question,ask,phrase     # the teacher's vectors of question-like texts
     python benchmarks/finetune_probes.py --scale 30 --epochs 2 --lead-sentence           # each chunk's first sentence
+    python benchmarks/finetune_probes.py --scale 30 --epochs 2 --soup 3                  # average 3 students' weights
+    python benchmarks/finetune_probes.py --scale 30 --epochs 2 --epoch-average          # + the epochs' ends averaged
 
 With a held-out split, each result also scores the real questions by where their gold passage went (held out or
 trained on), before and after.
@@ -157,6 +159,15 @@ def main() -> None:
     }  # fmt: skip
     for flag, options in regularizers.items():
         ap.add_argument(flag, **options)
+    ap.add_argument(
+        "--soup", type=int, default=1,
+        help="model soup: train this many students on the same pairs (training seeds seed, seed+1000, ...) and "
+        "average their weights (Wortsman et al., 2022); each member is scored too",
+    )  # fmt: skip
+    ap.add_argument(
+        "--epoch-average", action="store_true",
+        help="also score the average of the weights at the end of every epoch (no extra training)",
+    )  # fmt: skip
     ap.add_argument(
         "--lead-sentence", action="store_true",
         help="inverse-cloze pairs take each chunk's first sentence first (then the others in seeded order)",
@@ -438,7 +449,17 @@ def main() -> None:
                 print(json.dumps(per_epoch[-1]), flush=True)
 
         callbacks.append(EachEpoch())
+    epoch_states: list[dict[str, Any]] = []
+    if a.epoch_average:
+        from transformers import TrainerCallback
+
+        class KeepEpochWeights(TrainerCallback):  # type: ignore[misc]
+            def on_epoch_end(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
+                epoch_states.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+
+        callbacks.append(KeepEpochWeights())
     eval_s[0] = 0.0  # the base model's scores above came before training
+    start_state = {k: v.detach().clone() for k, v in model.state_dict().items()} if a.soup > 1 else {}
     started = time.time()
     if a.variant.startswith("embed-distill"):
         loss = loss_or_losses  # type: ignore[assignment]
@@ -447,6 +468,28 @@ def main() -> None:
     ).train()
     train_s = time.time() - started - eval_s[0]
     real = evaluate_retrieval(model, queries, corpus, relevant, name="real")
+    soup: dict[str, object] = {}
+    if epoch_states:  # scored, then the final weights are put back
+        final = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        model.load_state_dict(average_states(epoch_states))
+        soup["epoch_average_ndcg_at_10"] = evaluate_retrieval(model, queries, corpus, relevant, name="real").ndcg_at_10
+        soup["epoch_states"] = len(epoch_states)
+        model.load_state_dict(final)
+    if a.soup > 1:  # more members from the same start, pairs and schedule; only the training seed differs
+        members = [{k: v.detach().clone() for k, v in model.state_dict().items()}]
+        member_ndcg = [real.ndcg_at_10]
+        for j in range(1, a.soup):
+            model.load_state_dict(start_state)
+            seed_j = a.seed + 1000 * j
+            args_j = dataclasses.replace(args, seed=seed_j, data_seed=seed_j)
+            began = time.time()
+            SentenceTransformerTrainer(model=model, args=args_j, train_dataset=train_data, loss=loss).train()
+            train_s += time.time() - began
+            members.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+            member_ndcg.append(evaluate_retrieval(model, queries, corpus, relevant, name="real").ndcg_at_10)
+        model.load_state_dict(average_states(members))
+        soup |= {"soup": a.soup, "soup_member_ndcg_at_10": member_ndcg}
+        real = evaluate_retrieval(model, queries, corpus, relevant, name="real")  # the soup's score is the headline
     split = (
         {f"{k}_base": v for k, v in base_split.items()}
         | {f"{k}_start": v for k, v in start_split.items()}
@@ -472,11 +515,20 @@ def main() -> None:
         "distill_pairs": len(distill_pairs) if a.distill_strategies else None,
         "heldout_fraction": a.heldout_fraction,
         "freeze_embeddings": a.freeze_embeddings or None, "llrd": a.llrd if a.llrd != 1.0 else None,
-        "questions_gold_held_out": len(on_held), **split, "per_epoch": per_epoch or None,
+        "questions_gold_held_out": len(on_held), **split, "per_epoch": per_epoch or None, **soup,
     }  # fmt: skip
     print(json.dumps(result), flush=True)
     with OUT.open("a", encoding="utf-8") as f:
         f.write(json.dumps(result) + "\n")
+
+
+def average_states(states: list[dict[str, Any]]) -> dict[str, Any]:
+    """The uniform average of state dicts of one architecture (integer buffers taken from the first)."""
+    import torch
+
+    return {
+        k: torch.stack([s[k] for s in states]).mean(0) if v.is_floating_point() else v for k, v in states[0].items()
+    }
 
 
 def layer_groups(model: object, lr: float, decay: float) -> list[dict[str, object]]:
