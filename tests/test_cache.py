@@ -184,3 +184,19 @@ def test_the_model_fingerprint_does_not_change_when_the_model_has_encoded(tiny_b
     used = SentenceTransformer(str(tiny_bert_dir), device="cpu")
     used.encode(["an encode call sets the tokenizer's truncation and padding"])
     assert model_fingerprint(used) == fresh  # else the same model missed its own cache entries
+
+
+def test_a_model_that_cuts_long_texts_from_the_other_end_misses(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    left = tmp_path / "left-model"
+    shutil.copytree(tiny_bert_dir, left)
+    config = left / "tokenizer_config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "truncation_side": "left"}))
+    texts = ["alpha beta gamma " + "word " * 100 + "end omega"]  # far over the 32 tokens, so the cut side matters
+    want = SentenceTransformer(str(left), device="cpu").encode_document(texts)
+    cache = tmp_path / "cache"
+    with PromptEmbedder(model=tiny_bert_dir, normalize=False, cache_dir=cache) as emb:
+        right = emb.embed_documents(texts)
+    with PromptEmbedder(model=left, normalize=False, cache_dir=cache) as emb:
+        got = emb.embed_documents(texts)  # it returned the right-truncating model's cached vector
+    assert np.abs(right - want).max() > 1e-3
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)

@@ -63,7 +63,8 @@ def model_fingerprint(model: Any) -> str:
     That is its weights (:func:`weights_fingerprint`), each module's configuration (pooling mode, a Dense layer's
     activation, a Router's routes), the transformers configuration (minus the path it was loaded from), the maximum
     sequence length and the tokenizer (its full serialized form for a fast tokenizer, else its vocabulary and
-    settings). Two folders with the same weights but another pooling mode or tokenizer are different models.
+    settings, and for both the side it truncates and pads). Two folders with the same weights but another pooling
+    mode or tokenizer are different models.
     """
     import json
 
@@ -83,6 +84,9 @@ def model_fingerprint(model: Any) -> str:
         digest.update("\x00".join(parts).encode() + b"\x01")
     digest.update(f"max_seq_length={getattr(model, 'max_seq_length', None)}".encode())
     tokenizer = getattr(model, "tokenizer", None)
+    # which end of a long text is cut (and padded) is a setting of the Python tokenizer, saved in tokenizer_config.json
+    sides = {side: getattr(tokenizer, side, None) for side in ("truncation_side", "padding_side")}
+    digest.update(json.dumps(sides, sort_keys=True).encode())
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None:  # without the truncation and padding settings, which the first encode call sets
         serialized = {k: v for k, v in json.loads(backend.to_str()).items() if k not in ("truncation", "padding")}
