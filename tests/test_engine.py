@@ -264,6 +264,25 @@ def test_truncation_count_comes_from_the_engine(tiny_bert_dir: Path, caplog: pyt
     assert f"{expected} of {len(texts)} texts are longer than the model's max_seq_length (32 tokens" in caplog.text
 
 
+def test_the_truncation_count_sees_characters_that_are_several_tokens(tiny_bert_dir: Path) -> None:
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+    tok = Tokenizer(models.BPE())  # byte-level BPE, as RoBERTa's: an emoji the BPE never saw is 4 byte tokens
+    tok.pre_tokenizer, tok.decoder = pre_tokenizers.ByteLevel(add_prefix_space=False), decoders.ByteLevel()
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
+    trainer = trainers.BpeTrainer(
+        vocab_size=300, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    tok.train_from_iterator(["hello world planet"] * 10, trainer=trainer)
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
+    )
+    tok.save(str(tiny_bert_dir / "tokenizer.json"))
+    texts = ["\U0001f600" * 10, "hello"]  # 10 characters but 42 tokens, over the 32; and a short one
+    assert len(tok.encode(texts[0]).ids) == 42
+    assert engine.count_over_limit(_st(tiny_bert_dir), texts) == 1  # the count read characters as tokens: 0
+
+
 def test_error_in_tokenizer_thread_reaches_the_caller_and_the_thread_ends(
     minilm_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

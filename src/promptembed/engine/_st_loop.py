@@ -25,8 +25,9 @@ def count_over_limit(model: SentenceTransformer, texts: Sequence[str]) -> int:
     tokenizer = getattr(model, "tokenizer", None)
     if limit is None or tokenizer is None or not texts:
         return 0
-    # A token covers at least one character for the tokenizers in use, so short texts cannot overflow.
-    long_texts = [t for t in texts if len(t) + 8 > limit]
+    # A token covers at least one UTF-8 byte (byte-level BPE and byte fallback split one character into several),
+    # so texts of fewer bytes than the limit, less room for the special tokens and prompt pieces, cannot overflow.
+    long_texts = [t for t in texts if len(t.encode("utf-8")) + 8 > limit]
     if not long_texts:
         return 0
     ids = tokenizer(long_texts, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
