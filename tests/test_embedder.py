@@ -77,6 +77,24 @@ def test_titles_fill_the_title_slot(tiny_gemma_dir: Path) -> None:
     assert not np.allclose(got[0], ref.encode_document(DOCS[:1])[0])
 
 
+def test_prompts_document_empty_turns_a_saved_passage_prompt_off(tiny_bert_dir: Path) -> None:
+    config = tiny_bert_dir / "config_sentence_transformers.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "prompts": {"query": "q: ", "passage": "p: "}}))
+    ref = SentenceTransformer(str(tiny_bert_dir), device="cpu")
+    with PromptEmbedder(model=tiny_bert_dir, normalize=False) as saved:
+        assert saved.document_prompt == "p: "
+        assert_same(saved.embed_documents(DOCS), ref.encode(DOCS, prompt="p: "))  # the saved passage prompt
+    with PromptEmbedder(model=tiny_bert_dir, normalize=False, prompts={"document": ""}) as off:
+        assert off.document_prompt == ""  # it stayed "p: ", as if the override were not there
+        assert_same(off.embed_documents(DOCS), ref.encode(DOCS, prompt=""))
+
+
+def test_a_title_that_is_not_valid_unicode_is_named_before_the_cache(tiny_gemma_dir: Path, tmp_path: Path) -> None:
+    with PromptEmbedder(model=tiny_gemma_dir, cache_dir=tmp_path) as emb:
+        with pytest.raises(PromptError, match=re.escape("titles[0] contains an unpaired surrogate '\\ud800'")):
+            emb.embed_documents(["hi"], titles=["bad\ud800"])  # was a UnicodeEncodeError from the cache key
+
+
 def test_titles_without_title_slot_is_an_error(minilm_dir: Path) -> None:
     with PromptEmbedder(model=minilm_dir) as emb, pytest.raises(PromptError, match="has no title slot"):
         emb.embed_documents(["a"], titles=["A"])

@@ -57,6 +57,21 @@ def test_int8_without_ranges_on_one_text_is_a_clear_error(tiny_bert_dir: Path) -
             emb.embed_queries(["one"])
 
 
+def test_a_stream_of_int8_needs_ranges_at_the_call_and_with_them_equals_one_call(tiny_bert_dir: Path) -> None:
+    texts = [f"text number {i}" for i in range(9)]  # chunks of 4: the last holds one text
+    with PromptEmbedder(model=tiny_bert_dir) as floats_of_ours:
+        floats = floats_of_ours.embed_documents(texts)
+    with PromptEmbedder(model=tiny_bert_dir, precision="uint8") as emb:
+        with pytest.raises(
+            ConfigError, match=re.escape("embed_stream with precision='uint8' needs quantization_ranges")
+        ):
+            emb.embed_stream(iter(texts), chunk_size=4)  # not after two chunks quantized on their own ranges
+    ranges = np.stack([floats.min(axis=0), floats.max(axis=0)])
+    with PromptEmbedder(model=tiny_bert_dir, precision="uint8", quantization_ranges=ranges.tolist()) as emb:
+        streamed = np.concatenate(list(emb.embed_stream(iter(texts), chunk_size=4, progress=False)))
+        np.testing.assert_array_equal(streamed, emb.embed_documents(texts))
+
+
 @pytest.mark.parametrize("old", ["auto", "bfloat16", "float16"])
 def test_old_weight_dtype_spellings_name_dtype(old: str) -> None:
     message = f"precision={old!r} names a weight dtype, and that option is now dtype= (dtype={old!r})"

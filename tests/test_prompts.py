@@ -26,6 +26,26 @@ def test_document_role_falls_back_like_sentence_transformers() -> None:
     assert resolve_role_prompt({"document": "", "passage": "p: "}, "document") == "p: "
 
 
+def test_a_prompt_the_user_sets_for_the_document_role_wins_even_empty() -> None:
+    saved = {"query": "q: ", "document": "", "passage": "p: "}  # "document": "" as sentence-transformers 6 adds it
+    assert resolve_role_prompt(saved, "document") == "p: "
+    assert resolve_role_prompt(saved, "document", chosen={"document": ""}) == ""  # prompts={"document": ""}: off
+    assert resolve_role_prompt(saved, "document", chosen={"query": "x"}) == "p: "
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: merge_prompts({}, {"query": "q\ud800: "}), "prompts['query'] contains an unpaired surrogate"),
+        (lambda: resolve_named_prompt({}, prompt_name=None, prompt="p\udfff"), "prompt contains an unpaired surrogate"),
+        (lambda: validate_titles([None, "t\ud800"], 2), "titles[1] contains an unpaired surrogate"),
+    ],
+)
+def test_a_prompt_or_title_that_is_not_valid_unicode_is_named(call: object, message: str) -> None:
+    with pytest.raises(PromptError, match=re.escape(message)):
+        call()  # type: ignore[operator]
+
+
 def test_merge_prompts_overrides_and_adds() -> None:
     merged = merge_prompts({"query": "q: ", "document": "d: "}, {"query": "Q: ", "STS": "sts: "})
     assert merged == {"query": "Q: ", "document": "d: ", "STS": "sts: "}

@@ -151,6 +151,12 @@ def stream_chunks(
         raise ConfigError(f"role must be 'query', 'document' or None (with prompt_name=), got {role!r}")
     if role is not None and prompt_name is not None:
         raise PromptError("Pass role= or prompt_name= to embed_stream, not both; use role=None with prompt_name")
+    if embedder.precision in ("int8", "uint8") and embedder._ranges is None:
+        raise ConfigError(
+            f"embed_stream with precision={embedder.precision!r} needs quantization_ranges=: without them each chunk "
+            "is quantized with its own ranges, so vectors of different chunks do not compare (and a chunk of one "
+            "text fails); pass PromptEmbedder(..., quantization_ranges=...) from a representative sample"
+        )
     if isinstance(texts, str | bytes | bytearray | Mapping):  # iterating would embed characters, bytes or keys
         check_texts(texts)
         raise InputError(f"texts must be an iterable of str, got {type(texts).__name__}")

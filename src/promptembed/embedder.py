@@ -227,12 +227,15 @@ class PromptEmbedder:
     @property
     def query_prompt(self) -> str:
         """Prompt text prepended to queries (empty when the model has none)."""
-        return resolve_role_prompt(self._prompts, "query")
+        return resolve_role_prompt(self._prompts, "query", self._prompt_overrides or ())
 
     @property
     def document_prompt(self) -> str:
-        """Prompt text prepended to documents (``document``, else ``passage``, else ``corpus``; or empty)."""
-        return resolve_role_prompt(self._prompts, "document")
+        """Prompt text prepended to documents (``document``, else ``passage``, else ``corpus``; or empty).
+
+        An entry of ``prompts=`` for one of those names wins, even an empty one (which turns a saved prompt off).
+        """
+        return resolve_role_prompt(self._prompts, "document", self._prompt_overrides or ())
 
     @property
     def has_title_slot(self) -> bool:
@@ -376,7 +379,7 @@ class PromptEmbedder:
             prompts = [base] * len(checked)
         else:
             if not has_title_slot(base):
-                name = role_prompt_name(self._prompts, "document")
+                name = role_prompt_name(self._prompts, "document", self._prompt_overrides or ())
                 raise PromptError(
                     f"titles were given, but this model's document prompt "
                     f"{'(none)' if name is None else repr(base)} has no title slot ('title: none | text: '); "
@@ -407,10 +410,11 @@ class PromptEmbedder:
             progress: Show a progress bar (counts texts).
 
         Yields:
-            float32 arrays of shape ``(<= chunk_size, dimension)``, in input order.
+            Arrays of ``(<= chunk_size)`` rows in input order: float32, or the embedder's quantized ``precision``.
 
         Raises:
-            ConfigError: ``chunk_size`` is not an int >= 1, or an unknown ``role`` (at the call).
+            ConfigError: ``chunk_size`` is not an int >= 1, or an unknown ``role``, or ``precision="int8"``/
+                ``"uint8"`` without ``quantization_ranges`` (each chunk would get its own ranges) (at the call).
             PromptError: Both ``role`` and ``prompt_name`` given, or an unknown ``prompt_name`` (at the call).
             InputError: ``texts`` is a ``str``, ``bytes`` or mapping (at the call); a non-``str`` item (while
                 iterating): the texts before it are yielded first, then the error gives its position in the stream.

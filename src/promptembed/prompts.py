@@ -9,9 +9,10 @@ order, as sentence-transformers does; an empty entry does not hide a saved non-e
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Literal
 
+from promptembed._inputs import check_one
 from promptembed.errors import PromptError
 
 __all__ = [
@@ -57,14 +58,23 @@ def merge_prompts(model_prompts: Mapping[str, str], overrides: Mapping[str, str]
                 f"prompts entries must be str -> str, got {name!r}: {text!r} "
                 f"({type(name).__name__} -> {type(text).__name__})"
             )
+        if (problem := check_one(text)) is not None:
+            raise PromptError(f"prompts[{name!r}] {problem}")
         table[name] = text
     return table
 
 
-def role_prompt_name(prompts: Mapping[str, str], role: Role) -> str | None:
-    """Name of the prompt used for ``role``, or ``None`` when the model has none for it."""
+def role_prompt_name(prompts: Mapping[str, str], role: Role, chosen: Collection[str] = ()) -> str | None:
+    """Name of the prompt used for ``role``, or ``None`` when the model has none for it.
+
+    ``chosen``: the names the user set (``prompts=``); the first of them that names the role wins, even when empty
+    (``{"document": ""}`` turns a saved ``passage`` prompt off).
+    """
     candidates = ("query",) if role == "query" else DOCUMENT_PROMPT_NAMES
     present = [name for name in candidates if name in prompts]
+    for name in present:
+        if name in chosen:
+            return name
     # sentence-transformers 6 adds an empty "document" prompt to every model it loads, which would hide a
     # saved "passage"/"corpus" prompt; the first non-empty candidate is the one the model was saved with.
     for name in present:
@@ -73,9 +83,9 @@ def role_prompt_name(prompts: Mapping[str, str], role: Role) -> str | None:
     return present[0] if present else None
 
 
-def resolve_role_prompt(prompts: Mapping[str, str], role: Role) -> str:
-    """Prompt text for ``role`` (empty string when the model has none)."""
-    name = role_prompt_name(prompts, role)
+def resolve_role_prompt(prompts: Mapping[str, str], role: Role, chosen: Collection[str] = ()) -> str:
+    """Prompt text for ``role`` (empty string when the model has none); ``chosen`` as in :func:`role_prompt_name`."""
+    name = role_prompt_name(prompts, role, chosen)
     return "" if name is None else prompts[name]
 
 
@@ -104,6 +114,8 @@ def resolve_named_prompt(
     if prompt is not None:
         if not isinstance(prompt, str):
             raise PromptError(f"prompt must be a str, got {type(prompt).__name__}")
+        if (problem := check_one(prompt)) is not None:
+            raise PromptError(f"prompt {problem}")
         return prompt
     if prompt_name is not None:
         if prompt_name not in prompts:
@@ -147,4 +159,6 @@ def validate_titles(titles: Sequence[str | None], n_texts: int) -> list[str | No
     for i, title in enumerate(titles):
         if title is not None and not isinstance(title, str):
             raise PromptError(f"titles[{i}] is {type(title).__name__}; each title must be a str or None")
+        if title is not None and (problem := check_one(title)) is not None:
+            raise PromptError(f"titles[{i}] {problem}")
     return list(titles)
