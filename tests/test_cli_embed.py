@@ -14,6 +14,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import torch
+from sentence_transformers import SentenceTransformer
 
 from promptembed import PromptEmbedder
 from promptembed.cli import main
@@ -165,7 +167,25 @@ def test_rerun_with_other_options_is_refused(
     (out / "_job.json").write_text(json.dumps({"inputs": [], "job": {}, "embedder": {}, "part_rows": 1}))
     assert main(["embed", str(src), "-o", str(out), "--model", str(tiny_bert_dir)]) == 1
     err = capsys.readouterr().err
-    assert re.search(r"holds an unfinished job with other embedder, inputs, job, part_rows; rerun with the same", err)
+    assert re.search(
+        r"holds an unfinished job with other embedder, inputs, job, model_weights_sha256, part_rows; rerun with the",
+        err,
+    )
+
+
+def test_a_resume_after_new_weights_were_saved_under_the_model_path_is_refused(
+    tmp_path: Path, tiny_bert_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = _finished_job(tmp_path, tiny_bert_dir)
+    (out / "_manifest.json").unlink()  # as if killed after its last part
+    model = SentenceTransformer(str(tiny_bert_dir), device="cpu")
+    with torch.no_grad():
+        for param in model.parameters():
+            param.add_(0.05)
+    model.save(str(tiny_bert_dir))  # e.g. a new finetune saved to the same folder
+    argv = ["embed", str(tmp_path / "in"), "-o", str(out), "--model", str(tiny_bert_dir)]
+    assert main(argv) == 1  # resuming would mix two models' vectors in one output
+    assert "holds an unfinished job with other model_weights_sha256; rerun with the same" in capsys.readouterr().err
 
 
 def test_missing_column_and_unknown_prompt(
@@ -179,7 +199,8 @@ def test_missing_column_and_unknown_prompt(
             "--prompt-name", "STSS"]  # fmt: skip
     assert main(argv) == 1
     assert "Prompt name 'STSS' not found" in capsys.readouterr().err
-    assert not list((tmp_path / "o2").glob("part-*"))
+    assert not (tmp_path / "o2").exists()  # no _job.json left, which would refuse the corrected command
+    assert main([*argv[:-1], "STS"]) == 0
 
 
 def test_missing_field_and_ray_options_without_ray(
@@ -298,6 +319,31 @@ def test_a_quoted_csv_header_after_the_byte_order_mark(tmp_path: Path, tiny_bert
     (tmp_path / "in" / "x.csv").write_bytes('\ufeff"text","id"\n"Mars is red","m"\n'.encode())
     assert main(["embed", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--model", str(tiny_bert_dir)]) == 0
     assert _read(tmp_path / "out").column_names == ["text", "id", "embedding"]
+
+
+def test_a_long_csv_cell_and_a_jsonl_byte_order_mark_are_read(tmp_path: Path, tiny_bert_dir: Path) -> None:
+    (tmp_path / "in").mkdir()
+    long_text = "word " * 30000  # 150000 characters, over csv's default field limit of 131072
+    (tmp_path / "in" / "a.csv").write_text(f"id,text\nlong,{long_text}\nshort,Mars is red\n")
+    (tmp_path / "in" / "b.jsonl").write_bytes('\ufeff{"id": "bom", "text": "Venus is hot"}\n'.encode())
+    assert main(["embed", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--model", str(tiny_bert_dir)]) == 0
+    table = _read(tmp_path / "out")
+    assert table.column("id").to_pylist() == ["long", "short", "bom"]  # the line after the mark was a bad row
+    with PromptEmbedder(model=tiny_bert_dir) as emb:
+        want = emb.embed_documents([long_text, "Mars is red", "Venus is hot"])
+    np.testing.assert_allclose(np.asarray(table.column("embedding").to_pylist()), want, atol=1e-6)
+
+
+def test_a_csv_that_csv_cannot_read_is_one_line_naming_the_file(
+    tmp_path: Path, tiny_bert_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "mac.csv").write_bytes(b"id,text\ra,hello\rb,world\r")  # lone CR line ends
+    argv = ["embed", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--model", str(tiny_bert_dir)]
+    assert main([*argv, "--on-bad-row", "skip"]) == 1  # not a _csv.Error traceback
+    err = capsys.readouterr().err
+    assert "promptembed: error: mac.csv: the header cannot be read as CSV (new-line character seen" in err
+    assert "lone CR (old Mac style): convert them to LF or CRLF" in err and "Traceback" not in err
 
 
 def test_an_input_inside_the_output_is_refused_before_anything_is_deleted(

@@ -121,6 +121,8 @@ def _jsonl_rows(lines: _Lines, where: str) -> Iterator[tuple[int, int, object]]:
             text = next(lines)
         except StopIteration:
             return
+        if lines.line == 1:
+            text = text.removeprefix("\ufeff")  # the UTF-8 byte-order mark some editors write
         if not text.strip():
             continue
         try:
@@ -134,13 +136,32 @@ class _Invalid:
     reason: str
 
 
+#: The longest CSV cell read (csv's default limit, 131072 characters, is less than a long document).
+CSV_FIELD_LIMIT = 2**31 - 1
+
+
+def _csv_next(reader: Iterator[list[str]], lines: _Lines, row: str) -> list[str]:
+    """The next CSV row; a file that ``csv`` cannot read is an error naming the file and row (no traceback)."""
+    if csv.field_size_limit() < CSV_FIELD_LIMIT:
+        csv.field_size_limit(CSV_FIELD_LIMIT)
+    try:
+        return next(reader)
+    except csv.Error as exc:
+        hint = (
+            "; the file seems to end its lines with a lone CR (old Mac style): convert them to LF or CRLF"
+            if "new-line character" in str(exc)
+            else ""
+        )
+        raise InputError(f"{lines._where}: {row} cannot be read as CSV ({exc}){hint}") from None
+
+
 def _csv_rows(lines: _Lines, header: list[str]) -> Iterator[tuple[int, int, object]]:
     reader = csv.reader(lines)
     n = 0
     while True:
         pos = lines.pos
         try:
-            cells = next(reader)
+            cells = _csv_next(reader, lines, f"row {n + 1}")
         except StopIteration:
             return
         n += 1
@@ -397,7 +418,10 @@ def scan(
             lines = _Lines(f, rel)
             header: list[str] = []
             if fmt == "csv":
-                header = next(csv.reader(lines), [])
+                try:
+                    header = _csv_next(csv.reader(lines), lines, "the header")
+                except StopIteration:  # an empty file
+                    continue
                 if not header:
                     continue
                 header[0] = _without_bom(header[0])

@@ -7,6 +7,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 import torch
 
 from promptembed.cli import main
@@ -48,3 +49,17 @@ def test_cli_in_process_and_ray_outputs_are_identical(ray_cluster: Any, tmp_path
     assert m_ray["rows"] == 41 and m_ray["skipped_rows"] == [
         {"row": "id=7", "reason": "column 'text' is NoneType (None), not str"}
     ]
+
+
+def test_a_user_error_on_the_actors_is_one_line_and_leaves_no_job(
+    ray_cluster: Any, tmp_path: Path, tiny_gemma_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"text": "hello"}\n')
+    argv = ["embed", str(src), "-o", str(tmp_path / "out"), "--model", str(tiny_gemma_dir), "--ray", "auto"]
+    assert main([*argv, "--prompt-name", "STSS"]) == 1
+    err = capsys.readouterr().err
+    assert "promptembed: error: Prompt name 'STSS' not found" in err
+    assert "ray::" not in err and "Traceback" not in err, err  # not Ray's wrapper with the worker's traceback
+    assert not (tmp_path / "out").exists()  # no _job.json that would call the corrected command another job
+    assert main([*argv, "--prompt-name", "STS"]) == 0

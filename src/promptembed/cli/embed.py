@@ -26,7 +26,7 @@ from promptembed._corpus import (
     spec_dict,
 )
 from promptembed._tables import TableJob, embed_table
-from promptembed.errors import ConfigError, MissingExtraError
+from promptembed.errors import ConfigError, MissingExtraError, PromptEmbedError
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -154,9 +154,30 @@ def _embed_on_ray(
             if spec.n_good == 0:
                 out.write_part(spec.name, _restore([], spec))
         return info
+    except Exception as exc:
+        cause = _raised_in_task(exc, ray.exceptions.RayError)
+        if cause is None:
+            raise
+        raise cause from None  # the one-line message, not Ray's wrapper with the worker's traceback
     finally:
         if started_here:
             ray.shutdown()
+
+
+def _raised_in_task(exc: BaseException, wrappers: type[BaseException]) -> PromptEmbedError | None:
+    """The promptembed error a Ray task or actor raised, found under Ray's wrappers (``None`` if there is none).
+
+    Ray re-raises a task's error as a ``RayTaskError`` that also subclasses the error's own class, with the remote
+    traceback in its message; the original is its ``cause`` (Ray Data may wrap it once more).
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, PromptEmbedError) and not isinstance(current, wrappers):
+            return current
+        current = getattr(current, "cause", None) or current.__cause__
+    return None
 
 
 def _read_indexed(specs: list[PartSpec], one: pa.Table) -> pa.Table:
@@ -223,6 +244,8 @@ def _run(args: argparse.Namespace) -> int:
         "embedder": {k: v for k, v in options.items() if k not in ("device", "batch_size", "max_batch_tokens")},
         "part_rows": args.part_rows,
     }
+    if args.model is not None and Path(args.model).is_dir():  # new weights saved under the same path: another job
+        job_info["model_weights_sha256"] = _weights_sha256(args.model)
     out = OutputFolder(Path(args.output).resolve())
     specs = plan_parts(files, job, args.part_rows, root=root if root.is_dir() else root.parent)
     with contextlib.ExitStack() as keep:
@@ -236,14 +259,26 @@ def _run(args: argparse.Namespace) -> int:
             probe = keep.enter_context(PromptEmbedder(**{**options, "show_progress_bar": False}))
             if job.prompt_name is not None:
                 probe.embed([], prompt_name=job.prompt_name)
+        new_job, new_folder = not (out.path / JOB_FILE).is_file() or args.overwrite, not out.path.exists()
         done = out.prepare(job_info, overwrite=args.overwrite)
         todo = [s for s in specs if s.name not in done]
         total = sum(s.n_rows for s in specs)
-        with tqdm(total=total, initial=total - sum(s.n_rows for s in todo), unit="row", desc="embedding") as bar:
-            if args.ray:
-                info = _embed_on_ray(todo, out, job, options, args, bar)
-            else:
-                info = _embed_in_process(todo, out, job, options, bar)
+        try:
+            with tqdm(total=total, initial=total - sum(s.n_rows for s in todo), unit="row", desc="embedding") as bar:
+                if args.ray:
+                    info = _embed_on_ray(todo, out, job, options, args, bar)
+                else:
+                    info = _embed_in_process(todo, out, job, options, bar)
+        except Exception:
+            # failed before its first part (a wrong prompt name, a model that does not load): leave nothing, so the
+            # corrected command does not meet an "unfinished job" of this one
+            if new_job and not any(out.path.glob("part-*.parquet")):
+                for written in [out.path / JOB_FILE, *out.path.glob(".*.tmp-*")]:
+                    written.unlink(missing_ok=True)
+                if new_folder:
+                    with contextlib.suppress(OSError):
+                        out.path.rmdir()
+            raise
         out.unify_parts([s.name for s in specs], job.output_column, info["dimension"])
     skipped = [b.to_dict() for s in specs for b in s.bad]
     manifest = {
