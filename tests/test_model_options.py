@@ -57,6 +57,16 @@ def test_different_load_options_are_different_models_same_ones_share(tiny_bert_d
         assert _registry.load_count == before + 4
 
 
+def test_spellings_of_one_device_share_one_loaded_model(tiny_bert_dir: Path) -> None:
+    before = _registry.load_count
+    with (
+        PromptEmbedder(model=tiny_bert_dir, device="cpu") as cpu,
+        PromptEmbedder(model=tiny_bert_dir, device="cpu:0") as cpu0,
+    ):
+        assert cpu0._require().model is cpu._require().model
+        assert cpu0.device == "cpu" and _registry.load_count == before + 1  # "cpu:0" loaded a second copy
+
+
 def test_token_never_in_plain_text(tiny_bert_dir: Path) -> None:
     with (
         PromptEmbedder(model=tiny_bert_dir, token=SECRET) as a,

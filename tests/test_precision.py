@@ -89,7 +89,7 @@ def test_gpu_auto_dtype_and_memory_release(tiny_gemma_dir: Path, tiny_bert_dir: 
     gc.collect()
     base = torch.cuda.memory_allocated()
     with PromptEmbedder(model=tiny_bert_dir, device="cuda") as emb:
-        assert emb.device == "cuda"
+        assert emb.device == f"cuda:{torch.cuda.current_device()}"  # one spelling per device
         assert emb.dtype == ("bfloat16" if torch.cuda.is_bf16_supported() else "float16")
         assert torch.cuda.memory_allocated() > base
         ref = SentenceTransformer(str(tiny_bert_dir), device="cpu").encode(texts, normalize_embeddings=True)

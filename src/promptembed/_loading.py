@@ -155,6 +155,8 @@ def read_model_type(
 def pick_device(device: str) -> str:
     """Resolve ``"auto"`` to cuda, then mps, then cpu; validate an explicit device string.
 
+    Each device has one spelling: ``"cpu"``, ``"mps"`` or ``"cuda:N"`` (``"cuda"`` is the current CUDA device).
+
     Raises:
         ConfigError: Unknown device, or a device this machine does not have.
     """
@@ -164,7 +166,7 @@ def pick_device(device: str) -> str:
         raise ConfigError(f"device must be a str such as 'auto', 'cpu', 'cuda', 'cuda:1' or 'mps', got {device!r}")
     if device == "auto":
         if torch.cuda.is_available():
-            return "cuda"
+            return f"cuda:{torch.cuda.current_device()}"
         if torch.backends.mps.is_available():
             return "mps"
         return "cpu"
@@ -175,7 +177,10 @@ def pick_device(device: str) -> str:
         raise ConfigError(f"device={device!r} but CUDA is not available on this machine; use device='auto' or 'cpu'")
     if kind == "mps" and not torch.backends.mps.is_available():
         raise ConfigError(f"device={device!r} but MPS is not available on this machine; use device='auto' or 'cpu'")
-    return device
+    # one spelling per device, so that "cpu" and "cpu:0", or "cuda" and "cuda:0", share one loaded model
+    if kind in ("cpu", "mps"):
+        return kind
+    return f"cuda:{torch.cuda.current_device()}" if device == "cuda" else device
 
 
 def cpu_flags(cpuinfo: str | None = None) -> set[str]:
