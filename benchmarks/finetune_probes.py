@@ -173,6 +173,9 @@ def main() -> None:
         help="inverse-cloze pairs take each chunk's first sentence first (then the others in seeded order)",
     )  # fmt: skip
     a = ap.parse_args()
+    if a.soup > 1 and (a.llrd != 1.0 or a.eval_each_epoch or a.epoch_average or a.variant != "mnrl"):
+        ap.error("--soup trains its extra members as plain MNRL: not with --llrd, --eval-each-epoch, --epoch-average "
+                 "or another --variant")  # fmt: skip
     torch.set_num_threads(a.threads)
     if a.lead_sentence:
         import promptembed.finetune.pairs as pairs_module

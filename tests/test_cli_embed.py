@@ -346,6 +346,22 @@ def test_a_csv_that_csv_cannot_read_is_one_line_naming_the_file(
     assert "lone CR (old Mac style): convert them to LF or CRLF" in err and "Traceback" not in err
 
 
+def test_a_stray_csv_quote_fails_and_a_malformed_cell_is_a_bad_row(
+    tmp_path: Path, tiny_bert_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "in").mkdir()
+    rows = "".join(f"r{i},row {i}\n" for i in range(3000))
+    (tmp_path / "in" / "q.csv").write_text(f'id,text\na,"never closed\n{rows}')  # the rest would be one cell
+    argv = ["embed", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--model", str(tiny_bert_dir)]
+    assert main([*argv, "--on-bad-row", "skip"]) == 1  # it gave 1 row of 3001, and no error
+    assert "q.csv: row 1 opens a quoted cell that never closes" in capsys.readouterr().err
+    (tmp_path / "in" / "q.csv").write_text('id,text\na,"Mars" is red\nb,Venus is hot\n')  # csv made 'Mars is red'
+    assert main([*argv, "--on-bad-row", "skip"]) == 0
+    manifest = json.loads((tmp_path / "out" / "_manifest.json").read_text())
+    assert manifest["skipped_rows"] == [{"row": "q.csv row 1", "reason": "is not valid CSV (',' expected after '\"')"}]
+    assert _read(tmp_path / "out").column("id").to_pylist() == ["b"]
+
+
 def test_an_input_inside_the_output_is_refused_before_anything_is_deleted(
     tmp_path: Path, tiny_bert_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -65,10 +65,17 @@ def test_auto_device_order(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
     assert _loading.pick_device("auto") == "mps"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert _loading.pick_device("auto") == "cuda"
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
+    assert _loading.pick_device("auto") == "cuda:1"  # one spelling per device: the current one, with its index
+    assert _loading.pick_device("cuda") == "cuda:1" and _loading.pick_device("cuda:0") == "cuda:0"
+    assert _loading.pick_device("mps:0") == "mps"
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert _loading.pick_device("auto") == "cpu"
+    assert _loading.pick_device("cpu:0") == "cpu"
+    for wrong in ("cpu:7", "cpu:banana"):
+        with pytest.raises(ConfigError, match=re.escape(f"Unknown device {wrong!r}; this machine has one cpu device")):
+            _loading.pick_device(wrong)
 
 
 def test_unavailable_device_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -31,6 +31,8 @@ def test_a_prompt_the_user_sets_for_the_document_role_wins_even_empty() -> None:
     assert resolve_role_prompt(saved, "document") == "p: "
     assert resolve_role_prompt(saved, "document", chosen={"document": ""}) == ""  # prompts={"document": ""}: off
     assert resolve_role_prompt(saved, "document", chosen={"query": "x"}) == "p: "
+    # adding a passage prompt does not displace a saved non-empty document prompt (sentence-transformers' order)
+    assert resolve_role_prompt({"document": "d: ", "passage": "p: "}, "document", chosen={"passage": "p: "}) == "d: "
 
 
 @pytest.mark.parametrize(

@@ -140,23 +140,39 @@ class _Invalid:
 CSV_FIELD_LIMIT = 2**31 - 1
 
 
-def _csv_next(reader: Iterator[list[str]], lines: _Lines, row: str) -> list[str]:
-    """The next CSV row; a file that ``csv`` cannot read is an error naming the file and row (no traceback)."""
+def _csv_reader(lines: _Lines) -> Iterator[list[str]]:
+    """A strict ``csv`` reader: a cell that is not valid CSV is an error for its row, not a silently mangled value."""
     if csv.field_size_limit() < CSV_FIELD_LIMIT:
         csv.field_size_limit(CSV_FIELD_LIMIT)
+    return csv.reader(lines, strict=True)
+
+
+def _csv_next(reader: Iterator[list[str]], lines: _Lines, row: str) -> list[str] | _Invalid:
+    """The next CSV row, or why it is not valid CSV.
+
+    Raises:
+        InputError: A quoted cell that never closes (the rest of the file would be one cell), or a row that csv cannot
+            read at all (lone CR line ends): one line naming the file and row.
+        StopIteration: The end of the file.
+    """
     try:
         return next(reader)
     except csv.Error as exc:
-        hint = (
-            "; the file seems to end its lines with a lone CR (old Mac style): convert them to LF or CRLF"
-            if "new-line character" in str(exc)
-            else ""
-        )
-        raise InputError(f"{lines._where}: {row} cannot be read as CSV ({exc}){hint}") from None
+        if "unexpected end of data" in str(exc):
+            raise InputError(
+                f"{lines._where}: {row} opens a quoted cell that never closes, so the rest of the file would be one "
+                'cell; fix the stray " (or double it: "" inside a quoted cell)'
+            ) from None
+        if "new-line character" in str(exc):
+            raise InputError(
+                f"{lines._where}: {row} cannot be read as CSV ({exc}); the file seems to end its lines with a lone CR "
+                "(old Mac style): convert them to LF or CRLF"
+            ) from None
+        return _Invalid(f"is not valid CSV ({exc})")
 
 
 def _csv_rows(lines: _Lines, header: list[str]) -> Iterator[tuple[int, int, object]]:
-    reader = csv.reader(lines)
+    reader = _csv_reader(lines)
     n = 0
     while True:
         pos = lines.pos
@@ -165,7 +181,9 @@ def _csv_rows(lines: _Lines, header: list[str]) -> Iterator[tuple[int, int, obje
         except StopIteration:
             return
         n += 1
-        if len(cells) != len(header):
+        if isinstance(cells, _Invalid):
+            yield pos, n, cells
+        elif len(cells) != len(header):
             yield pos, n, _Invalid(f"has {len(cells)} cells, the header has {len(header)}")
         else:
             yield pos, n, dict(zip(header, cells, strict=True))
@@ -419,9 +437,12 @@ def scan(
             header: list[str] = []
             if fmt == "csv":
                 try:
-                    header = _csv_next(csv.reader(lines), lines, "the header")
+                    head = _csv_next(_csv_reader(lines), lines, "the header")
                 except StopIteration:  # an empty file
                     continue
+                if isinstance(head, _Invalid):
+                    raise InputError(f"{rel}: the header {head.reason}; fix the file's first line")
+                header = head
                 if not header:
                     continue
                 header[0] = _without_bom(header[0])

@@ -179,6 +179,8 @@ def pick_device(device: str) -> str:
         raise ConfigError(f"device={device!r} but MPS is not available on this machine; use device='auto' or 'cpu'")
     # one spelling per device, so that "cpu" and "cpu:0", or "cuda" and "cuda:0", share one loaded model
     if kind in ("cpu", "mps"):
+        if device not in (kind, f"{kind}:0"):
+            raise ConfigError(f"Unknown device {device!r}; this machine has one {kind} device: use {kind!r}")
         return kind
     return f"cuda:{torch.cuda.current_device()}" if device == "cuda" else device
 

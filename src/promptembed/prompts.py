@@ -67,18 +67,15 @@ def merge_prompts(model_prompts: Mapping[str, str], overrides: Mapping[str, str]
 def role_prompt_name(prompts: Mapping[str, str], role: Role, chosen: Collection[str] = ()) -> str | None:
     """Name of the prompt used for ``role``, or ``None`` when the model has none for it.
 
-    ``chosen``: the names the user set (``prompts=``); the first of them that names the role wins, even when empty
-    (``{"document": ""}`` turns a saved ``passage`` prompt off).
+    ``chosen``: the names the user set (``prompts=``). In the order ``document``, ``passage``, ``corpus``, the first
+    that is non-empty or was set by the user wins, so ``{"document": ""}`` turns a saved ``passage`` prompt off.
     """
     candidates = ("query",) if role == "query" else DOCUMENT_PROMPT_NAMES
     present = [name for name in candidates if name in prompts]
-    for name in present:
-        if name in chosen:
-            return name
     # sentence-transformers 6 adds an empty "document" prompt to every model it loads, which would hide a
     # saved "passage"/"corpus" prompt; the first non-empty candidate is the one the model was saved with.
     for name in present:
-        if prompts[name]:
+        if prompts[name] or name in chosen:
             return name
     return present[0] if present else None
 

@@ -63,3 +63,17 @@ def test_a_user_error_on_the_actors_is_one_line_and_leaves_no_job(
     assert "ray::" not in err and "Traceback" not in err, err  # not Ray's wrapper with the worker's traceback
     assert not (tmp_path / "out").exists()  # no _job.json that would call the corrected command another job
     assert main([*argv, "--prompt-name", "STS"]) == 0
+
+
+def test_an_error_raised_in_the_actors_is_one_line(
+    ray_cluster: Any, tmp_path: Path, tiny_bert_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"text": "hello", "title": "T"}\n')
+    argv = ["embed", str(src), "-o", str(tmp_path / "out"), "--model", str(tiny_bert_dir), "--ray", "auto"]
+    assert main([*argv, "--title-column", "title"]) == 1  # found where the batch is embedded: in an actor
+    err = capsys.readouterr().err
+    line = "promptembed: error: titles were given, but this model's document prompt '' has no title slot"
+    assert line in err and "UserCodeException" not in err and "Traceback" not in err, err
+    assert err.split(line, 1)[1].count("\n") == 1  # the message ends there, without Ray Data's retry advice
+    assert not (tmp_path / "out").exists()

@@ -126,6 +126,9 @@ def _embed_on_ray(
         info: dict[str, Any] = ray.get(describe.remote(options, job))  # resolved where the actors run
         ctx = ray.data.DataContext.get_current()
         ctx.execution_options.preserve_order = True
+        # an error raised in the actors comes back as itself (wrapped by Ray), not as Ray Data's UserCodeException,
+        # whose cause does not survive Ray's serialization; _raised_in_task finds it for the one-line message
+        ctx.raise_original_map_exception = True
         items = ray.data.from_items([{"i": i} for i in range(len(specs))], override_num_blocks=max(1, len(specs)))
         parts = items.map_batches(
             lambda one: _read_indexed(specs, one), batch_size=1, batch_format="pyarrow", label_selector=here, num_cpus=0
@@ -168,13 +171,18 @@ def _raised_in_task(exc: BaseException, wrappers: type[BaseException]) -> Prompt
     """The promptembed error a Ray task or actor raised, found under Ray's wrappers (``None`` if there is none).
 
     Ray re-raises a task's error as a ``RayTaskError`` that also subclasses the error's own class, with the remote
-    traceback in its message; the original is its ``cause`` (Ray Data may wrap it once more).
+    traceback in its message; the original is its ``cause``. Ray Data (with ``raise_original_map_exception``)
+    appends its retry advice to the original's message, which is cut off.
     """
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
         if isinstance(current, PromptEmbedError) and not isinstance(current, wrappers):
+            text = str(current)
+            ray_note = text.find("\nFailed to apply UDF transform")  # Ray Data appends its retry advice
+            if ray_note >= 0:
+                current.args = (text[:ray_note],)
             return current
         current = getattr(current, "cause", None) or current.__cause__
     return None

@@ -397,7 +397,8 @@ def finetune(
                         "the worse-than-base keyword check needs (give more documents, or eval_queries= / "
                         "--eval-queries)"
                     )
-                    logger.warning("keyword check skipped: %s", guard_skipped)
+                    if is_main_process():  # once, not on every DDP rank
+                        logger.warning("keyword check skipped: %s", guard_skipped)
         if real_questions is not None:
             evals["eval_queries"] = real_questions
         if not evals:
