@@ -118,6 +118,7 @@ def evaluate_retrieval(
             prompt (:func:`embed_texts`); embedded here when None.
     """
     from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
+    from sentence_transformers.util import cos_sim
 
     if not queries or not corpus:
         raise ValueError(f"Cannot evaluate {name!r}: {len(queries)} queries and {len(corpus)} passages")
@@ -155,6 +156,9 @@ def evaluate_retrieval(
         write_csv=False,
         query_prompt=resolve_role_prompt(prompts, "query") or None,
         corpus_prompt=resolve_role_prompt(prompts, "document") or None,
+        # cosine whatever the model's similarity_fn_name ("dot" named the keys dot_*): promptembed serves unit
+        # vectors by default, whose dot product is the cosine
+        score_functions={"cosine": cos_sim},
         main_score_function="cosine",
     )
     if corpus_embeddings is None:
