@@ -323,3 +323,70 @@ def test_eval_files_are_checked_before_any_document_is_read(
     broken.write_text(json.dumps({"text": "fine"}) + "\n" + '{"text": "a\tb"\n')
     with pytest.raises(ConfigError, match=r"corpus.jsonl:2: not valid JSON \(.*\); each line of the eval corpus"):
         finetune([docs], eval_queries=eval_file, eval_corpus=broken, **run)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ({"batch_size": 0}, "batch_size must be an int >= 1, got 0"),
+        ({"learning_rate": -1.0}, "learning_rate=-1.0 must be a number in (0, 1)"),
+        ({"seed": -1}, "seed must be an int >= 0, got -1"),
+        ({"seed": 2**32}, "seed=4294967296 must be below 2**32"),
+        ({"max_steps": 0}, "max_steps must be an int >= 1, got 0"),  # it trained 1 step (and -3: two epochs)
+        ({"lr_scheduler": "bogus"}, "Unknown lr_scheduler='bogus'; use one of 'linear'"),
+        ({"teacher": "/nope/teacher"}, "Model '/nope/teacher' not found"),
+    ],
+)
+def test_bad_trainer_options_fail_before_any_document_is_read(
+    docs: Path, tmp_path: Path, tiny_bert_dir: Path, monkeypatch: pytest.MonkeyPatch, option: dict, message: str
+) -> None:
+    import promptembed.finetune.api as api
+    from promptembed.errors import PromptEmbedError
+
+    def too_late(*args: object, **kwargs: object) -> None:
+        raise AssertionError(
+            "the documents were read (and pairs made, maybe by an LLM) before the options were checked"
+        )
+
+    monkeypatch.setattr(api, "load_documents", too_late)
+    with pytest.raises(PromptEmbedError, match=re.escape(message)):
+        finetune([docs], output=tmp_path / "m", base=tiny_bert_dir, progress=False, **option)
+
+
+def test_a_supervision_file_that_would_drop_the_generated_pairs_is_refused(
+    docs: Path, tmp_path: Path, tiny_bert_dir: Path
+) -> None:
+    triplets = tmp_path / "triplets.csv"
+    triplets.write_text("anchor,positive,negative\nq1,p1,n1\nq2,p2,n2\nq3,p3,n3\n")
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("anchor,positive\nq1,p1\nq2,p2\n")
+    run = {"output": tmp_path / "m", "base": tiny_bert_dir, "progress": False}
+    with pytest.raises(ConfigError, match=re.escape("Triplets (anchor,positive,negative) cannot be mixed with pairs")):
+        finetune([docs], supervision=triplets, **run)  # it trained on the 3 triplets alone, without a word
+    with pytest.raises(ConfigError, match=re.escape("hard_negatives= mines negatives for the pairs generated from")):
+        finetune([docs], supervision=pairs, hard_negatives=1, **run)  # the negatives were silently not mined
+
+
+def test_what_killed_runs_left_beside_the_output_is_swept(docs: Path, tmp_path: Path, tiny_bert_dir: Path) -> None:
+    out = tmp_path / "model [v2]"  # glob characters in the name
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    half_saved = tmp_path / f".model [v2].tmp-{gone.stdout.strip()}"  # a process that no longer exists
+    trash = tmp_path / ".model [v2].trash-abc123"
+    running = tmp_path / f".model [v2].tmp-{os.getpid()}x"  # not a pid: left alone
+    for folder in (half_saved, trash / "model", running):
+        folder.mkdir(parents=True)
+        (folder / "model.safetensors").write_bytes(b"x" * 100)
+    finetune([docs], output=out, base=tiny_bert_dir, max_steps=2, batch_size=4, progress=False)
+    assert sorted(p.name for p in tmp_path.glob(".model*")) == [running.name]
+
+
+def test_an_interrupted_overwrite_is_put_back_under_a_name_with_glob_characters(
+    docs: Path, tmp_path: Path, tiny_bert_dir: Path
+) -> None:
+    out = tmp_path / "model [v2]"
+    finetune([docs], output=out, base=tiny_bert_dir, max_steps=2, batch_size=4, progress=False)
+    before = (out / "report.json").read_bytes()
+    out.rename(tmp_path / ".model [v2].old-999")  # killed between the two renames of an overwrite
+    with pytest.raises(ConfigError, match="already exists"):
+        finetune([docs], output=out, base=tiny_bert_dir, max_steps=2, batch_size=4, progress=False)
+    assert (out / "report.json").read_bytes() == before  # put back (glob read "[v2]" as a character class)

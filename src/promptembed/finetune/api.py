@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import logging
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from promptembed import _loading
+from promptembed._inputs import check_int
 from promptembed.errors import ConfigError
 from promptembed.finetune._steps import (
     BaseEncoder,
@@ -269,6 +271,22 @@ def finetune(
         raise ConfigError(f"llm_concurrency={llm_concurrency} must be at least 1 (1: one LLM call at a time)")
     if max_train_pairs is not None and max_train_pairs < 2:
         raise ConfigError(f"max_train_pairs={max_train_pairs} must be at least 2, or None for no cap")
+    # the trainer's own options, checked before documents are read, pairs made (LLM calls) and models loaded
+    check_int("batch_size", batch_size, minimum=1)
+    check_int("seed", seed, minimum=0)
+    if seed >= 2**32:
+        raise ConfigError(f"seed={seed} must be below 2**32 (numpy's and torch's seeds are 32-bit)")
+    if max_steps is not None:
+        check_int("max_steps", max_steps, minimum=1)
+    if isinstance(learning_rate, bool) or not isinstance(learning_rate, int | float) or not 0 < learning_rate < 1:
+        raise ConfigError(f"learning_rate={learning_rate!r} must be a number in (0, 1), e.g. 2e-5")
+    from transformers import SchedulerType
+
+    schedulers = [s.value for s in SchedulerType]
+    if lr_scheduler not in schedulers:
+        raise ConfigError(f"Unknown lr_scheduler={lr_scheduler!r}; use one of {', '.join(map(repr, schedulers))}")
+    if isinstance(teacher, str | Path):
+        _loading.resolve_source(teacher)  # a path that does not exist fails now, not after the pairs are made
     started, cpu_started = time.time(), time.process_time()
     timings: dict[str, float] = {}
     output = Path(output).resolve()
@@ -276,6 +294,7 @@ def finetune(
     if is_local:
         _loading.check_weights_safe(source, allow_pickle=False)
     _restore_interrupted_overwrite(output)
+    _sweep_leftovers(output)
     preflight(output, overwrite, source, docs=[d for d in docs if isinstance(d, str | Path)])
     work_dir = output.parent / f".{output.name}.work"
     if eval_corpus is not None and eval_queries is None:
@@ -285,6 +304,19 @@ def finetune(
     # the user's files are read before any model is loaded: a wrong column fails now, not after pairs and mining
     real_questions = load_eval_queries(eval_queries, eval_corpus) if eval_queries is not None else None
     sup = load_supervision(supervision) if supervision is not None else None
+    if sup is not None and sup.kind in ("scored", "triplets") and docs:
+        what = "Scored pairs (text1,text2,score)" if sup.kind == "scored" else "Triplets (anchor,positive,negative)"
+        raise ConfigError(
+            f"{what} cannot be mixed with pairs generated from documents; pass docs=() with them, or a file of "
+            "(anchor,positive) pairs to train beside the generated ones"
+        )
+    if sup is not None and teacher is not None:
+        raise ConfigError("teacher= works with generated pairs only (not with a supervision file)")
+    if sup is not None and hard_negatives:
+        raise ConfigError(
+            "hard_negatives= mines negatives for the pairs generated from documents, not for a supervision file; "
+            "give (anchor,positive,negative) triplets in the file instead, or hard_negatives=0"
+        )
 
     with stage(timings, "reading_chunking"):
         loaded = load_documents(list(docs), progress=progress) if docs else None
@@ -331,10 +363,6 @@ def finetune(
             rows = [{"anchor": p.query, "positive": p.positive} for p in pairs]
             origins = [{"chunk_id": p.chunk_id, "source": p.source} for p in pairs]
         if sup is not None:
-            if sup.kind == "scored" and rows:
-                raise ConfigError(
-                    "Scored pairs (text1,text2,score) cannot be mixed with generated pairs; pass docs=() with them"
-                )
             kind = "scored" if sup.kind == "scored" else ("triplets" if sup.kind == "triplets" else "pairs")
             rows = rows + sup.rows if kind != "triplets" else sup.rows
             origins = (origins if kind != "triplets" else []) + [{"source": "supervision"}] * len(sup.rows)
@@ -374,6 +402,11 @@ def finetune(
                 raise ConfigError("Too few pairs had hard negatives; lower negative_margin or hard_negatives")
         elif teacher_model is not None:
             raise ConfigError("A teacher needs at least 3 chunks to mine negatives from; give more documents")
+        elif n_negatives:
+            logger.warning(
+                "hard negatives skipped: %d training chunks leave none to mine from (give more documents)",
+                len(train_chunks),
+            )
     chosen_loss = (
         ("cosent" if kind == "scored" else "margin_mse" if kind == "margin_mse" else "mnrl") if loss == "auto" else loss
     )
@@ -548,13 +581,40 @@ def _restore_interrupted_overwrite(output: Path) -> None:
     """Put back a model that a killed overwrite left as ``.<name>.old-<pid>`` (the run died between two renames)."""
     if output.exists() or not is_main_process():
         return
-    left = sorted(output.parent.glob(f".{output.name}.old-*"), key=lambda p: p.stat().st_mtime)
+    left = sorted(output.parent.glob(glob.escape(f".{output.name}") + ".old-*"), key=lambda p: p.stat().st_mtime)
     if left and (left[-1] / "modules.json").is_file():
         try:
             left[-1].rename(output)
         except OSError:  # another process got there first
             return
         logger.warning("restored %s: an earlier run was killed while it replaced that model", output)
+
+
+def _sweep_leftovers(output: Path) -> None:
+    """Delete what killed runs left beside ``output``.
+
+    That is a half-saved ``.<name>.tmp-<pid>`` of a process that is gone, and ``.<name>.trash-*`` folders (a
+    replaced model whose deletion was cut short).
+    """
+    if not is_main_process():
+        return
+    prefix = glob.escape(f".{output.name}")
+    for left in output.parent.glob(prefix + ".trash-*"):
+        shutil.rmtree(left, ignore_errors=True)
+    for left in output.parent.glob(prefix + ".tmp-*"):
+        pid = left.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            shutil.rmtree(left, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists, under another user
+        return True
+    return True
 
 
 def _start_or_resume(work_dir: Path, run: dict[str, Any]) -> None:
