@@ -75,3 +75,17 @@ def test_python_dash_m_runs_the_cli() -> None:
     argv = [sys.executable, "-m", "promptembed", "--version"]
     done = subprocess.run(argv, capture_output=True, text=True, check=False)
     assert done.returncode == 0 and done.stdout.startswith("promptembed ")
+
+
+def test_ctrl_c_is_one_line_and_exit_130(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import promptembed.cli.embed as embed
+
+    def interrupted(args: object) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(embed, "_run", interrupted)
+    assert main(["embed", str(tmp_path), "-o", str(tmp_path / "out")]) == 130  # a traceback before
+    err = capsys.readouterr().err
+    assert err == "promptembed embed: interrupted; rerun the same command to resume\n"

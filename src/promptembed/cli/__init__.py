@@ -44,6 +44,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PromptEmbedError as exc:
         print(f"promptembed: error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C: what was finished is kept (embed parts, finetune checkpoints)
+        if os.environ.get("PROMPTEMBED_DEBUG"):
+            raise
+        hint = "; rerun the same command to resume" if args.command in ("embed", "finetune") else ""
+        print(f"promptembed {args.command}: interrupted{hint}", file=sys.stderr)
+        return 130
     except (OSError, ValueError) as exc:  # a missing, unreadable or malformed file or folder: one line, no traceback
         if os.environ.get("PROMPTEMBED_DEBUG"):
             raise
