@@ -390,3 +390,31 @@ def test_an_interrupted_overwrite_is_put_back_under_a_name_with_glob_characters(
     with pytest.raises(ConfigError, match="already exists"):
         finetune([docs], output=out, base=tiny_bert_dir, max_steps=2, batch_size=4, progress=False)
     assert (out / "report.json").read_bytes() == before  # put back (glob read "[v2]" as a character class)
+
+
+def test_a_run_killed_after_training_resumes_without_another_step(
+    docs: Path, tmp_path: Path, tiny_bert_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import promptembed.finetune.api as api
+
+    # a constant schedule, so that a step more would change the weights (linear decays the last step's lr to 0)
+    run = {"base": tiny_bert_dir, "lr_scheduler": "constant", "learning_rate": 1e-3, "max_steps": 2, "save_steps": 2,
+           "batch_size": 4, "progress": False}  # fmt: skip
+    clean = finetune([docs], output=tmp_path / "clean", **run)  # type: ignore[arg-type]
+
+    def disk_full(*args: object, **kwargs: object) -> None:
+        raise OSError("disk full")
+
+    with monkeypatch.context() as m:  # killed while saving, after the final checkpoint-2
+        m.setattr(api, "write_card", disk_full)
+        with pytest.raises(OSError, match="disk full"):
+            finetune([docs], output=tmp_path / "resumed", **run)  # type: ignore[arg-type]
+    resumed = finetune([docs], output=tmp_path / "resumed", **run)  # type: ignore[arg-type]
+    metrics = json.loads((tmp_path / "resumed" / "report.json").read_text())["training"]["metrics"]
+    assert metrics["resumed_from"] == "checkpoint-2" and metrics["global_step"] == 2  # it trained a third step
+    assert (
+        metrics["epoch"] == json.loads((tmp_path / "clean" / "report.json").read_text())["training"]["metrics"]["epoch"]
+    )
+    a = SentenceTransformer(str(clean.output), device="cpu").state_dict()
+    b = SentenceTransformer(str(resumed.output), device="cpu").state_dict()
+    assert all(np.allclose(a[k].numpy(), b[k].numpy(), atol=1e-6) for k in a)

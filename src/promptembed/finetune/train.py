@@ -147,7 +147,11 @@ def train_model(
         The trainer's final metrics (``train_loss`` and timings).
     """
     from datasets import Dataset
-    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers import (
+        SentenceTransformer,
+        SentenceTransformerTrainer,
+        SentenceTransformerTrainingArguments,
+    )
     from sentence_transformers.base.sampler import BatchSamplers
     from sentence_transformers.sentence_transformer import losses
     from sentence_transformers.util import pairwise_cos_sim
@@ -210,8 +214,29 @@ def train_model(
     # before it looks, so no rank resumes a checkpoint of another run (a no-op in a single process)
     trainer.accelerator.wait_for_everyone()
     checkpoint = latest_checkpoint(work_dir) if resume else None
+    finished = _finished_metrics(work_dir, checkpoint)
+    if checkpoint is not None and finished is not None:
+        # training had ended when the run was killed (in evaluation or saving): its last checkpoint is the trained
+        # model; the trainer would resume it with one more step
+        trained = SentenceTransformer(str(checkpoint), device=str(model.device), local_files_only=True)
+        model.load_state_dict(trained.state_dict())
+        return {**finished, "resumed_from": checkpoint.name}
     output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     metrics = dict(output.metrics)
+    metrics["global_step"] = output.global_step
     metrics["resumed_from"] = checkpoint.name if checkpoint else None
     (work_dir / "train_metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
     return metrics
+
+
+def _finished_metrics(work_dir: Path, checkpoint: Path | None) -> dict[str, Any] | None:
+    """The metrics of a training that ended in ``work_dir``, when ``checkpoint`` is its final step (else None)."""
+    if checkpoint is None:
+        return None
+    try:
+        metrics = json.loads((work_dir / "train_metrics.json").read_text(encoding="utf-8"))
+        state = json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    done = isinstance(metrics, dict) and metrics.get("global_step") is not None
+    return metrics if done and metrics["global_step"] == state.get("global_step") else None
