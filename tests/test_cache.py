@@ -166,14 +166,17 @@ def test_a_model_with_the_same_weights_and_another_pooling_misses(tiny_bert_dir:
     assert pooling["pooling_mode"] == "mean"
     pooling["pooling_mode"] = "cls"
     config.write_text(json.dumps(pooling))
-    texts = ["red planet", "hot planet"]
-    want = SentenceTransformer(str(cls_model), device="cpu").encode_document(texts)
-    cache = tmp_path / "cache"
-    with PromptEmbedder(model=tiny_bert_dir, normalize=False, cache_dir=cache) as emb:
-        mean = emb.embed_documents(texts)
-    with PromptEmbedder(model=cls_model, normalize=False, cache_dir=cache) as emb:
-        got = emb.embed_documents(texts)  # it returned the mean-pooling model's cached vectors
-    assert np.abs(mean - want).max() > 1e-3  # the two poolings differ, so the check below can tell them apart
+    _assert_the_variant_misses(tiny_bert_dir, cls_model, ["red planet", "hot planet"], tmp_path / "cache")
+
+
+def _assert_the_variant_misses(model: Path, variant: Path, texts: list[str], cache: Path) -> None:
+    """``variant`` (``model`` with one setting changed) gets its own vectors from a cache that ``model`` filled."""
+    want = SentenceTransformer(str(variant), device="cpu").encode_document(texts)
+    with PromptEmbedder(model=model, normalize=False, cache_dir=cache) as emb:
+        first = emb.embed_documents(texts)
+    with PromptEmbedder(model=variant, normalize=False, cache_dir=cache) as emb:
+        got = emb.embed_documents(texts)  # it returned the first model's cached vectors
+    assert np.abs(first - want).max() > 1e-3  # the two models differ, so the check below can tell them apart
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
 
 
@@ -192,11 +195,4 @@ def test_a_model_that_cuts_long_texts_from_the_other_end_misses(tiny_bert_dir: P
     config = left / "tokenizer_config.json"
     config.write_text(json.dumps({**json.loads(config.read_text()), "truncation_side": "left"}))
     texts = ["alpha beta gamma " + "word " * 100 + "end omega"]  # far over the 32 tokens, so the cut side matters
-    want = SentenceTransformer(str(left), device="cpu").encode_document(texts)
-    cache = tmp_path / "cache"
-    with PromptEmbedder(model=tiny_bert_dir, normalize=False, cache_dir=cache) as emb:
-        right = emb.embed_documents(texts)
-    with PromptEmbedder(model=left, normalize=False, cache_dir=cache) as emb:
-        got = emb.embed_documents(texts)  # it returned the right-truncating model's cached vector
-    assert np.abs(right - want).max() > 1e-3
-    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+    _assert_the_variant_misses(tiny_bert_dir, left, texts, tmp_path / "cache")

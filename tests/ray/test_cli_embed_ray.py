@@ -51,29 +51,22 @@ def test_cli_in_process_and_ray_outputs_are_identical(ray_cluster: Any, tmp_path
     ]
 
 
-def test_a_user_error_on_the_actors_is_one_line_and_leaves_no_job(
-    ray_cluster: Any, tmp_path: Path, tiny_gemma_dir: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    src = tmp_path / "in.jsonl"
-    src.write_text('{"text": "hello"}\n')
-    argv = ["embed", str(src), "-o", str(tmp_path / "out"), "--model", str(tiny_gemma_dir), "--ray", "auto"]
-    assert main([*argv, "--prompt-name", "STSS"]) == 1
-    err = capsys.readouterr().err
-    assert "promptembed: error: Prompt name 'STSS' not found" in err
-    assert "ray::" not in err and "Traceback" not in err, err  # not Ray's wrapper with the worker's traceback
-    assert not (tmp_path / "out").exists()  # no _job.json that would call the corrected command another job
-    assert main([*argv, "--prompt-name", "STS"]) == 0
-
-
-def test_an_error_raised_in_the_actors_is_one_line(
-    ray_cluster: Any, tmp_path: Path, tiny_bert_dir: Path, capsys: pytest.CaptureFixture[str]
+def test_user_errors_in_ray_tasks_and_actors_are_one_line_and_leave_no_job(
+    ray_cluster: Any, tmp_path: Path, tiny_gemma_dir: Path, tiny_bert_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     src = tmp_path / "in.jsonl"
     src.write_text('{"text": "hello", "title": "T"}\n')
-    argv = ["embed", str(src), "-o", str(tmp_path / "out"), "--model", str(tiny_bert_dir), "--ray", "auto"]
-    assert main([*argv, "--title-column", "title"]) == 1  # found where the batch is embedded: in an actor
-    err = capsys.readouterr().err
-    line = "promptembed: error: titles were given, but this model's document prompt '' has no title slot"
-    assert line in err and "UserCodeException" not in err and "Traceback" not in err, err
-    assert err.split(line, 1)[1].count("\n") == 1  # the message ends there, without Ray Data's retry advice
-    assert not (tmp_path / "out").exists()
+    cases = [  # a wrong prompt name is found in a Ray task; a title without a title slot where batches are embedded
+        (tiny_gemma_dir, ["--prompt-name", "STSS"], "Prompt name 'STSS' not found"),
+        (tiny_bert_dir, ["--title-column", "title"], "titles were given, but this model's document prompt ''"),
+    ]
+    for model, options, message in cases:
+        argv = ["embed", str(src), "-o", str(tmp_path / "out"), "--model", str(model), "--ray", "auto"]
+        assert main([*argv, *options]) == 1
+        err = capsys.readouterr().err
+        line = f"promptembed: error: {message}"
+        assert line in err and "Traceback" not in err and "UserCodeException" not in err, err  # not Ray's wrapper
+        assert err.split(line, 1)[1].count("\n") == 1  # the message ends there, without Ray Data's retry advice
+        assert not (tmp_path / "out").exists()  # no _job.json that would call the corrected command another job
+    argv = ["embed", str(src), "-o", str(tmp_path / "out"), "--model", str(tiny_gemma_dir), "--ray", "auto"]
+    assert main([*argv, "--prompt-name", "STS"]) == 0
