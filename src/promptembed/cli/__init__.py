@@ -5,7 +5,7 @@ Commands:
   embed     embed a JSONL/Parquet/CSV corpus into Parquet parts with a manifest; resumable; --ray for a cluster
   finetune  finetune a model on your documents (needs the [train] extra); also pairs and eval
 
-Exit codes: 0 success, 1 the command failed (the error is printed on stderr), 2 a usage error.
+Exit codes: 0 success, 1 the command failed (the error is printed on stderr), 2 a usage error, 130 Ctrl-C.
 """
 
 from __future__ import annotations
@@ -35,7 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit code: 0 success, 1 a failed command (one line on stderr), 2 a usage error."""
+    """Run the CLI; returns the exit code.
+
+    0 success, 1 a failed command (one line on stderr), 2 a usage error, 130 interrupted (Ctrl-C).
+    """
     from promptembed.errors import PromptEmbedError
 
     args = build_parser().parse_args(argv)  # a usage error exits 2 here, argparse's convention

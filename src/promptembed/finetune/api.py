@@ -6,7 +6,9 @@ import glob
 import hashlib
 import json
 import logging
+import numbers
 import os
+import re
 import resource
 import shutil
 import tempfile
@@ -139,6 +141,15 @@ def _headline(evaluations: dict[str, Any]) -> str:
             return name
     return next(iter(evaluations))
 
+
+#: The trainer's learning-rate schedules that need nothing more than the steps (transformers' others need an
+#: evaluation strategy or extra arguments this helper does not set).
+LR_SCHEDULERS = (
+    "linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup", "inverse_sqrt",
+)  # fmt: skip
+
+#: A half-saved model folder of a dead process is deleted once nothing has written to it for this long.
+LEFTOVER_IDLE_S = 3600
 
 #: The held-out keyword queries of the second guard (:attr:`FinetuneResult.specialized`).
 KEYWORD_EVAL = "heldout_keyword_queries"
@@ -278,15 +289,15 @@ def finetune(
         raise ConfigError(f"seed={seed} must be below 2**32 (numpy's and torch's seeds are 32-bit)")
     if max_steps is not None:
         check_int("max_steps", max_steps, minimum=1)
-    if isinstance(learning_rate, bool) or not isinstance(learning_rate, int | float) or not 0 < learning_rate < 1:
+    if isinstance(learning_rate, bool) or not isinstance(learning_rate, numbers.Real) or not 0 < learning_rate < 1:
         raise ConfigError(f"learning_rate={learning_rate!r} must be a number in (0, 1), e.g. 2e-5")
-    from transformers import SchedulerType
-
-    schedulers = [s.value for s in SchedulerType]
-    if lr_scheduler not in schedulers:
-        raise ConfigError(f"Unknown lr_scheduler={lr_scheduler!r}; use one of {', '.join(map(repr, schedulers))}")
-    if isinstance(teacher, str | Path):
-        _loading.resolve_source(teacher)  # a path that does not exist fails now, not after the pairs are made
+    learning_rate = float(learning_rate)
+    if lr_scheduler not in LR_SCHEDULERS:
+        raise ConfigError(f"Unknown lr_scheduler={lr_scheduler!r}; use one of {', '.join(map(repr, LR_SCHEDULERS))}")
+    if isinstance(teacher, str | Path):  # a missing path or a pickle-only folder fails now, not after the pairs
+        teacher_source, teacher_is_local = _loading.resolve_source(teacher)
+        if teacher_is_local:
+            _loading.check_weights_safe(teacher_source, allow_pickle=False)
     started, cpu_started = time.time(), time.process_time()
     timings: dict[str, float] = {}
     output = Path(output).resolve()
@@ -593,17 +604,18 @@ def _restore_interrupted_overwrite(output: Path) -> None:
 def _sweep_leftovers(output: Path) -> None:
     """Delete what killed runs left beside ``output``.
 
-    That is a half-saved ``.<name>.tmp-<pid>`` of a process that is gone, and ``.<name>.trash-*`` folders (a
-    replaced model whose deletion was cut short).
+    That is ``.<name>.trash-XXXXXXXX`` folders (a replaced model whose deletion was cut short), and a half-saved
+    ``.<name>.tmp-<pid>`` whose process is gone here and that nothing has written to for an hour (a run on another
+    machine sharing the folder is not seen as alive). Only these exact names, never a neighbour's folders.
     """
-    if not is_main_process():
+    if not is_main_process() or not output.parent.is_dir():
         return
-    prefix = glob.escape(f".{output.name}")
-    for left in output.parent.glob(prefix + ".trash-*"):
-        shutil.rmtree(left, ignore_errors=True)
-    for left in output.parent.glob(prefix + ".tmp-*"):
-        pid = left.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not _process_alive(int(pid)):
+    name = re.escape(f".{output.name}")
+    for left in output.parent.iterdir():
+        trash = re.fullmatch(name + r"\.trash-[a-z0-9_]{8}", left.name)
+        tmp = re.fullmatch(name + r"\.tmp-(\d+)", left.name)
+        idle = tmp is not None and time.time() - left.stat().st_mtime > LEFTOVER_IDLE_S
+        if trash or (tmp and idle and not _process_alive(int(tmp.group(1)))):
             shutil.rmtree(left, ignore_errors=True)
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any, Literal
 
 from promptembed import _loading
 from promptembed.errors import ConfigError
+from promptembed.finetune.distributed import is_main_process
 from promptembed.prompts import resolve_role_prompt
 
 __all__ = [
@@ -148,7 +150,6 @@ def train_model(
     """
     from datasets import Dataset
     from sentence_transformers import (
-        SentenceTransformer,
         SentenceTransformerTrainer,
         SentenceTransformerTrainingArguments,
     )
@@ -214,29 +215,30 @@ def train_model(
     # before it looks, so no rank resumes a checkpoint of another run (a no-op in a single process)
     trainer.accelerator.wait_for_everyone()
     checkpoint = latest_checkpoint(work_dir) if resume else None
-    finished = _finished_metrics(work_dir, checkpoint)
-    if checkpoint is not None and finished is not None:
+    if checkpoint is not None and _is_final(checkpoint):
         # training had ended when the run was killed (in evaluation or saving): its last checkpoint is the trained
-        # model; the trainer would resume it with one more step
-        trained = SentenceTransformer(str(checkpoint), device=str(model.device), local_files_only=True)
-        model.load_state_dict(trained.state_dict())
+        # model, which the trainer would resume with one more step
+        trainer._load_from_checkpoint(str(checkpoint))  # sentence-transformers' own loader, as its resume uses
+        try:
+            finished = json.loads((work_dir / "train_metrics.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):  # killed before they were written
+            finished = {}
         return {**finished, "resumed_from": checkpoint.name}
     output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     metrics = dict(output.metrics)
     metrics["global_step"] = output.global_step
     metrics["resumed_from"] = checkpoint.name if checkpoint else None
-    (work_dir / "train_metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
+    if is_main_process():  # one writer, whole or not at all
+        tmp = work_dir / f".train_metrics.json.tmp-{os.getpid()}"
+        tmp.write_text(json.dumps(metrics, indent=2, default=str), encoding="utf-8")
+        os.replace(tmp, work_dir / "train_metrics.json")
     return metrics
 
 
-def _finished_metrics(work_dir: Path, checkpoint: Path | None) -> dict[str, Any] | None:
-    """The metrics of a training that ended in ``work_dir``, when ``checkpoint`` is its final step (else None)."""
-    if checkpoint is None:
-        return None
+def _is_final(checkpoint: Path) -> bool:
+    """Whether ``checkpoint`` was saved at the last step of its training (its ``trainer_state.json`` says so)."""
     try:
-        metrics = json.loads((work_dir / "train_metrics.json").read_text(encoding="utf-8"))
         state = json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    done = isinstance(metrics, dict) and metrics.get("global_step") is not None
-    return metrics if done and metrics["global_step"] == state.get("global_step") else None
+        return 0 < int(state["max_steps"]) <= int(state["global_step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
