@@ -233,7 +233,8 @@ class PromptEmbedder:
     def document_prompt(self) -> str:
         """Prompt text prepended to documents (``document``, else ``passage``, else ``corpus``; or empty).
 
-        An entry of ``prompts=`` for one of those names wins, even an empty one (which turns a saved prompt off).
+        In that order, the first that is non-empty or set in ``prompts=`` is used: ``prompts={"document": ""}`` turns
+        a saved ``passage`` or ``corpus`` prompt off, and a saved non-empty ``document`` prompt comes first.
         """
         return resolve_role_prompt(self._prompts, "document", self._prompt_overrides or ())
 

@@ -605,8 +605,9 @@ def _sweep_leftovers(output: Path) -> None:
     """Delete what killed runs left beside ``output``.
 
     That is ``.<name>.trash-XXXXXXXX`` folders (a replaced model whose deletion was cut short), and a half-saved
-    ``.<name>.tmp-<pid>`` whose process is gone here and that nothing has written to for an hour (a run on another
-    machine sharing the folder is not seen as alive). Only these exact names, never a neighbour's folders.
+    ``.<name>.tmp-<pid>`` whose process is gone and that nothing has written to for an hour (the hour because a
+    run on another machine sharing the folder cannot be seen from here). Only these exact names, never a
+    neighbour's folders.
     """
     if not is_main_process() or not output.parent.is_dir():
         return
