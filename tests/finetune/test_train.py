@@ -428,3 +428,18 @@ def test_a_run_killed_after_training_resumes_without_another_step(
     a = SentenceTransformer(str(clean.output), device="cpu").state_dict()
     b = SentenceTransformer(str(resumed.output), device="cpu").state_dict()
     assert all(np.allclose(a[k].numpy(), b[k].numpy(), atol=1e-6) for k in a)
+
+
+def test_too_few_chunks_to_mine_negatives_from_is_a_warning(
+    write_docs: Callable[[Mapping[str, str]], Path],
+    tmp_path: Path,
+    tiny_bert_dir: Path,
+    eval_file: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    two = write_docs({"permits": "A carport needs a permit.", "energy": "Heat pumps save energy."})  # two chunks
+    with caplog.at_level("WARNING", "promptembed"):
+        finetune([two], output=tmp_path / "m", base=tiny_bert_dir, hard_negatives=1, eval_queries=eval_file,
+                 heldout_fraction=0.0, max_steps=1, batch_size=4, progress=False)  # fmt: skip
+    assert "hard negatives skipped: 2 training chunks leave none to mine from" in caplog.text  # it said nothing
+    assert "negative_1" not in (tmp_path / "m" / "train_pairs.jsonl").read_text()
