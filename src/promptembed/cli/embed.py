@@ -71,8 +71,13 @@ def _describe_options(options: dict[str, Any], job: TableJob) -> dict[str, Any]:
         return _describe(emb, options, job)
 
 
-def _describe(emb: PromptEmbedder, options: dict[str, Any], job: TableJob) -> dict[str, Any]:
-    """Model identity, the prompt used, dimension and dtype, as the embedding side resolves them."""
+def _describe(
+    emb: PromptEmbedder, options: dict[str, Any], job: TableJob, weights_sha256: str | None = None
+) -> dict[str, Any]:
+    """Model identity, the prompt used, dimension and dtype, as the embedding side resolves them.
+
+    ``weights_sha256``: the weights' hash when the caller has it already (hashing a large model takes seconds).
+    """
     if job.role == "query":
         prompt = emb.query_prompt
     elif job.role == "document":
@@ -82,7 +87,7 @@ def _describe(emb: PromptEmbedder, options: dict[str, Any], job: TableJob) -> di
         emb.embed([""], prompt_name=job.prompt_name)  # an unknown prompt name fails here, before any part
     return {
         "model": {"given": options["model"], "source": emb.model_source, "revision": options["revision"],
-                  "weights_sha256": _weights_sha256(emb.model_source)},
+                  "weights_sha256": weights_sha256 or _weights_sha256(emb.model_source)},
         "prompt": {"role": job.role, "prompt_name": job.prompt_name, "text": prompt,
                    "title_column": job.title_column, "title_slot": emb.has_title_slot},
         "dimension": emb.dimension, "dtype": emb.dtype, "device": emb.device,
@@ -90,12 +95,12 @@ def _describe(emb: PromptEmbedder, options: dict[str, Any], job: TableJob) -> di
 
 
 def _embed_in_process(
-    specs: list[PartSpec], out: OutputFolder, job: TableJob, options: dict[str, Any], bar: Any
+    specs: list[PartSpec], out: OutputFolder, job: TableJob, options: dict[str, Any], bar: Any, weights: str | None
 ) -> dict[str, Any]:
     from promptembed.embedder import PromptEmbedder
 
     with PromptEmbedder(**{**options, "show_progress_bar": False}) as emb:
-        info = _describe(emb, options, job)
+        info = _describe(emb, options, job, weights)
         for spec in specs:
             table = read_part(spec)
             if spec.n_good:  # a part whose rows were all skipped is written as read: no rows
@@ -276,7 +281,7 @@ def _run(args: argparse.Namespace) -> int:
                 if args.ray:
                     info = _embed_on_ray(todo, out, job, options, args, bar)
                 else:
-                    info = _embed_in_process(todo, out, job, options, bar)
+                    info = _embed_in_process(todo, out, job, options, bar, job_info.get("model_weights_sha256"))
         except Exception:
             # failed before its first part (a wrong prompt name, a model that does not load): leave nothing, so the
             # corrected command does not meet an "unfinished job" of this one
