@@ -167,6 +167,15 @@ def test_truncate_dim_renormalizes_where_the_stock_class_does_not(tiny_gemma_dir
     np.testing.assert_allclose(got["ours"][0], stock / np.linalg.norm(stock, axis=1, keepdims=True), atol=2e-6)
 
 
+def test_truncate_dim_in_encode_kwargs_cuts_as_in_the_stock_class(tiny_gemma_dir: Path) -> None:
+    doc_enc, text_enc = {"prompt_name": "document", "truncate_dim": 8}, {"prompt_name": "query", "truncate_dim": 8}
+    got = embed_both(tiny_gemma_dir, {"encode_kwargs": doc_enc}, {"encode_kwargs": text_enc})
+    assert got["ours"][0].shape == got["stock"][0].shape == (len(documents()), 8)  # ours gave all 32 dimensions
+    assert got["ours"][1].shape == got["stock"][1].shape == (8,)
+    for ours, stock in zip(got["ours"], got["stock"], strict=True):  # re-normalized after the cut, as truncate_dim=
+        np.testing.assert_allclose(ours, stock / np.linalg.norm(stock, axis=-1, keepdims=True), atol=2e-6)
+
+
 def test_stock_pipeline_yaml_loads_with_ours_after_changing_the_type_lines(tiny_gemma_dir: Path) -> None:
     stock_pipeline = Pipeline()
     stock_pipeline.add_component(

@@ -7,6 +7,7 @@ import copy
 import dataclasses
 import warnings
 import weakref
+from collections.abc import Iterator
 from typing import Any, Literal
 
 from langchain_core.embeddings import Embeddings
@@ -18,6 +19,7 @@ from promptembed.compat import EncodeOptions, Side, encode_options, init_options
 __all__ = ["PromptEmbeddings"]
 
 #: Our own fields that are also ``SentenceTransformer(...)`` options (given either way, but not two ways).
+_TOKEN_KEYS = ("token", "use_auth_token")
 _MODEL_FIELDS = ("device", "dtype", "truncate_dim", "prompts", "trust_remote_code", "allow_pickle", "cache_dir")
 
 
@@ -124,6 +126,13 @@ class PromptEmbeddings(BaseModel, Embeddings):
             self.model_kwargs["backend"] = "torch"
         self._build()
 
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        """Pydantic's repr fields, with a token in ``model_kwargs`` masked (it would show in logs and tracebacks)."""
+        for name, value in super().__repr_args__():
+            if name == "model_kwargs" and isinstance(value, dict):
+                value = {k: "**********" if k in _TOKEN_KEYS and isinstance(v, str) else v for k, v in value.items()}
+            yield name, value
+
     def _settings(self) -> str:
         return repr(self.model_dump())
 
@@ -131,7 +140,10 @@ class PromptEmbeddings(BaseModel, Embeddings):
         """Set up both sides from the fields as they are now (the model is loaded once and shared)."""
         settings = self._settings()
         theirs, default_prompt_name = init_options(self.model_kwargs, where="model_kwargs")
-        ours = {k: getattr(self, k) for k in _MODEL_FIELDS if k in self.model_fields_set}
+        # a field set to None means "not set" (PromptEmbeddings(**emb.model_dump()) passes device=None)
+        ours = {
+            k: getattr(self, k) for k in _MODEL_FIELDS if k in self.model_fields_set and getattr(self, k) is not None
+        }
         if self.cache_folder is not None:
             ours["cache_folder"] = self.cache_folder
         base = merge_options(ours, theirs, where="model_kwargs")

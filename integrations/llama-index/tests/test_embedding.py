@@ -67,6 +67,10 @@ def test_node_title_fills_the_title_slot(tiny_gemma_dir: Path) -> None:
         again = [TextNode(text="Mars is red.", metadata={"title": "Mars"})]
         asyncio.run(emb.acall(again))
         np.testing.assert_allclose(again[0].embedding, nodes[0].embedding, atol=2e-6)
+        # a node that excludes its title from embedding (LlamaIndex's own switch) is embedded without it
+        hidden = [TextNode(text="Mars is red.", metadata={"title": "Mars"}, excluded_embed_metadata_keys=["title"])]
+        emb(hidden)
+        np.testing.assert_allclose(hidden[0].embedding, ref.encode_document(["Mars is red."])[0], atol=2e-6)
     finally:
         emb.close()
 

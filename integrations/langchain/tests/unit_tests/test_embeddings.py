@@ -109,3 +109,15 @@ def test_wrong_input_types_name_the_position() -> None:
             emb.embed_documents(["ok", None])  # type: ignore[list-item]
         with pytest.raises(InputError, match=re.escape("texts[0] is int, not str")):
             emb.embed_query(3)  # type: ignore[arg-type]
+
+
+def test_a_dump_rebuilds_an_equal_embedder_and_the_repr_hides_a_token(tiny_gemma_dir: Path) -> None:
+    emb = PromptEmbeddings(model_name=str(tiny_gemma_dir), model_kwargs={"token": "hf_SECRET123"}, device=None)
+    again = PromptEmbeddings(**emb.model_dump())  # device=None, the field's default, raised a ConfigError
+    try:
+        assert again.embed_query("red planet") == emb.embed_query("red planet")
+        assert "hf_SECRET123" not in repr(emb) and "hf_SECRET123" not in str(emb)  # the README promise
+        assert "'token': '**********'" in repr(emb)
+    finally:
+        emb.close()
+        again.close()

@@ -59,7 +59,7 @@ class PromptEmbedding(BaseEmbedding):
     ``text_instruction`` is prepended exactly as ``HuggingFaceEmbedding`` does. When nodes pass through this
     embedding as a transformation (``embed_model(nodes)`` or an ``IngestionPipeline``) and the model's document
     prompt has a title slot (EmbeddingGemma's ``title: none | text: ``), a node's ``metadata["title"]`` fills it
-    (and is left out of the metadata text).
+    (and is left out of the metadata text), unless the node lists ``"title"`` in ``excluded_embed_metadata_keys``.
 
     Example:
         >>> from llama_index.embeddings.promptembed import PromptEmbedding
@@ -239,8 +239,8 @@ class PromptEmbedding(BaseEmbedding):
             return texts, titled
         plain: set[str] = set()
         for i, node in enumerate(nodes):
-            title = node.metadata.get(_TITLE_KEY)
-            if not (isinstance(title, str) and title):
+            title = _node_title(node)
+            if title is None:
                 plain.add(texts[i])
                 continue
             shown = _without_title(node).get_content(metadata_mode=MetadataMode.EMBED)
@@ -254,11 +254,11 @@ class PromptEmbedding(BaseEmbedding):
         texts: list[str] = []
         titles: list[str | None] = []
         for node in nodes:
-            title = node.metadata.get(_TITLE_KEY)
-            if isinstance(title, str) and title:
+            title = _node_title(node)
+            if title is not None:
                 node = _without_title(node)
             texts.append(node.get_content(metadata_mode=MetadataMode.EMBED))
-            titles.append(title if isinstance(title, str) and title else None)
+            titles.append(title)
         for node, vector in zip(nodes, self._texts.embed(texts, titles=titles).tolist(), strict=True):
             node.embedding = vector
         return nodes
@@ -340,6 +340,14 @@ class PromptEmbedding(BaseEmbedding):
         """
         if self._owner is not None and self._owner() is self:
             self._embedder.close()
+
+
+def _node_title(node: BaseNode) -> str | None:
+    """The title that fills the slot: a non-empty ``metadata["title"]`` the node does not exclude from embedding."""
+    title = node.metadata.get(_TITLE_KEY)
+    if not (isinstance(title, str) and title) or _TITLE_KEY in node.excluded_embed_metadata_keys:
+        return None
+    return title
 
 
 def _without_title(node: BaseNode) -> BaseNode:

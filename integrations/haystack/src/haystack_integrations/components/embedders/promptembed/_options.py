@@ -116,6 +116,8 @@ class EmbedderBase:
             return
         ranges = self.quantization_ranges if self.precision in ("int8", "uint8") else None
         tokenizer_kwargs = dict(self.tokenizer_kwargs or {})
+        # encode_kwargs' truncate_dim overrides the parameter, as sentence-transformers' encode() does the model's
+        truncate_dim = self._enc.truncate_dim if self._enc.truncate_dim is not None else self.truncate_dim
         embedder = PromptEmbedder(
             model=self.model,
             device=self.device.to_torch_str(),
@@ -123,7 +125,7 @@ class EmbedderBase:
             trust_remote_code=self.trust_remote_code,
             revision=self.revision,
             local_files_only=self.local_files_only,
-            truncate_dim=self.truncate_dim,
+            truncate_dim=truncate_dim,
             model_kwargs=self.model_kwargs,
             tokenizer_kwargs=tokenizer_kwargs or None,
             config_kwargs=self.config_kwargs,
@@ -137,7 +139,7 @@ class EmbedderBase:
             max_batch_tokens=self.max_batch_tokens,
             engine=self.engine,
             show_progress_bar=self.progress_bar,
-            normalize=normalize_with_truncation(self.normalize_embeddings, self.truncate_dim),
+            normalize=normalize_with_truncation(self.normalize_embeddings, truncate_dim),
             precision=self.precision,
             quantization_ranges=ranges,
             forward_kwargs=self._enc.forward_kwargs or None,
