@@ -194,7 +194,10 @@ def add_commands(sub: Any) -> None:  # argparse's _SubParsersAction is private
     )  # fmt: skip
     ft.add_argument("--batch-size", type=int, default=None)
     ft.add_argument("--learning-rate", type=float, default=None)
-    ft.add_argument("--lr-scheduler", default=None, help="linear, cosine, constant_with_warmup, ...")
+    ft.add_argument(
+        "--lr-scheduler", default=None,
+        help="linear (default), cosine, cosine_with_restarts, polynomial, constant, constant_with_warmup, inverse_sqrt",
+    )  # fmt: skip
     ft.add_argument("--hard-negatives", type=int, nargs="?", const=1, default=None, help="mined negatives per pair")
     ft.add_argument("--filter", choices=("bm25", "model", "both", "none"), default=None, help="pair filter")
     ft.add_argument("--filter-top-k", type=int, default=None, help="a pair's chunk must rank within this top-k")

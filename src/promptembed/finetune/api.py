@@ -233,7 +233,8 @@ def finetune(
             ``benchmarks/FINETUNE.md``).
         batch_size: Training batch size (in-batch negatives for MNRL).
         learning_rate: Peak learning rate.
-        lr_scheduler: transformers scheduler name (``"linear"``, ``"cosine"``, ``"constant_with_warmup"``...).
+        lr_scheduler: A transformers schedule of :data:`LR_SCHEDULERS` (``"linear"``, ``"cosine"``,
+            ``"constant_with_warmup"``, ...); the others need an evaluation strategy this helper does not set.
         warmup_ratio: Share of the steps spent warming up the learning rate.
         loss: ``"auto"`` (MNRL for pairs/triplets, CoSENT for scored pairs, margin-MSE with a teacher), or one
             explicitly: ``"mnrl"``, ``"cached_mnrl"``, ``"gist"`` (GISTEmbed: MNRL that leaves out in-batch
