@@ -120,3 +120,39 @@ def test_token_is_not_serialized(tiny_gemma_dir: Path) -> None:
 def test_bad_options(tiny_gemma_dir: Path, options: dict[str, Any], error: type[Exception], message: str) -> None:
     with pytest.raises(error, match=re.escape(message)):
         PromptEmbedding(model_name=str(tiny_gemma_dir), **options)
+
+
+def test_fields_changed_after_construction_apply_from_the_next_call(tiny_gemma_dir: Path) -> None:
+    """In place and in a ``model_copy(update=...)``, so the vectors always follow what ``to_dict()`` says.
+
+    The stock class reads ``normalize`` at each call but fixes the instructions at construction; ours applies a
+    changed instruction too.
+    """
+    ref = SentenceTransformer(str(tiny_gemma_dir), device="cpu")
+    stock, ours = both(tiny_gemma_dir, **SEED)
+    try:
+        stock.normalize = ours.normalize = False
+        assert_same_vectors(stock, ours)
+        ours.query_instruction = "q: "
+        np.testing.assert_allclose(ours.get_query_embedding(QUERY), ref.encode([QUERY], prompt="q: ")[0], atol=2e-6)
+        changed = ours.model_copy(update={"normalize": True, "text_instruction": "p: "})
+        np.testing.assert_allclose(
+            changed.get_text_embedding_batch(DOCS), ref.encode(DOCS, prompt="p: ", normalize_embeddings=True), atol=2e-6
+        )
+        assert changed.to_dict()["text_instruction"] == "p: "
+        changed.close()
+        ours.query_instruction = SEED["query_instruction"]
+        assert_same_vectors(stock, ours)  # the original keeps its own settings
+        # promptembed's own fields too; the copy then has a model handle of its own, closed apart from the original's
+        half = ours.model_copy(update={"truncate_dim": 16})
+        vector = np.asarray(half.get_query_embedding(QUERY))
+        assert vector.shape == (16,) and abs(np.linalg.norm(vector) - 1) < 1e-5
+        half.close()
+        assert len(ours.get_query_embedding(QUERY)) == 32
+        ours.truncate_dim = 64  # a bad value fails at the next call, naming it; the embedder in use stays
+        with pytest.raises(ConfigError, match="truncate_dim=64"):
+            ours.get_query_embedding(QUERY)
+        ours.truncate_dim = None
+        assert_same_vectors(stock, ours)
+    finally:
+        ours.close()

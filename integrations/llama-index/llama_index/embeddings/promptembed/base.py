@@ -113,6 +113,7 @@ class PromptEmbedding(BaseEmbedding):
     _texts: Side = PrivateAttr()
     _token: str | bool | None = PrivateAttr(default=None)
     _owner: Any = PrivateAttr(default=None)  # a weak reference to the object that built the embedder
+    _built_from: str = PrivateAttr(default="")  # the settings the embedder and sides were built from
 
     def __init__(
         self,
@@ -155,13 +156,20 @@ class PromptEmbedding(BaseEmbedding):
         self._token = theirs.get("token")
         self._build()
 
+    def _settings(self) -> str:
+        return repr([getattr(self, name) for name in _BUILD_FIELDS])
+
     def _build(self) -> None:
+        """Set up the embedder and both sides from the fields as they are now (the model is loaded once and shared).
+
+        If that fails (a changed field with a bad value), the embedder and sides in use stay as they were.
+        """
         options: dict[str, Any] = {k: getattr(self, k) for k in _MODEL_FIELDS}
         if self.device is None:
             options["device"] = "auto"
         if self.parallel_process and not isinstance(self.device, list):
             options["device"] = list(self.target_devices) if self.target_devices else _pool_devices()
-        self._embedder = PromptEmbedder(
+        embedder = PromptEmbedder(
             **options,
             model=self.model,
             dtype=self.dtype,
@@ -176,15 +184,28 @@ class PromptEmbedding(BaseEmbedding):
             max_seq_length=self.max_length,
         )
         try:
-            self._queries = Side(self._embedder, role="query", enc=self._enc(self.query_instruction, "query"))
-            self._texts = Side(self._embedder, role="document", enc=self._enc(self.text_instruction, "text"))
+            queries = Side(embedder, role="query", enc=self._enc(self.query_instruction, "query"))
+            texts = Side(embedder, role="document", enc=self._enc(self.text_instruction, "text"))
         except BaseException:
-            self._embedder.close()
+            embedder.close()
             raise
+        self._embedder, self._queries, self._texts = embedder, queries, texts
         self._owner = weakref.ref(self)
-        self.model_name = self._embedder.model_source  # the resolved folder or hub id
+        self.model_name = embedder.model_source  # the resolved folder or hub id
         if self.model is not None:  # the same, so that to_dict()/from_dict() and pickle give it back
             self.model = self.model_name
+        self._built_from = self._settings()
+
+    def _current(self) -> PromptEmbedding:
+        """``self``, with the embedder and sides set up again first if a field changed since they were.
+
+        ``HuggingFaceEmbedding`` reads ``normalize``, ``query_instruction`` and ``text_instruction`` at each call, so
+        a changed field (in place or through ``model_copy(update=...)``) applies from the next call. Replaced
+        embedders are not closed here: a copy may still use them, and a dropped one releases its model.
+        """
+        if self._settings() != self._built_from:
+            self._build()
+        return self
 
     def _enc(self, instruction: str | None, side: str) -> EncodeOptions:
         if instruction is not None and self.prompt_name is not None:
@@ -199,20 +220,21 @@ class PromptEmbedding(BaseEmbedding):
     @property
     def embedder(self) -> PromptEmbedder:
         """The underlying :class:`promptembed.PromptEmbedder`."""
-        return self._embedder
+        return self._current()._embedder
 
     def _get_query_embedding(self, query: str) -> Embedding:
-        return self._queries.embed([query])[0].tolist()  # type: ignore[no-any-return]
+        return self._current()._queries.embed([query])[0].tolist()  # type: ignore[no-any-return]
 
     def _get_text_embedding(self, text: str) -> Embedding:
         return self._get_text_embeddings([text])[0]
 
     def _get_text_embeddings(self, texts: list[str]) -> list[Embedding]:
         titled = _NODE_TITLES.get()
+        side = self._current()._texts
         if not titled:
-            return self._texts.embed(texts).tolist()  # type: ignore[no-any-return]
+            return side.embed(texts).tolist()  # type: ignore[no-any-return]
         found = [titled.get(text) for text in texts]
-        return self._texts.embed(  # type: ignore[no-any-return]
+        return side.embed(  # type: ignore[no-any-return]
             [f[0] if f else t for f, t in zip(found, texts, strict=True)], titles=[f[1] if f else None for f in found]
         ).tolist()
 
@@ -233,6 +255,7 @@ class PromptEmbedding(BaseEmbedding):
         so its cache key and callback text name exactly what was embedded. ``None`` for the second when a text stands
         for two different nodes (then the text alone cannot tell them apart).
         """
+        self._current()
         texts = [node.get_content(metadata_mode=MetadataMode.EMBED) for node in nodes]
         titled: dict[str, tuple[str, str]] = {}
         if self._texts.chooses_prompt or not self._embedder.has_title_slot:
@@ -259,7 +282,7 @@ class PromptEmbedding(BaseEmbedding):
                 node = _without_title(node)
             texts.append(node.get_content(metadata_mode=MetadataMode.EMBED))
             titles.append(title)
-        for node, vector in zip(nodes, self._texts.embed(texts, titles=titles).tolist(), strict=True):
+        for node, vector in zip(nodes, self._current()._texts.embed(texts, titles=titles).tolist(), strict=True):
             node.embedding = vector
         return nodes
 
@@ -340,6 +363,11 @@ class PromptEmbedding(BaseEmbedding):
         """
         if self._owner is not None and self._owner() is self:
             self._embedder.close()
+
+
+#: The fields the embedder and sides are built from (``BaseEmbedding``'s own, such as ``embed_batch_size`` or
+#: ``callback_manager``, are read at each call by ``BaseEmbedding`` itself).
+_BUILD_FIELDS = tuple(name for name in PromptEmbedding.model_fields if name not in BaseEmbedding.model_fields)
 
 
 def _node_title(node: BaseNode) -> str | None:
