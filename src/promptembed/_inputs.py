@@ -68,6 +68,18 @@ def check_options(
         raise ConfigError(f"show_progress_bar must be True, False or None, got {show_progress_bar!r}")
 
 
+class UnknownForwardKwargsError(ConfigError):
+    """Forward-pass keywords the model does not take (the adapters report them as keys of the user's options)."""
+
+    def __init__(self, unknown: list[str], valid: list[str]) -> None:
+        super().__init__(
+            f"This model's forward pass does not take {unknown}; it takes {valid} (its get_model_kwargs() plus "
+            "sentence-transformers' task and processing_kwargs)"
+        )
+        self.unknown = unknown
+        self.valid = valid
+
+
 def check_forward_kwargs(forward_kwargs: object, model: Any) -> dict[str, Any]:
     """Refuse forward-pass keywords the model does not take, as ``SentenceTransformer.encode`` would at each call."""
     if forward_kwargs is None:
@@ -77,10 +89,7 @@ def check_forward_kwargs(forward_kwargs: object, model: Any) -> dict[str, Any]:
     valid = sorted({"task", "processing_kwargs", *model.get_model_kwargs()})
     unknown = sorted(str(k) for k in forward_kwargs if k not in valid)
     if unknown:
-        raise ConfigError(
-            f"This model's forward pass does not take {unknown}; it takes {valid} (its get_model_kwargs() plus "
-            "sentence-transformers' task and processing_kwargs)"
-        )
+        raise UnknownForwardKwargsError(unknown, valid)
     return {str(k): v for k, v in forward_kwargs.items()}
 
 

@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from promptembed._inputs import check_engine_options
+from promptembed._inputs import UnknownForwardKwargsError, check_engine_options
 from promptembed._quantize import PRECISIONS, check_precision
 from promptembed.errors import ConfigError
 
@@ -36,6 +36,7 @@ __all__ = [
     "PRECISIONS",
     "EncodeOptions",
     "Side",
+    "build_embedder",
     "check_engine_options",
     "check_precision",
     "encode_options",
@@ -194,14 +195,24 @@ def normalize_with_truncation(normalize: object, truncate_dim: int | None) -> bo
     return bool(normalize) or truncate_dim is not None
 
 
-def side_options(base: Mapping[str, Any], enc: EncodeOptions, *, normalize_default: bool) -> dict[str, Any]:
+def side_options(
+    base: Mapping[str, Any], enc: EncodeOptions, *, normalize_default: bool, where: str = "encode_kwargs"
+) -> dict[str, Any]:
     """PromptEmbedder options for one side (queries or documents) from the model options and its encode options.
 
     ``truncate_dim`` always re-normalizes (promptembed's Matryoshka rule); ``normalize_default`` is the host's
     default when neither the encode options nor the adapter say.
+
+    Raises:
+        ConfigError: The adapter's ``normalize`` and ``normalize_embeddings`` in ``where`` disagree.
     """
     options = dict(base)
     normalize = options.pop("normalize", None)
+    if normalize is not None and enc.normalize_embeddings is not None and normalize != enc.normalize_embeddings:
+        raise ConfigError(
+            f"normalize={normalize!r} and {where} normalize_embeddings={enc.normalize_embeddings!r} disagree; "
+            "pass it one way only"
+        )
     for key, value in (
         ("batch_size", enc.batch_size),
         ("precision", enc.precision),
@@ -217,6 +228,27 @@ def side_options(base: Mapping[str, Any], enc: EncodeOptions, *, normalize_defau
     if enc.forward_kwargs:
         options["forward_kwargs"] = dict(enc.forward_kwargs)
     return options
+
+
+def build_embedder(options: Mapping[str, Any], *, where: str) -> PromptEmbedder:
+    """``PromptEmbedder(**options)`` for an adapter whose forward-pass keywords came from the user's ``where``.
+
+    A key of ``encode_kwargs`` that is neither an ``encode(...)`` option nor a keyword the model's forward pass takes
+    (a typo such as ``batchsize``) is reported as a key of ``where``, with both lists of valid names.
+
+    Raises:
+        ConfigError: Such a key, or any option the core refuses.
+    """
+    from promptembed.embedder import PromptEmbedder
+
+    try:
+        return PromptEmbedder(**options)
+    except UnknownForwardKwargsError as exc:
+        known = sorted([*_ENCODE_KNOWN, *_ENCODE_NO_EFFECT])
+        raise ConfigError(
+            f"Unknown key(s) {exc.unknown} in {where}: not a SentenceTransformer.encode option ({known}) and not a "
+            f"keyword this model's forward pass takes ({exc.valid}); check the spelling"
+        ) from None
 
 
 class Side:

@@ -255,12 +255,25 @@ def test_token_secret_is_used_and_never_written(tiny_gemma_dir: Path, monkeypatc
         ({"precision": "int8"}, ValueError, "Precision 'int8' requires `quantization_ranges`"),
         ({"precision": "bfloat16"}, ConfigError, "precision='bfloat16' names a weight dtype"),
         ({"encode_kwargs": {"batch_size": 4}}, ConfigError, "encode_kwargs ['batch_size'] repeat parameters"),
+        (
+            {"encode_kwargs": {"show_progress_bar": False, "quantization_ranges": [[0.0], [1.0]]}},
+            ConfigError,
+            "encode_kwargs ['show_progress_bar', 'quantization_ranges'] repeat parameters of the component; pass "
+            "them as progress_bar=, quantization_ranges= instead",
+        ),
         ({"token": "hf_plain"}, TypeError, "token must be a haystack Secret"),
     ],
 )
 def test_bad_options(tiny_gemma_dir: Path, options: dict[str, Any], error: type[Exception], message: str) -> None:
     with pytest.raises(error, match=re.escape(message)):
         PromptTextEmbedder(model=str(tiny_gemma_dir), **options)
+
+
+def test_a_mistyped_encode_kwargs_key_is_named_with_the_valid_options(tiny_gemma_dir: Path) -> None:
+    text = PromptTextEmbedder(model=str(tiny_gemma_dir), device=CPU, encode_kwargs={"prompt_nme": "query"})
+    with pytest.raises(ConfigError, match=re.escape("Unknown key(s) ['prompt_nme'] in encode_kwargs: not a ")) as err:
+        text.warm_up()
+    assert "'prompt_name'" in str(err.value) and "'task'" in str(err.value)  # both lists of valid names
 
 
 def test_parameters_changed_after_warm_up_apply_as_in_the_stock_components(tiny_gemma_dir: Path) -> None:

@@ -14,7 +14,15 @@ from langchain_core.embeddings import Embeddings
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from promptembed import ConfigError, PromptEmbedder
-from promptembed.compat import EncodeOptions, Side, encode_options, init_options, merge_options, side_options
+from promptembed.compat import (
+    EncodeOptions,
+    Side,
+    build_embedder,
+    encode_options,
+    init_options,
+    merge_options,
+    side_options,
+)
 
 __all__ = ["PromptEmbeddings"]
 
@@ -75,7 +83,8 @@ class PromptEmbeddings(BaseModel, Embeddings):
     truncate_dim: int | None = None
     """Matryoshka dimension to keep (re-normalized); ``None`` keeps the full vector."""
     normalize: bool | None = None
-    """L2-normalize vectors; ``None``: as ``encode_kwargs["normalize_embeddings"]`` says (default False)."""
+    """L2-normalize vectors; ``None``: as ``encode_kwargs["normalize_embeddings"]`` says (default False). Given both
+    ways with different values, an error."""
     batch_size: int | None = None
     """Texts per forward pass of sentence-transformers' loop; ``None``: ``encode_kwargs["batch_size"]``, else 32."""
     max_batch_tokens: int | None = None
@@ -140,6 +149,12 @@ class PromptEmbeddings(BaseModel, Embeddings):
         """Set up both sides from the fields as they are now (the model is loaded once and shared)."""
         settings = self._settings()
         theirs, default_prompt_name = init_options(self.model_kwargs, where="model_kwargs")
+        if None not in (self.prompt_name, default_prompt_name) and self.prompt_name != default_prompt_name:
+            # both name the prompt for queries and documents alike: one option given two ways
+            raise ConfigError(
+                f"prompt_name={self.prompt_name!r} and model_kwargs default_prompt_name={default_prompt_name!r} "
+                "disagree; pass it one way only"
+            )
         # a field set to None means "not set" (PromptEmbeddings(**emb.model_dump()) passes device=None)
         ours = {
             k: getattr(self, k) for k in _MODEL_FIELDS if k in self.model_fields_set and getattr(self, k) is not None
@@ -167,11 +182,11 @@ class PromptEmbeddings(BaseModel, Embeddings):
         built: dict[str, PromptEmbedder] = {}
         sides: list[Side] = []
         try:
-            for role, enc in (("document", doc_enc), ("query", query_enc)):
-                options = side_options(base, enc, normalize_default=False)
+            for role, enc, where in (("document", doc_enc, "encode_kwargs"), ("query", query_enc, query_where)):
+                options = side_options(base, enc, normalize_default=False, where=where)
                 key = repr(sorted(options.items()))
                 if key not in built:
-                    built[key] = PromptEmbedder(**options)
+                    built[key] = build_embedder(options, where=where)
                 sides.append(Side(built[key], role=role, enc=enc, default_prompt_name=default_prompt_name))  # type: ignore[arg-type]
         except BaseException:  # the sides in use stay as they were
             for embedder in built.values():

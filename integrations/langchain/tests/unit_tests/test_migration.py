@@ -141,6 +141,25 @@ def test_the_two_sides_share_one_loaded_model(tiny_gemma_dir: Path) -> None:
             {"encode_kwargs": {"prompt_name": "document"}, "prompt_name": "STS"},
             "prompt_name='STS' and a prompt in encode_kwargs both choose the prompt",
         ),
+        # the same option given our way and the stock way, with different values
+        (
+            {"model_kwargs": {"default_prompt_name": "Clustering"}, "prompt_name": "STS"},
+            "prompt_name='STS' and model_kwargs default_prompt_name='Clustering' disagree",
+        ),
+        (
+            {"encode_kwargs": {"normalize_embeddings": False}, "normalize": True},
+            "normalize=True and encode_kwargs normalize_embeddings=False disagree",
+        ),
+        (
+            {"query_encode_kwargs": {"normalize_embeddings": True}, "normalize": False},
+            "normalize=False and query_encode_kwargs normalize_embeddings=True disagree",
+        ),
+        # a typo: named as a key of the user's option, with the valid encode() options
+        (
+            {"query_encode_kwargs": {"batchsize": 4}},
+            "Unknown key(s) ['batchsize'] in query_encode_kwargs: not a SentenceTransformer.encode option "
+            "(['batch_size', ",
+        ),
     ],
 )
 def test_bad_stock_options_are_clear_errors(tiny_gemma_dir: Path, options: dict[str, Any], message: str) -> None:

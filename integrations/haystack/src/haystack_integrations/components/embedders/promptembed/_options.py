@@ -10,7 +10,14 @@ from haystack.utils import ComponentDevice, Secret, deserialize_secrets_inplace
 from haystack.utils.hf import deserialize_hf_model_kwargs, serialize_hf_model_kwargs
 
 from promptembed import ConfigError, PromptEmbedder
-from promptembed.compat import Side, check_engine_options, check_precision, encode_options, normalize_with_truncation
+from promptembed.compat import (
+    Side,
+    build_embedder,
+    check_engine_options,
+    check_precision,
+    encode_options,
+    normalize_with_truncation,
+)
 
 __all__ = ["STOCK_DEFAULTS", "EmbedderBase", "default_token", "init_params_from_dict"]
 
@@ -55,8 +62,15 @@ STOCK_DEFAULTS: dict[str, Any] = {
 }
 #: The parameters ``warm_up`` compares with those the component was set up with.
 _SETTINGS = (*STOCK_PARAMETERS, *STOCK_DEFAULTS)
-#: encode_kwargs keys that repeat one of the component's own parameters (the stock component fails on them too).
-_OWN_PARAMETERS = ("batch_size", "show_progress_bar", "normalize_embeddings", "precision")
+#: encode_kwargs keys that repeat one of the component's own parameters (the stock component passes both to its
+#: backend and fails on them too) -> the parameter to use instead.
+_OWN_PARAMETERS = {
+    "batch_size": "batch_size",
+    "show_progress_bar": "progress_bar",
+    "normalize_embeddings": "normalize_embeddings",
+    "precision": "precision",
+    "quantization_ranges": "quantization_ranges",
+}
 
 
 class EmbedderBase:
@@ -89,7 +103,7 @@ class EmbedderBase:
         if repeated:
             raise ConfigError(
                 f"encode_kwargs {repeated} repeat parameters of the component; pass them as "
-                f"{', '.join(f'{k}=' for k in repeated)} instead"
+                f"{', '.join(f'{_OWN_PARAMETERS[k]}=' for k in repeated)} instead"
             )
         if self.prompt_name is not None:
             if self._enc.chooses_prompt:
@@ -118,31 +132,34 @@ class EmbedderBase:
         tokenizer_kwargs = dict(self.tokenizer_kwargs or {})
         # encode_kwargs' truncate_dim overrides the parameter, as sentence-transformers' encode() does the model's
         truncate_dim = self._enc.truncate_dim if self._enc.truncate_dim is not None else self.truncate_dim
-        embedder = PromptEmbedder(
-            model=self.model,
-            device=self.device.to_torch_str(),
-            token=self.token.resolve_value() if self.token else None,
-            trust_remote_code=self.trust_remote_code,
-            revision=self.revision,
-            local_files_only=self.local_files_only,
-            truncate_dim=truncate_dim,
-            model_kwargs=self.model_kwargs,
-            tokenizer_kwargs=tokenizer_kwargs or None,
-            config_kwargs=self.config_kwargs,
-            backend=self.backend,
-            max_seq_length=tokenizer_kwargs.get("model_max_length"),  # as the stock component sets it
-            dtype=self.dtype,
-            prompts=self.prompts,
-            allow_pickle=self.allow_pickle,
-            cache_dir=self.cache_dir,
-            batch_size=self.batch_size,
-            max_batch_tokens=self.max_batch_tokens,
-            engine=self.engine,
-            show_progress_bar=self.progress_bar,
-            normalize=normalize_with_truncation(self.normalize_embeddings, truncate_dim),
-            precision=self.precision,
-            quantization_ranges=ranges,
-            forward_kwargs=self._enc.forward_kwargs or None,
+        embedder = build_embedder(
+            dict(
+                model=self.model,
+                device=self.device.to_torch_str(),
+                token=self.token.resolve_value() if self.token else None,
+                trust_remote_code=self.trust_remote_code,
+                revision=self.revision,
+                local_files_only=self.local_files_only,
+                truncate_dim=truncate_dim,
+                model_kwargs=self.model_kwargs,
+                tokenizer_kwargs=tokenizer_kwargs or None,
+                config_kwargs=self.config_kwargs,
+                backend=self.backend,
+                max_seq_length=tokenizer_kwargs.get("model_max_length"),  # as the stock component sets it
+                dtype=self.dtype,
+                prompts=self.prompts,
+                allow_pickle=self.allow_pickle,
+                cache_dir=self.cache_dir,
+                batch_size=self.batch_size,
+                max_batch_tokens=self.max_batch_tokens,
+                engine=self.engine,
+                show_progress_bar=self.progress_bar,
+                normalize=normalize_with_truncation(self.normalize_embeddings, truncate_dim),
+                precision=self.precision,
+                quantization_ranges=ranges,
+                forward_kwargs=self._enc.forward_kwargs or None,
+            ),
+            where="encode_kwargs",
         )
         try:
             self._side = Side(embedder, role=self._role, enc=self._enc, plain=bool(self.prefix))  # type: ignore[arg-type]
