@@ -54,7 +54,15 @@ def test_text_without_spaces_fits_the_budget_and_nothing_is_lost(tokenizer) -> N
         mine = [c.text for c in chunks if c.doc_path == doc.path]
         assert len(mine) > 10  # it was one chunk of thousands of tokens, cut to 50 in training
         assert max(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in mine) <= 50
-        assert "".join("".join(mine).split()) == doc.text  # every character kept, in order
+        assert "".join(mine) == doc.text  # every character kept, in order, and no space put between them
+
+
+def test_chinese_and_japanese_sentences_are_joined_without_spaces(tokenizer) -> None:  # type: ignore[no-untyped-def]
+    zh = "屋顶需要许可。车棚也需要！\n换行的句子在这里\n继续。Permits take two weeks. 韩国어 is not joined."
+    chunks = chunk_documents([Document("zh.txt", zh, None, "txt")], tokenizer=tokenizer, max_tokens=200, progress=False)
+    assert [c.text for c in chunks] == [
+        "屋顶需要许可。车棚也需要！换行的句子在这里继续。Permits take two weeks. 韩国어 is not joined."
+    ]
 
 
 def test_a_hash_comment_in_a_code_fence_is_not_a_heading(tokenizer) -> None:  # type: ignore[no-untyped-def]

@@ -24,6 +24,11 @@ _MD_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
 _RST_UNDERLINE = re.compile(r"^([=\-~^\"'`#*+<>_:.])\1{2,}\s*$")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9ÅÄÖÉ])|(?<=[。！？])\s*")  # CJK: no space after
 _FENCE = re.compile(r"^\s{0,3}(`{3,}|~{3,})")
+#: Chinese and Japanese characters and punctuation (not Hangul: Korean puts spaces between words).
+_CJK = re.compile(
+    r"[\u3000-\u303f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef\U00020000-\U0003ffff]"
+)
+_CJK_STOP = "。！？"
 
 
 @dataclass(frozen=True)
@@ -37,11 +42,26 @@ class Chunk:
     title: str | None
 
 
+def _join(parts: Sequence[str]) -> str:
+    """Join pieces of text with a space, except where Chinese or Japanese text runs on (which has no spaces).
+
+    Example:
+        >>> _join(["Roofs need permits.", "Carports too."]), _join(["屋顶需要许可。", "车棚也是。"])
+        ('Roofs need permits. Carports too.', '屋顶需要许可。车棚也是。')
+    """
+    out = ""
+    for part in parts:
+        if out and part and not (out[-1] in _CJK_STOP or (_CJK.match(out[-1]) and _CJK.match(part[0]))):
+            out += " "
+        out += part
+    return out
+
+
 def split_sentences(text: str) -> list[str]:
     """Split text into sentences: end punctuation followed by a capital, or a CJK full stop, ! or ? (rule-based)."""
     out: list[str] = []
     for para in re.split(r"\n\s*\n", text):
-        flat = " ".join(para.split())
+        flat = _join(para.split())
         if flat:
             out.extend(s.strip() for s in _SENTENCE_END.split(flat) if s.strip())
     return out
@@ -169,18 +189,18 @@ def _pack(body: str, budget: int, n_tokens: Any, sizes_of: Any, cut: Any) -> Ite
             for word in words:
                 if len(word) * 4 > budget and n_tokens(word) > budget:  # (a character is at most 4 byte tokens)
                     if part:
-                        text = " ".join(part)
+                        text = _join(part)
                         pieces.append((text, n_tokens(text)))
                         part = []
                     pieces.extend((piece, n_tokens(piece)) for piece in cut(word))
                     continue
-                if part and n_tokens(" ".join([*part, word])) > budget:
-                    text = " ".join(part)
+                if part and n_tokens(_join([*part, word])) > budget:
+                    text = _join(part)
                     pieces.append((text, n_tokens(text)))
                     part = []
                 part.append(word)
             if part:
-                text = " ".join(part)
+                text = _join(part)
                 pieces.append((text, n_tokens(text)))
     current: list[str] = []
     used = 0
@@ -195,8 +215,8 @@ def _pack(body: str, budget: int, n_tokens: Any, sizes_of: Any, cut: Any) -> Ite
 
 
 def _checked(parts: list[str], budget: int, n_tokens: Any) -> Iterator[str]:
-    """Join parts; if a tokenizer counts the joined text over budget (merges across spaces), split it in two."""
-    text = " ".join(parts)
+    """Join parts (:func:`_join`); if a tokenizer counts the result over budget (merges), split it in two."""
+    text = _join(parts)
     if len(parts) > 1 and n_tokens(text) > budget:
         half = len(parts) // 2
         yield from _checked(parts[:half], budget, n_tokens)
