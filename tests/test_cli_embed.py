@@ -188,6 +188,15 @@ def test_a_resume_after_new_weights_were_saved_under_the_model_path_is_refused(
     assert "holds an unfinished job with other model_weights_sha256; rerun with the same" in capsys.readouterr().err
 
 
+def test_a_checkpoint_saved_beside_the_model_does_not_stop_a_resume(tmp_path: Path, tiny_bert_dir: Path) -> None:
+    out = _finished_job(tmp_path, tiny_bert_dir)
+    (out / "_manifest.json").unlink()  # as if killed after its last part
+    (tiny_bert_dir / "checkpoint-5").mkdir()  # a training checkpoint the model never loads
+    (tiny_bert_dir / "checkpoint-5" / "model.safetensors").write_bytes(b"other weights")
+    assert main(["embed", str(tmp_path / "in"), "-o", str(out), "--model", str(tiny_bert_dir)]) == 0
+    assert (out / "_manifest.json").exists()
+
+
 def test_missing_column_and_unknown_prompt(
     tmp_path: Path, tiny_gemma_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

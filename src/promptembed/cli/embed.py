@@ -50,12 +50,22 @@ in its column (a Parquet column holds one type), fails the job (default, naming 
 
 
 def _weights_sha256(source: str) -> str | None:
-    """SHA-256 over a local model folder's weight files (names and bytes); ``None`` for a hub id."""
+    """SHA-256 over a local model folder's weight files (names and bytes); ``None`` for a hub id.
+
+    Training checkpoints (``checkpoint-*`` folders, which the model never loads) and hidden folders (``.git``,
+    ``.cache``) are left out: saving a checkpoint beside a model does not change the job's identity.
+    """
     folder = Path(source)
     if not folder.is_dir():
         return None
+
+    def loaded(path: Path) -> bool:
+        parts = path.relative_to(folder).parts[:-1]
+        return not any(p.startswith((".", "checkpoint-")) for p in parts)
+
     digest = hashlib.sha256()
-    for f in sorted(p for p in folder.rglob("*") if p.suffix in (".safetensors", ".bin") and p.is_file()):
+    weights = (p for p in folder.rglob("*") if p.suffix in (".safetensors", ".bin") and p.is_file() and loaded(p))
+    for f in sorted(weights):
         digest.update(f.relative_to(folder).as_posix().encode() + b"\0")
         with f.open("rb") as fh:
             for block in iter(lambda: fh.read(1 << 22), b""):
