@@ -189,3 +189,27 @@ def test_a_question_with_several_gold_passages_is_one_query(tmp_path: Path) -> N
     renew = next(q for q, text in queries.items() if text.startswith("how"))
     assert {corpus[p] for p in relevant[renew]} == {"Renew it online.", "Or at the town hall."}
     assert len(corpus) == 3
+
+
+def test_a_base_model_with_no_keyword_misses_is_reported_not_silent(
+    tmp_path: Path, minilm_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """40 documents on 40 distinct topics: the base ranks every held-out keyword query's chunk first."""
+    topics = ["volcano", "saxophone", "glacier", "submarine", "cathedral", "pineapple", "telescope", "hurricane",
+              "penguin", "violin", "desert", "lighthouse", "tornado", "dinosaur", "waterfall", "microscope",
+              "kangaroo", "harbor", "avalanche", "chocolate", "satellite", "orchestra", "jungle", "bicycle", "pyramid",
+              "octopus", "meteor", "bakery", "canyon", "elephant", "tractor", "parrot", "castle", "comet", "lagoon",
+              "trumpet", "igloo", "cactus", "rainbow", "windmill"]  # fmt: skip
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for w in topics:
+        (docs / f"{w}.md").write_text(f"# {w.title()}\n\nThe {w} guide. All about the {w}: a {w} is famous.\n")
+    out = tmp_path / "m"
+    with pytest.warns(FinetuneWorseWarning), caplog.at_level("WARNING", logger="promptembed"):
+        result = finetune(
+            [docs], output=out, base=minilm_dir, heldout_fraction=0.8, max_steps=1, batch_size=4, seed=0, progress=False
+        )
+    assert result.evaluations["heldout_keyword_queries"]["base"].ndcg_at_10 == 1.0 and result.specialization is None
+    skipped = json.loads((out / "report.json").read_text())["specialization"]["skipped"]
+    assert skipped.startswith("the base model already ranks first the chunk of each of the 32 held-out keyword")
+    assert f"keyword check skipped: {skipped}" in caplog.messages

@@ -461,6 +461,14 @@ def finetune(
             for name, ev in evals.items()
             if main
         }
+        keyword_base = before.get(KEYWORD_EVAL)
+        if keyword_base is not None and keyword_base.ndcg_at_10 >= 1.0 and real_questions is None:
+            guard_skipped = (
+                f"the base model already ranks first the chunk of each of the {len(evals[KEYWORD_EVAL][0])} "
+                "held-out keyword queries (nDCG@10 1.0), so there are no misses whose closing would show keyword "
+                "matching (give eval_queries= / --eval-queries to check on real questions)"
+            )
+            logger.warning("keyword check skipped: %s", guard_skipped)
         teacher_scores = (
             {name: evaluate_teacher(teacher_model, *ev, progress=progress) for name, ev in evals.items()}
             if teacher_model is not None and main
