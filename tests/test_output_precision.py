@@ -70,6 +70,11 @@ def test_a_stream_of_int8_needs_ranges_at_the_call_and_with_them_equals_one_call
     with PromptEmbedder(model=tiny_bert_dir, precision="uint8", quantization_ranges=ranges.tolist()) as emb:
         streamed = np.concatenate(list(emb.embed_stream(iter(texts), chunk_size=4, progress=False)))
         np.testing.assert_array_equal(streamed, emb.embed_documents(texts))
+        shown = emb.quantization_ranges  # the ranges in use, as a copy
+        assert shown is not None and shown.shape == (2, emb.dimension)
+        np.testing.assert_array_equal(shown, ranges.astype(np.float32))
+        shown[:] = 0
+        np.testing.assert_array_equal(emb.quantization_ranges, ranges.astype(np.float32))
 
 
 @pytest.mark.parametrize("old", ["auto", "bfloat16", "float16"])

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from promptembed.errors import ConfigError, InputError, PromptError
+from promptembed.prompts import check_one
 
 if TYPE_CHECKING:
     from promptembed.embedder import PromptEmbedder
@@ -130,21 +131,6 @@ def check_texts(texts: object, offset: int = 0) -> list[str]:
     return list(texts)
 
 
-def check_one(text: object) -> str | None:
-    """What is wrong with one text (``None`` when it is a valid ``str``), worded to follow ``texts[i]``."""
-    if not isinstance(text, str):
-        hint = "decode it first: data.decode('utf-8')" if isinstance(text, bytes) else "convert it to str first"
-        return f"is {type(text).__name__}, not str; {hint}, or drop it"
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        return (
-            f"contains an unpaired surrogate {text[exc.start]!r} at character {exc.start}, which is not valid "
-            "Unicode text; decode the source with errors='replace' or remove it"
-        )
-    return None
-
-
 def stream_chunks(
     embedder: PromptEmbedder,
     texts: Iterable[str],
@@ -160,7 +146,7 @@ def stream_chunks(
         raise ConfigError(f"role must be 'query', 'document' or None (with prompt_name=), got {role!r}")
     if role is not None and prompt_name is not None:
         raise PromptError("Pass role= or prompt_name= to embed_stream, not both; use role=None with prompt_name")
-    if embedder.precision in ("int8", "uint8") and embedder._ranges is None:
+    if embedder.precision in ("int8", "uint8") and embedder.quantization_ranges is None:
         raise ConfigError(
             f"embed_stream with precision={embedder.precision!r} needs quantization_ranges=: without them each chunk "
             "is quantized with its own ranges, so vectors of different chunks do not compare (and a chunk of one "

@@ -274,6 +274,11 @@ class PromptEmbedder:
         return self._precision
 
     @property
+    def quantization_ranges(self) -> np.ndarray | None:
+        """The fixed ``int8``/``uint8`` ranges (a copy, shape ``(2, dimension)``), or ``None`` when not given."""
+        return None if self._ranges is None else self._ranges.copy()
+
+    @property
     def max_seq_length(self) -> int | None:
         """Token limit per input; longer texts are truncated by the tokenizer."""
         return self._max_seq_length

@@ -12,7 +12,6 @@ import re
 from collections.abc import Collection, Mapping, Sequence
 from typing import Literal
 
-from promptembed._inputs import check_one
 from promptembed.errors import PromptError
 
 __all__ = [
@@ -32,6 +31,21 @@ DOCUMENT_PROMPT_NAMES: tuple[str, ...] = ("document", "passage", "corpus")
 
 # EmbeddingGemma's document form: "title: none | text: ". The title sits between "title: " and " |".
 _TITLE_SLOT = re.compile(r"title: none(?= \| text: )")
+
+
+def check_one(text: object) -> str | None:
+    """What is wrong with one text (``None`` when it is a valid ``str``), worded to follow ``texts[i]``."""
+    if not isinstance(text, str):
+        hint = "decode it first: data.decode('utf-8')" if isinstance(text, bytes) else "convert it to str first"
+        return f"is {type(text).__name__}, not str; {hint}, or drop it"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return (
+            f"contains an unpaired surrogate {text[exc.start]!r} at character {exc.start}, which is not valid "
+            "Unicode text; decode the source with errors='replace' or remove it"
+        )
+    return None
 
 
 def merge_prompts(model_prompts: Mapping[str, str], overrides: Mapping[str, str] | None) -> dict[str, str]:
