@@ -57,12 +57,25 @@ def test_text_without_spaces_fits_the_budget_and_nothing_is_lost(tokenizer) -> N
         assert "".join(mine) == doc.text  # every character kept, in order, and no space put between them
 
 
-def test_chinese_and_japanese_sentences_are_joined_without_spaces(tokenizer) -> None:  # type: ignore[no-untyped-def]
-    zh = "屋顶需要许可。车棚也需要！\n换行的句子在这里\n继续。Permits take two weeks. 韩国어 is not joined."
-    chunks = chunk_documents([Document("zh.txt", zh, None, "txt")], tokenizer=tokenizer, max_tokens=200, progress=False)
-    assert [c.text for c in chunks] == [
-        "屋顶需要许可。车棚也需要！换行的句子在这里继续。Permits take two weeks. 韩国어 is not joined."
-    ]
+@pytest.mark.parametrize(
+    ("text", "chunk"),
+    [
+        # sentences written without a space, and a line wrapped inside a sentence, stay without one
+        (
+            "屋顶需要许可。车棚也需要！\n换行的句子在这里\n继续。Permits take two weeks. 한국어 is kept.",
+            "屋顶需要许可。车棚也需要！换行的句子在这里继续。Permits take two weeks. 한국어 is kept.",
+        ),
+        # spaces the author typed, and paragraph breaks, stay one space each
+        ("申请材料\n\n身份证复印件\n\n房产证明", "申请材料 身份证复印件 房产证明"),
+        ("屋顶需要许可。施工期 两周。 车棚也是。", "屋顶需要许可。施工期 两周。 车棚也是。"),
+        ("第一章 总则\n\nＡＢＣ ＤＥＦ", "第一章 总则 ＡＢＣ ＤＥＦ"),
+    ],
+)
+def test_chinese_and_japanese_text_keeps_its_spacing(tokenizer, text: str, chunk: str) -> None:  # type: ignore[no-untyped-def]
+    chunks = chunk_documents(
+        [Document("zh.txt", text, None, "txt")], tokenizer=tokenizer, max_tokens=200, progress=False
+    )
+    assert [c.text for c in chunks] == [chunk]
 
 
 def test_a_hash_comment_in_a_code_fence_is_not_a_heading(tokenizer) -> None:  # type: ignore[no-untyped-def]

@@ -28,7 +28,7 @@ _FENCE = re.compile(r"^\s{0,3}(`{3,}|~{3,})")
 _CJK = re.compile(
     r"[\u3000-\u303f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef\U00020000-\U0003ffff]"
 )
-_CJK_STOP = "。！？"
+_WHITESPACE = re.compile(r"\s+")
 
 
 @dataclass(frozen=True)
@@ -42,29 +42,56 @@ class Chunk:
     title: str | None
 
 
-def _join(parts: Sequence[str]) -> str:
-    """Join pieces of text with a space, except where Chinese or Japanese text runs on (which has no spaces).
+def _flatten(para: str) -> str:
+    r"""One paragraph on one line: each run of whitespace becomes one space, but a line break inside CJK text goes.
+
+    A line break between two Chinese or Japanese characters goes away: that text has no spaces to begin with.
 
     Example:
-        >>> _join(["Roofs need permits.", "Carports too."]), _join(["屋顶需要许可。", "车棚也是。"])
-        ('Roofs need permits. Carports too.', '屋顶需要许可。车棚也是。')
+        >>> _flatten("Roofs  need\npermits."), _flatten("屋顶需要\n许可。施工期 两周")
+        ('Roofs need permits.', '屋顶需要许可。施工期 两周')
     """
-    out = ""
-    for part in parts:
-        if out and part and not (out[-1] in _CJK_STOP or (_CJK.match(out[-1]) and _CJK.match(part[0]))):
-            out += " "
-        out += part
+    para = para.strip()
+
+    def gap(m: re.Match[str]) -> str:
+        joined = "\n" in m.group() and _CJK.match(para[m.start() - 1]) and _CJK.match(para[m.end()])
+        return "" if joined else " "
+
+    return _WHITESPACE.sub(gap, para)
+
+
+def _sentence_pieces(text: str) -> list[tuple[str, bool]]:
+    """Sentences of ``text`` (see :func:`split_sentences`), each with whether a space stood before it.
+
+    Sentences of one paragraph are apart by what stood between them (a space, or nothing after a CJK full stop
+    written without one); paragraphs are apart by a space.
+    """
+    out: list[tuple[str, bool]] = []
+    for para in re.split(r"\n\s*\n", text):
+        flat = _flatten(para)
+        spaced, start = True, 0
+        for m in [*_SENTENCE_END.finditer(flat), None]:
+            sentence = flat[start : m.start() if m else len(flat)].strip()
+            if sentence:
+                out.append((sentence, spaced))
+            if m is not None:
+                spaced, start = bool(m.group()) or not sentence, m.end()
     return out
 
 
 def split_sentences(text: str) -> list[str]:
-    """Split text into sentences: end punctuation followed by a capital, or a CJK full stop, ! or ? (rule-based)."""
-    out: list[str] = []
-    for para in re.split(r"\n\s*\n", text):
-        flat = _join(para.split())
-        if flat:
-            out.extend(s.strip() for s in _SENTENCE_END.split(flat) if s.strip())
-    return out
+    r"""Split text into sentences: end punctuation followed by a capital, or a CJK full stop, ! or ? (rule-based).
+
+    Example:
+        >>> split_sentences("Roofs need permits. Carports too.\n\n屋顶需要许可。车棚也是。")
+        ['Roofs need permits.', 'Carports too.', '屋顶需要许可。', '车棚也是。']
+    """
+    return [sentence for sentence, _ in _sentence_pieces(text)]
+
+
+def _join(parts: Sequence[tuple[str, bool]]) -> str:
+    """Join ``(text, spaced)`` parts: a space before each part that had one in the document."""
+    return "".join((" " if spaced and i else "") + text for i, (text, spaced) in enumerate(parts))
 
 
 def _sections(doc: Document) -> Iterator[tuple[tuple[str, ...], str]]:
@@ -176,45 +203,47 @@ def chunk_documents(
 
 
 def _pack(body: str, budget: int, n_tokens: Any, sizes_of: Any, cut: Any) -> Iterator[str]:
-    pieces: list[tuple[str, int]] = []
-    sentences = split_sentences(body)
+    pieces: list[tuple[str, int, bool]] = []  # text, tokens, whether a space stood before it
+    sentences = _sentence_pieces(body)
     for start in range(0, len(sentences), 512):  # one tokenizer call per 512 sentences (fast on huge files)
         batch = sentences[start : start + 512]
-        for sentence, size in zip(batch, sizes_of(batch), strict=True):
+        for (sentence, spaced), size in zip(batch, sizes_of([t for t, _ in batch]), strict=True):
             if size <= budget:
-                pieces.append((sentence, size))
+                pieces.append((sentence, size, spaced))
                 continue
-            words = sentence.split()  # an over-long sentence: split by words
-            part: list[str] = []
-            for word in words:
+            part: list[tuple[str, bool]] = []  # an over-long sentence: split by words
+            for i, word in enumerate(sentence.split()):
+                word_spaced = spaced if i == 0 else True
                 if len(word) * 4 > budget and n_tokens(word) > budget:  # (a character is at most 4 byte tokens)
-                    if part:
-                        text = _join(part)
-                        pieces.append((text, n_tokens(text)))
-                        part = []
-                    pieces.extend((piece, n_tokens(piece)) for piece in cut(word))
+                    _flush(part, pieces, n_tokens)
+                    # the pieces of a run without spaces follow each other without one
+                    pieces.extend((piece, n_tokens(piece), word_spaced and k == 0) for k, piece in enumerate(cut(word)))
                     continue
-                if part and n_tokens(_join([*part, word])) > budget:
-                    text = _join(part)
-                    pieces.append((text, n_tokens(text)))
-                    part = []
-                part.append(word)
-            if part:
-                text = _join(part)
-                pieces.append((text, n_tokens(text)))
-    current: list[str] = []
+                if part and n_tokens(_join([*part, (word, True)])) > budget:
+                    _flush(part, pieces, n_tokens)
+                part.append((word, word_spaced))
+            _flush(part, pieces, n_tokens)
+    current: list[tuple[str, bool]] = []
     used = 0
-    for text, size in pieces:
+    for text, size, spaced in pieces:
         if current and used + size + 1 > budget:
             yield from _checked(current, budget, n_tokens)
             current, used = [], 0
-        current.append(text)
+        current.append((text, spaced))
         used += size + (1 if len(current) > 1 else 0)
     if current:
         yield from _checked(current, budget, n_tokens)
 
 
-def _checked(parts: list[str], budget: int, n_tokens: Any) -> Iterator[str]:
+def _flush(part: list[tuple[str, bool]], pieces: list[tuple[str, int, bool]], n_tokens: Any) -> None:
+    """Move the words gathered in ``part`` into ``pieces`` as one piece."""
+    if part:
+        text = _join(part)
+        pieces.append((text, n_tokens(text), part[0][1]))
+        part.clear()
+
+
+def _checked(parts: list[tuple[str, bool]], budget: int, n_tokens: Any) -> Iterator[str]:
     """Join parts (:func:`_join`); if a tokenizer counts the result over budget (merges), split it in two."""
     text = _join(parts)
     if len(parts) > 1 and n_tokens(text) > budget:
