@@ -19,7 +19,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -230,11 +230,12 @@ def side_options(
     return options
 
 
-def build_embedder(options: Mapping[str, Any], *, where: str) -> PromptEmbedder:
+def build_embedder(options: Mapping[str, Any], *, where: str, not_in_where: Collection[str] = ()) -> PromptEmbedder:
     """``PromptEmbedder(**options)`` for an adapter whose forward-pass keywords came from the user's ``where``.
 
     A key of ``encode_kwargs`` that is neither an ``encode(...)`` option nor a keyword the model's forward pass takes
-    (a typo such as ``batchsize``) is reported as a key of ``where``, with both lists of valid names.
+    (a typo such as ``batchsize``) is reported as a key of ``where``, with both lists of valid names (less the
+    ``encode(...)`` options the adapter takes elsewhere, ``not_in_where``).
 
     Raises:
         ConfigError: Such a key, or any option the core refuses.
@@ -244,7 +245,7 @@ def build_embedder(options: Mapping[str, Any], *, where: str) -> PromptEmbedder:
     try:
         return PromptEmbedder(**options)
     except UnknownForwardKwargsError as exc:
-        known = sorted([*_ENCODE_KNOWN, *_ENCODE_NO_EFFECT])
+        known = sorted(k for k in [*_ENCODE_KNOWN, *_ENCODE_NO_EFFECT] if k not in not_in_where)
         raise ConfigError(
             f"Unknown key(s) {exc.unknown} in {where}: not a SentenceTransformer.encode option ({known}) and not a "
             f"keyword this model's forward pass takes ({exc.valid}); check the spelling"

@@ -160,6 +160,7 @@ class EmbedderBase:
                 forward_kwargs=self._enc.forward_kwargs or None,
             ),
             where="encode_kwargs",
+            not_in_where=_OWN_PARAMETERS,
         )
         try:
             self._side = Side(embedder, role=self._role, enc=self._enc, plain=bool(self.prefix))  # type: ignore[arg-type]
