@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import dataclasses
+import threading
 import warnings
 import weakref
 from collections.abc import Iterator
@@ -26,6 +27,9 @@ from promptembed.compat import (
 
 __all__ = ["PromptEmbeddings"]
 
+#: Held while a changed object sets its sides up again, so concurrent calls build once (re-entrant: a build may
+#: close an embedder).
+_BUILD_LOCK = threading.RLock()
 #: Our own fields that are also ``SentenceTransformer(...)`` options (given either way, but not two ways).
 _TOKEN_KEYS = ("token", "use_auth_token")
 _MODEL_FIELDS = ("device", "dtype", "truncate_dim", "prompts", "trust_remote_code", "allow_pickle", "cache_dir")
@@ -201,10 +205,12 @@ class PromptEmbeddings(BaseModel, Embeddings):
 
         ``HuggingFaceEmbeddings`` reads ``encode_kwargs`` and the rest at each call, so a changed field applies from
         the next call. Replaced sides are not closed here: a copy may still use them, and a dropped one releases
-        its model.
+        its model. Concurrent calls build once.
         """
         if self._settings() != self._built_from:
-            self._build()
+            with _BUILD_LOCK:
+                if self._settings() != self._built_from:
+                    self._build()
         return self._documents, self._queries
 
     def __getstate__(self) -> dict[str, Any]:

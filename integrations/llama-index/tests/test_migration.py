@@ -8,6 +8,8 @@ replaces the model's "query" prompt with an empty instruction, applies none). Th
 from __future__ import annotations
 
 import re
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -154,5 +156,69 @@ def test_fields_changed_after_construction_apply_from_the_next_call(tiny_gemma_d
             ours.get_query_embedding(QUERY)
         ours.truncate_dim = None
         assert_same_vectors(stock, ours)
+    finally:
+        ours.close()
+
+
+def test_a_normalize_change_applies_as_in_the_stock_class(tiny_bert_dir: Path) -> None:
+    """On a model without a Normalize module, where ``normalize`` changes the vectors."""
+    stock, ours = both(tiny_bert_dir, normalize=False)
+    try:
+        assert_same_vectors(stock, ours)
+        assert abs(np.linalg.norm(ours.get_query_embedding(QUERY)) - 1) > 0.1
+        stock.normalize = ours.normalize = True
+        assert_same_vectors(stock, ours)
+        back = ours.model_copy(update={"normalize": False})
+        stock_back = stock.model_copy(update={"normalize": False})
+        assert_same_vectors(stock_back, back)
+        back.close()
+    finally:
+        ours.close()
+
+
+def test_a_changed_model_name_names_the_model(tiny_gemma_dir: Path, tiny_bert_dir: Path) -> None:
+    """``model_name`` is the stock field: set later, it switches the model, and ``to_dict()`` round-trips."""
+    ours = PromptEmbedding(model_name=str(tiny_gemma_dir))
+    try:
+        ours.model_name = str(tiny_bert_dir)
+        data = ours.to_dict()
+        assert data["model"] == data["model_name"] == str(tiny_bert_dir)
+        ref = SentenceTransformer(str(tiny_bert_dir), device="cpu")
+        np.testing.assert_allclose(
+            ours.get_query_embedding(QUERY), ref.encode([QUERY], normalize_embeddings=True)[0], atol=2e-6
+        )
+        again = PromptEmbedding.from_dict(data)
+        np.testing.assert_allclose(again.get_query_embedding(QUERY), ours.get_query_embedding(QUERY), atol=0)
+        again.close()
+    finally:
+        ours.close()
+
+
+def test_concurrent_calls_after_a_change_build_once(tiny_gemma_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    from llama_index.core.schema import TextNode
+    from llama_index.embeddings.promptembed import base
+
+    ours = PromptEmbedding(model_name=str(tiny_gemma_dir))
+    builds: list[str] = []
+
+    class Counted(base.PromptEmbedder):  # type: ignore[misc]
+        def __init__(self, **options: Any) -> None:
+            builds.append(threading.current_thread().name)
+            time.sleep(0.2)  # as a model load takes: the other calls arrive meanwhile
+            super().__init__(**options)
+
+    monkeypatch.setattr(base, "PromptEmbedder", Counted)
+
+    async def calls() -> None:
+        await asyncio.gather(*(ours.aget_query_embedding(f"{QUERY} {i}") for i in range(8)))
+        ours.text_instruction = "t2: "
+        await ours.acall([TextNode(text=DOCS[0])])
+
+    try:
+        ours.text_instruction = "t: "
+        asyncio.run(calls())
+        assert len(builds) == 2 and "MainThread" not in builds  # one per change, never on the event loop's thread
     finally:
         ours.close()

@@ -8,6 +8,7 @@ EmbeddingGemma-shaped model.
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -213,6 +214,27 @@ def test_a_bad_change_fails_clearly_and_leaves_the_last_good_setup(tiny_gemma_di
             ours.embed_query(QUERY)
         ours.query_encode_kwargs = {}
         assert ours.embed_documents(DOCS) == want
+
+
+def test_concurrent_calls_after_a_change_build_once(tiny_gemma_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from langchain_promptembed import embeddings
+
+    builds: list[int] = []
+    real = embeddings.build_embedder
+
+    def counted(options: dict[str, Any], **kwargs: Any) -> Any:
+        builds.append(1)
+        time.sleep(0.2)  # as a model load takes: the other calls arrive meanwhile
+        return real(options, **kwargs)
+
+    with PromptEmbeddings(model_name=str(tiny_gemma_dir)) as ours:
+        monkeypatch.setattr(embeddings, "build_embedder", counted)
+        ours.encode_kwargs = {"batch_size": 2}  # one embedder serves both sides
+        with ThreadPoolExecutor(8) as pool:
+            vectors = list(pool.map(ours.embed_query, [QUERY] * 8))
+        assert len(builds) == 1 and all(v == vectors[0] for v in vectors)
 
 
 def test_pickle_and_deepcopy_give_a_working_copy(tiny_gemma_dir: Path) -> None:

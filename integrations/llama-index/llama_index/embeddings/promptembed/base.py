@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import pickle
+import threading
 import weakref
 from collections.abc import Sequence
 from contextvars import ContextVar
@@ -29,6 +30,9 @@ _NODE_TITLES: ContextVar[dict[str, tuple[str, str]] | None] = ContextVar("prompt
 #: texts by length before cutting forward passes, so a larger window pads less: calls of 32 pad the benchmark
 #: corpus 4.2% more than one call (benchmarks/RESULTS.md).
 DEFAULT_EMBED_BATCH_SIZE = 1024
+#: Held while a changed embedding sets itself up again, so concurrent calls build once (re-entrant: a build may
+#: close an embedder).
+_BUILD_LOCK = threading.RLock()
 #: ``HuggingFaceEmbedding`` arguments that no longer work there either: any value but the default is an error.
 _DEPRECATED = ("tokenizer_name", "pooling", "tokenizer")
 #: Our fields that are also ``SentenceTransformer(...)`` options (``HuggingFaceEmbedding(**model_kwargs)``).
@@ -196,16 +200,31 @@ class PromptEmbedding(BaseEmbedding):
             self.model = self.model_name
         self._built_from = self._settings()
 
+    def _follow_model_name(self) -> None:
+        """A ``model_name`` set since the build (``BaseEmbedding``'s field) names the model: ``model`` follows it."""
+        built: PromptEmbedder | None = getattr(self, "_embedder", None)
+        if built is not None and self.model_name != built.model_source:
+            self.model = self.model_name
+
     def _current(self) -> PromptEmbedding:
         """``self``, with the embedder and sides set up again first if a field changed since they were.
 
-        ``HuggingFaceEmbedding`` reads ``normalize``, ``query_instruction`` and ``text_instruction`` at each call, so
-        a changed field (in place or through ``model_copy(update=...)``) applies from the next call. Replaced
-        embedders are not closed here: a copy may still use them, and a dropped one releases its model.
+        ``HuggingFaceEmbedding`` reads ``normalize`` at each call; here every field (in place or through
+        ``model_copy(update=...)``) applies from the next call, so the vectors follow what ``to_dict()`` says.
+        Concurrent calls build once. Replaced embedders are not closed here: a copy may still use them, and a
+        dropped one releases its model.
         """
+        self._follow_model_name()
         if self._settings() != self._built_from:
-            self._build()
+            with _BUILD_LOCK:
+                if self._settings() != self._built_from:
+                    self._build()
         return self
+
+    def to_dict(self, **kwargs: Any) -> dict[str, Any]:
+        """The fields as ``BaseComponent`` writes them (a ``model_name`` changed since the build named as the model)."""
+        self._follow_model_name()
+        return super().to_dict(**kwargs)
 
     def _enc(self, instruction: str | None, side: str) -> EncodeOptions:
         if instruction is not None and self.prompt_name is not None:
@@ -306,7 +325,7 @@ class PromptEmbedding(BaseEmbedding):
 
     async def acall(self, nodes: Sequence[BaseNode], **kwargs: Any) -> Sequence[BaseNode]:
         """Async :meth:`__call__` (through :meth:`aget_text_embedding_batch`; the model runs in worker threads)."""
-        texts, titled = self._node_texts(nodes)
+        texts, titled = await asyncio.to_thread(self._node_texts, nodes)  # may load a changed model: not on the loop
         if titled is None:
             return await asyncio.to_thread(self._embed_nodes, nodes)
         token = _NODE_TITLES.set(titled)
@@ -320,6 +339,7 @@ class PromptEmbedding(BaseEmbedding):
 
     def _copy_fields(self) -> dict[str, Any]:
         """The fields a copy is built from: ``model_name`` left out when ``model`` is the bundled default."""
+        self._follow_model_name()
         fields = dict(self.__dict__)
         if fields.get("model") is None:
             fields.pop("model_name", None)
