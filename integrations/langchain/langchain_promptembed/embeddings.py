@@ -8,7 +8,7 @@ import dataclasses
 import threading
 import warnings
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any, Literal
 
 from langchain_core.embeddings import Embeddings
@@ -255,8 +255,12 @@ class PromptEmbeddings(BaseModel, Embeddings):
         return self._sides()[1].embedder
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        """Embed documents with the model's document prompt (or the prompt chosen in ``encode_kwargs``)."""
-        return self._sides()[0].embed(texts).tolist()  # type: ignore[no-any-return]
+        """Embed documents with the model's document prompt (or the prompt chosen in ``encode_kwargs``).
+
+        Any iterable of texts is taken, as the stock class takes it (a generator, a pandas Series, a numpy array);
+        a single ``str`` is an error that says to wrap it in a list.
+        """
+        return self._sides()[0].embed(_as_list(texts)).tolist()  # type: ignore[no-any-return]
 
     def embed_query(self, text: str) -> list[float]:
         """Embed one query with the model's query prompt (or the prompt chosen in ``query_encode_kwargs``)."""
@@ -264,7 +268,7 @@ class PromptEmbeddings(BaseModel, Embeddings):
 
     async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
         """Async :meth:`embed_documents`, computed in a worker thread so the event loop keeps running."""
-        return await asyncio.to_thread(self.embed_documents, texts)
+        return await asyncio.to_thread(self.embed_documents, _as_list(texts))  # a generator is read here, once
 
     async def aembed_query(self, text: str) -> list[float]:
         """Async :meth:`embed_query`, computed in a worker thread so the event loop keeps running."""
@@ -285,6 +289,13 @@ class PromptEmbeddings(BaseModel, Embeddings):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _as_list(texts: Any) -> Any:
+    """``texts`` as a list when it is another iterable (left as it is otherwise, for the core's error message)."""
+    if isinstance(texts, str | bytes | list) or not isinstance(texts, Iterable):
+        return texts
+    return list(texts)
 
 
 def _pool_devices() -> list[str]:

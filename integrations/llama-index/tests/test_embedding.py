@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -293,5 +294,20 @@ def test_copies_of_the_default_model_and_of_a_rate_limited_one(monkeypatch: pyte
         assert pickled.rate_limiter is None
         emb.model_copy().close()  # a shallow copy shares the embedder: closing it leaves the original open
         assert len(emb.get_query_embedding("a")) == 384
+    finally:
+        emb.close()
+
+
+def test_to_json_with_a_torch_dtype_in_model_kwargs(tiny_gemma_dir: Path) -> None:
+    import torch
+
+    emb = PromptEmbedding(model_name=str(tiny_gemma_dir), model_kwargs={"torch_dtype": torch.float32})
+    try:
+        data = json.loads(emb.to_json())  # it was a TypeError: the dtype is not JSON
+        assert data["model_kwargs"] == {"torch_dtype": "float32"} and emb.model_kwargs["torch_dtype"] is torch.float32
+        again = PromptEmbedding.from_json(emb.to_json())
+        assert again.embedder._require().model is emb.embedder._require().model  # the same weights, loaded once
+        assert again.get_query_embedding("Mars") == emb.get_query_embedding("Mars")
+        again.close()
     finally:
         emb.close()

@@ -216,6 +216,19 @@ def test_a_bad_change_fails_clearly_and_leaves_the_last_good_setup(tiny_gemma_di
         assert ours.embed_documents(DOCS) == want
 
 
+def test_any_iterable_of_texts_is_taken_as_in_the_stock_class(tiny_gemma_dir: Path) -> None:
+    import asyncio
+
+    stock, ours = both(model_name=str(tiny_gemma_dir), encode_kwargs={"prompt_name": "document"})
+    with ours:
+        want = stock.embed_documents(DOCS)
+        for texts in (iter(DOCS), (t for t in DOCS), np.array(DOCS), map(str, DOCS)):
+            np.testing.assert_allclose(ours.embed_documents(texts), want, atol=2e-6)  # type: ignore[arg-type]
+        np.testing.assert_allclose(asyncio.run(ours.aembed_documents(iter(DOCS))), want, atol=2e-6)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match=re.escape("got a single str; wrap it in a list")):
+            ours.embed_documents(DOCS[0])  # type: ignore[arg-type]  # the stock class embeds it character by character
+
+
 def test_concurrent_calls_after_a_change_build_once(tiny_gemma_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from concurrent.futures import ThreadPoolExecutor
 

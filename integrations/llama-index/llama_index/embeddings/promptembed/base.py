@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
 from llama_index.core.schema import BaseNode, MetadataMode
-from pydantic import Field, PrivateAttr
+from pydantic import Field, PrivateAttr, field_serializer
 
 from promptembed import ConfigError, PromptEmbedder
 from promptembed.compat import EncodeOptions, Side, init_options, merge_options, normalize_with_truncation
@@ -111,6 +111,16 @@ class PromptEmbedding(BaseEmbedding):
     tokenizer_kwargs: dict[str, Any] | None = Field(default=None, description="Tokenizer (processor) kwargs.")
     config_kwargs: dict[str, Any] | None = Field(default=None, description="AutoConfig.from_pretrained kwargs.")
     backend: Literal["torch", "onnx", "openvino"] = Field(default="torch", description="Model backend.")
+
+    @field_serializer("model_kwargs", "config_kwargs")
+    def _dtypes_by_name(self, kwargs: dict[str, Any] | None) -> dict[str, Any] | None:
+        """A torch dtype (``torch_dtype=torch.bfloat16``) written by name, which Hugging Face loads the same way.
+
+        So ``to_json()`` works, and ``from_dict()`` / ``from_json()`` give back the same weights and vectors.
+        """
+        if kwargs is None:
+            return None
+        return {k: _dtype_name(v) for k, v in kwargs.items()}
 
     _embedder: PromptEmbedder = PrivateAttr()
     _queries: Side = PrivateAttr()
@@ -388,6 +398,13 @@ class PromptEmbedding(BaseEmbedding):
 #: The fields the embedder and sides are built from (``BaseEmbedding``'s own, such as ``embed_batch_size`` or
 #: ``callback_manager``, are read at each call by ``BaseEmbedding`` itself).
 _BUILD_FIELDS = tuple(name for name in PromptEmbedding.model_fields if name not in BaseEmbedding.model_fields)
+
+
+def _dtype_name(value: Any) -> Any:
+    """``"bfloat16"`` for ``torch.bfloat16`` (without importing torch); any other value as it is."""
+    if type(value).__module__ == "torch" and type(value).__name__ == "dtype":
+        return str(value).removeprefix("torch.")
+    return value
 
 
 def _node_title(node: BaseNode) -> str | None:
