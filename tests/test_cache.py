@@ -18,6 +18,10 @@ from promptembed.cache import VectorCache
 TEXTS = ["Which planet is red?", "Mars is red.", "Venus is hot."]
 
 
+def _disk_bytes(cache_dir: Path) -> int:
+    return sum(p.stat().st_size for p in cache_dir.glob("vectors.sqlite3*"))
+
+
 def _rows(cache_dir: Path) -> int:
     return len(VectorCache(cache_dir))
 
@@ -196,3 +200,17 @@ def test_a_model_that_cuts_long_texts_from_the_other_end_misses(tiny_bert_dir: P
     config.write_text(json.dumps({**json.loads(config.read_text()), "truncation_side": "left"}))
     texts = ["alpha beta gamma " + "word " * 100 + "end omega"]  # far over the 32 tokens, so the cut side matters
     _assert_the_variant_misses(tiny_bert_dir, left, texts, tmp_path / "cache")
+
+
+def test_clear_empties_the_cache_and_gives_the_space_back(tiny_gemma_dir: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    texts = [f"text number {i} about the planets" for i in range(2000)]
+    with PromptEmbedder(model=tiny_gemma_dir, cache_dir=cache) as emb:
+        first = emb.embed_documents(texts)
+        store = VectorCache(cache)
+        full = _disk_bytes(cache)
+        store.clear()  # while the embedder's own connection is open
+        assert len(store) == 0 and _disk_bytes(cache) < full / 4
+        np.testing.assert_allclose(emb.embed_documents(texts[:3]), first[:3], atol=1e-6)  # computed again, stored
+        assert len(store) == 3
+        store.close()

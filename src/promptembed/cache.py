@@ -207,6 +207,24 @@ class VectorCache:
     def __len__(self) -> int:
         return int(self._conn.execute("SELECT COUNT(*) FROM vectors").fetchone()[0])
 
+    def clear(self) -> None:
+        """Delete every stored vector and give the disk space back (safe while other processes use the cache).
+
+        The cache has no size limit: it keeps one row per distinct (model, prompt, options, text), about
+        ``4 * dimension + 60`` bytes each. Clear it when its models or texts are no longer embedded.
+
+        Raises:
+            CacheError: The database cannot be written (it is read-only, or the disk is full).
+        """
+        try:
+            with self._conn:
+                self._conn.execute("BEGIN IMMEDIATE")
+                self._conn.execute("DELETE FROM vectors")
+            self._conn.execute("VACUUM")
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the write-ahead log's space too
+        except sqlite3.DatabaseError as exc:
+            raise CacheError(f"Cannot clear the vector cache {self.path}: {exc}") from exc
+
     def close(self) -> None:
         """Close this thread's connection."""
         conn = getattr(self._local, "conn", None)
