@@ -18,8 +18,7 @@ from pathlib import Path
 import pytest
 from sentence_transformers import SentenceTransformer
 
-from promptembed.finetune import chunk_documents, finetune, generate_pairs, load_documents
-from promptembed.finetune.api import FinetuneWorseWarning
+from promptembed.finetune import FinetuneWorseWarning, chunk_documents, finetune, generate_pairs, load_documents
 from promptembed.finetune.evaluate import RetrievalMetrics, evaluate_retrieval, gain_interval
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))

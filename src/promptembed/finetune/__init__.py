@@ -26,7 +26,7 @@ for _name in _REQUIRED:
             "install it with: pip install 'promptembed[train]'"
         ) from _exc
 
-from promptembed.finetune.api import FinetuneResult, finetune  # noqa: E402
+from promptembed.finetune.api import FinetuneResult, FinetuneWorseWarning, finetune  # noqa: E402
 from promptembed.finetune.chunking import Chunk, chunk_documents  # noqa: E402
 from promptembed.finetune.documents import Document, LoadResult, SkippedFile, load_documents  # noqa: E402
 from promptembed.finetune.evaluate import RetrievalMetrics, evaluate_retrieval  # noqa: E402
@@ -38,6 +38,7 @@ __all__ = [
     "Chunk",
     "Document",
     "FinetuneResult",
+    "FinetuneWorseWarning",
     "LoadResult",
     "Pair",
     "PairsResult",

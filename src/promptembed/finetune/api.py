@@ -640,10 +640,13 @@ def _process_alive(pid: int) -> bool:
 
 
 def _start_or_resume(work_dir: Path, run: dict[str, Any]) -> None:
-    """Keep ``work_dir``'s checkpoints only when they come from this very run (base, rows, seed and settings)."""
+    """Keep ``work_dir``'s checkpoints only when they come from this very run (base, rows, seed and settings).
+
+    An empty ``work_dir`` is a fresh start, without a word: under torchrun the other ranks may have made it already.
+    """
     marker = work_dir / "run.json"
     run = json.loads(json.dumps(run, default=str))  # as it reads back (tuples become lists)
-    if work_dir.exists():
+    if work_dir.exists() and any(work_dir.iterdir()):
         try:
             before = json.loads(marker.read_text(encoding="utf-8"))
         except (OSError, ValueError):
