@@ -1,4 +1,4 @@
-"""Corpus files for ``promptembed embed``: deterministic parts, row checks, and a crash-safe output folder.
+"""Corpus files for ``promptembed embed``: deterministic parts and row checks (the output folder: ``_output``).
 
 The input (a JSONL/Parquet/CSV file, or a folder of them) is cut into parts of ``part_rows`` rows, file by file in
 sorted order, by one scan that also checks every row. A part's name comes from its file's index and its own
@@ -13,23 +13,21 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from promptembed._kinds import ColumnKinds, arrow_kind, check_clash, check_kinds
 from promptembed._tables import BadRow, TableJob, bad_value
 from promptembed.errors import ConfigError, InputError
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["ColumnKinds", "OutputFolder", "PartSpec", "find_inputs", "plan_parts", "read_part", "scan"]
+__all__ = ["PartSpec", "find_inputs", "plan_parts", "read_part", "scan"]
 
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".csv": "csv"}
-JOB_FILE, MANIFEST_FILE = "_job.json", "_manifest.json"  # "_": Parquet readers of the folder skip them
 
 
 @dataclass(frozen=True)
@@ -202,151 +200,6 @@ def _row_problem(value: object, job: TableJob) -> str | None:
     return reason
 
 
-def _kind(value: object) -> str | None:
-    """The kind of a JSON value as a Parquet column sees it (``None``: a null fits any column)."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "str"
-    return "list" if isinstance(value, list) else "object" if isinstance(value, dict) else type(value).__name__
-
-
-def _arrow_kind(t: pa.DataType) -> str | None:
-    """:func:`_kind` of a Parquet column's type."""
-    import pyarrow.types as pt
-
-    if pt.is_dictionary(t):  # a dictionary-encoded column holds its values' kind
-        t = t.value_type
-    if pt.is_null(t):
-        return None
-    if pt.is_string(t) or pt.is_large_string(t):
-        return "str"
-    if pt.is_boolean(t):
-        return "bool"
-    if pt.is_integer(t) or pt.is_floating(t):
-        return "number"
-    if pt.is_list(t) or pt.is_large_list(t) or pt.is_fixed_size_list(t):
-        return "list"
-    if pt.is_struct(t):
-        return "object"
-    if pt.is_timestamp(t) and t.tz is not None:  # a zoned and a naive timestamp do not merge
-        return f"timestamp[tz={t.tz}]"
-    families = (("timestamp", pt.is_timestamp), ("date", pt.is_date), ("time", pt.is_time),
-                ("decimal", pt.is_decimal), ("binary", lambda x: pt.is_binary(x) or pt.is_large_binary(x)),
-                ("duration", pt.is_duration))  # fmt: skip
-    return next((name for name, test in families if test(t)), str(t))  # units and widths unify when the parts do
-
-
-@dataclass
-class ColumnKinds:
-    """Which kinds of value each column holds over the whole input.
-
-    A Parquet column, and so an output column, holds one type, so a column that mixes kinds (an ``id`` that is a
-    number in some JSONL rows and text in others) is found by the scan, before anything is embedded. So are values
-    that no one type holds without loss: an integer beyond 2**53 beside floats, and nested values (lists, objects)
-    whose Arrow types do not merge. Not caught here, and so reported only when the parts are unified at the end:
-    a clash inside nested values (big integers beside floats in lists) and one between a JSONL column and a Parquet
-    file's nested column.
-    """
-
-    counts: dict[str, dict[str, int]] = field(default_factory=dict)
-    first: dict[tuple[str, str], str] = field(default_factory=dict)  # where a column's kind was first seen
-    whole_files: set[tuple[str, str]] = field(default_factory=set)  # kinds set by a file's schema (CSV, Parquet)
-    names: dict[str, str] = field(default_factory=dict)  # every JSONL field, null or not, and where it was first seen
-    file_first: dict[tuple[str, str], str] = field(default_factory=dict)  # the first file that set a column's kind
-    big_ints: dict[str, str] = field(default_factory=dict)  # an integer beyond 2**53 (exact only as an integer)
-    floats: dict[str, str] = field(default_factory=dict)  # a float in a number column
-    nested: dict[str, dict[str, tuple[Any, str]]] = field(default_factory=dict)  # list/object types, first seen
-
-    def add(self, column: str, kind: str, where: str, n: int = 1, *, whole_file: bool = False) -> None:
-        """Count ``n`` values of ``kind`` in ``column``, first seen at ``where``."""
-        counts = self.counts.setdefault(column, {})
-        counts[kind] = counts.get(kind, 0) + n
-        self.first.setdefault((column, kind), where)
-        if whole_file:
-            self.whole_files.add((column, kind))
-            self.file_first.setdefault((column, kind), where)
-
-    def add_value(self, column: str, value: Any, where: str) -> str | None:
-        """Note what a number or a nested value needs from its column; say why a nested value cannot be stored."""
-        if isinstance(value, float):
-            self.floats.setdefault(column, where)
-        elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**53:
-            self.big_ints.setdefault(column, where)
-        elif isinstance(value, list | dict):
-            import pyarrow as pa
-
-            try:
-                t = pa.scalar(value).type
-            except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as exc:
-                return f"column {column!r} holds a {type(value).__name__} whose items mix types ({exc})"
-            self.nested.setdefault(column, {}).setdefault(str(t), (t, where))
-        return None
-
-    def clash(self) -> str | None:
-        """A column whose values no single Parquet type holds without loss, named with where each side was seen."""
-        import pyarrow as pa
-
-        for column, where in self.big_ints.items():
-            if column in self.floats:
-                return (
-                    f"column {column!r} holds an integer beyond 2**53 (first: {where}) and floats (first: "
-                    f"{self.floats[column]}), which one Parquet column cannot hold exactly"
-                )
-        for column, types in self.nested.items():
-            try:
-                pa.unify_schemas([pa.schema([(column, t)]) for t, _ in types.values()], promote_options="permissive")
-            except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-                shown = " and ".join(f"{name} (first: {where})" for name, (_, where) in list(types.items())[:3])
-                return f"column {column!r} holds nested values of types that do not merge: {shown}"
-        return None
-
-    def mixed(self) -> list[str]:
-        """The columns that hold more than one kind."""
-        return [c for c, counts in self.counts.items() if len(counts) > 1]
-
-    def majority(self) -> dict[str, str]:
-        """Each column's most common kind (a tie goes to the kind seen first)."""
-        return {c: max(counts, key=counts.__getitem__) for c, counts in self.counts.items()}
-
-    def describe(self, column: str) -> str:
-        """``column 'id' holds number in 3 rows (first: a.jsonl line 1) and str in 1 row (first: ...)``."""
-        counts = sorted(self.counts[column].items(), key=lambda kv: -kv[1])
-        held = " and ".join(
-            f"{kind} in {n} row{'s' if n != 1 else ''} (first: {self.first[(column, kind)]})" for kind, n in counts
-        )
-        return f"column {column!r} holds {held}"
-
-
-def _check_kinds(
-    row: dict[str, Any], where: str, kinds: ColumnKinds | None, expect: dict[str, str] | None
-) -> str | None:
-    """Count a JSONL row's kinds, or (given the kinds to expect) say which value has another kind."""
-    for column, value in row.items():
-        if kinds is not None:
-            kinds.names.setdefault(column, where)
-        kind = _kind(value)
-        if kind is None:
-            continue
-        if expect is not None and expect.get(column, kind) != kind:
-            shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
-            return (
-                f"column {column!r} is {kind} ({shown}) here but {expect[column]} in most rows; "
-                "a Parquet column holds one type"
-            )
-        if kinds is not None:
-            kinds.add(column, kind, where)
-            if kind in ("number", "list", "object"):
-                problem = kinds.add_value(column, value, where)
-                if problem is not None:
-                    return problem
-    return None
-
-
 def _bad(job: TableJob, where: str, n: int, row: object, reason: str) -> BadRow:
     ident = row.get(job.id_column) if job.id_column and isinstance(row, dict) else None
     label = f"{job.id_column}={ident!r}" if ident is not None else f"{where} {n}"
@@ -379,7 +232,7 @@ def plan_parts(files: list[Path], job: TableJob, part_rows: int, *, root: Path) 
         )
     mixed = kinds.mixed()
     if not mixed:
-        _check_clash(kinds)
+        check_clash(kinds)
         return specs
     majority = kinds.majority()
     for column in mixed:
@@ -397,14 +250,8 @@ def plan_parts(files: list[Path], job: TableJob, part_rows: int, *, root: Path) 
         )
     kept = ColumnKinds()  # the rows of each column's majority kind only
     specs = list(scan(files, job, part_rows, root=root, kinds=kept, expect=majority))
-    _check_clash(kept)
+    check_clash(kept)
     return specs
-
-
-def _check_clash(kinds: ColumnKinds) -> None:
-    clash = kinds.clash()
-    if clash is not None:
-        raise InputError(f"{clash}; give the column one type in every input row (found before anything was embedded)")
 
 
 def scan(
@@ -456,7 +303,7 @@ def scan(
                 problem = _row_problem(row, job)
                 total += 1
                 if problem is None and fmt == "jsonl" and isinstance(row, dict):
-                    problem = _check_kinds(row, f"{where} {number}", kinds, expect)
+                    problem = check_kinds(row, f"{where} {number}", kinds, expect)
                 if problem is not None:
                     skip.append(n)
                     bad.append(_bad(job, where, number, row, problem))
@@ -484,7 +331,7 @@ def _scan_parquet(
     total = pf.metadata.num_rows
     if kinds is not None and total:
         for f in pf.schema_arrow:
-            kind = _arrow_kind(f.type)
+            kind = arrow_kind(f.type)
             if kind is not None:
                 kinds.add(f.name, kind, f"{rel} (Parquet: {f.type})", total, whole_file=True)
     batches = pf.iter_batches(batch_size=part_rows, columns=list(dict.fromkeys(cols)))
@@ -541,139 +388,3 @@ def read_part(spec: PartSpec) -> pa.Table:
             f"{spec.path} (part {spec.name}, rows from {spec.first_line}): a column mixes types ({exc}); "
             "give each column one type"
         ) from None
-
-
-def _fsync_write(path: Path, write: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with tmp.open("wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-@dataclass
-class OutputFolder:
-    """The output folder's commit protocol (see the module docstring)."""
-
-    path: Path
-
-    def prepare(self, job_info: dict[str, Any], *, overwrite: bool) -> set[str]:
-        """Create or reuse the folder; returns the names of finished parts that a rerun keeps."""
-        p = self.path
-        if p.exists() and not p.is_dir():
-            raise ConfigError(f"--output {p} is a file; give a folder path")
-        if p.exists() and any(p.iterdir()):
-            ours = (p / JOB_FILE).is_file()
-            if overwrite:
-                if not ours:
-                    raise ConfigError(
-                        f"--output {p} is not empty and is not a promptembed embed output (no {JOB_FILE}); "
-                        "refusing to delete it with --overwrite: choose an empty or new folder"
-                    )
-                shutil.rmtree(p)
-            elif (p / MANIFEST_FILE).is_file():
-                raise ConfigError(f"--output {p} already holds a finished job; pass --overwrite to replace it")
-            elif not ours:
-                raise ConfigError(f"--output {p} is not empty; choose a new folder, or an empty one")
-            else:
-                before = json.loads((p / JOB_FILE).read_text(encoding="utf-8"))
-                if before != job_info:
-                    changed = sorted(k for k in set(before) | set(job_info) if before.get(k) != job_info.get(k))
-                    raise ConfigError(
-                        f"--output {p} holds an unfinished job with other {', '.join(changed)}; rerun with the same "
-                        "input and options to resume it, or pass --overwrite to start over"
-                    )
-        p.mkdir(parents=True, exist_ok=True)
-        for leftover in p.glob(".*.tmp-*"):  # parts in flight when a previous run was killed
-            leftover.unlink(missing_ok=True)
-        if not (p / JOB_FILE).is_file():
-            self.write_json(JOB_FILE, job_info)
-        return {f.stem for f in p.glob("part-*.parquet")}
-
-    def write_part(self, name: str, table: pa.Table) -> Path:
-        """Write one part atomically: a temporary file, flushed, renamed to ``<name>.parquet``."""
-        import pyarrow.parquet as pq
-
-        final = self.path / f"{name}.parquet"
-        _fsync_write(final, lambda f: pq.write_table(table, f))
-        return final
-
-    def unify_parts(self, names: list[str], vector_column: str, dimension: int) -> None:
-        """Give every part one schema: the same columns in the same order, with the same types.
-
-        Parts are read from JSONL by value, so one part's column can be all nulls (type null) or hold integers where
-        another's holds floats, a column can be missing from a part, and a part whose rows were all skipped has no
-        vector column. Readers of the folder (``pyarrow.parquet.read_table``, DuckDB, Ray Data) take one file's
-        schema for all, so they would fail or drop columns. Each part that differs from the union of the parts'
-        schemas (nulls and missing columns filled, integers widened) is rewritten atomically.
-
-        Raises:
-            InputError: Two parts' columns cannot share a type (nested values of other kinds).
-        """
-        import numpy as np
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        from promptembed._tables import vector_array
-
-        if not names:  # an empty input: no part to unify
-            return
-        paths = [self.path / f"{n}.parquet" for n in names]
-        schemas = [pq.read_schema(p) for p in paths]
-        vector = next((s.field(vector_column) for s in schemas if vector_column in s.names), None)
-        if vector is None:  # every row of every part was skipped
-            vector = pa.field(vector_column, vector_array(np.zeros((0, dimension), dtype=np.float32)).type)
-
-        def plain(f: pa.Field) -> pa.Field:  # a dictionary-encoded column does not merge with its plain values
-            return f.with_type(f.type.value_type) if pa.types.is_dictionary(f.type) else f
-
-        def unified(decode: bool) -> pa.Schema:
-            return pa.unify_schemas(
-                [pa.schema([plain(f) if decode else f for f in s if f.name != vector_column]) for s in schemas],
-                promote_options="permissive",
-            )
-
-        try:
-            try:
-                inputs = unified(decode=False)  # parts that agree keep their types, dictionary encoding included
-            except (pa.ArrowInvalid, pa.ArrowTypeError):
-                inputs = unified(decode=True)
-        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-            raise InputError(
-                f"The parts in {self.path} cannot share one schema ({exc}); give each column one type in every input "
-                "row, then rerun with --overwrite"
-            ) from None
-        target = inputs.append(vector)
-        for path, schema in zip(paths, schemas, strict=True):
-            if schema.remove_metadata().equals(target):
-                continue
-            table = pq.read_table(path)
-            try:
-                columns = [
-                    table.column(f.name).cast(f.type)
-                    if f.name in table.column_names
-                    else pa.nulls(table.num_rows, f.type)
-                    for f in target
-                ]
-            except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:  # e.g. an integer above 2**53 in a float column
-                raise InputError(
-                    f"Part {path.name} cannot take the folder's schema ({exc}); give each column one type in every "
-                    "input row, then rerun with --overwrite"
-                ) from None
-            fixed = pa.Table.from_arrays(columns, schema=target)
-            _fsync_write(path, lambda f, t=fixed: pq.write_table(t, f))
-
-    def write_json(self, name: str, data: dict[str, Any]) -> None:
-        """Write a JSON file atomically."""
-        text = json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n"
-        _fsync_write(self.path / name, lambda f: f.write(text.encode("utf-8")))
-
-
-def spec_dict(spec: PartSpec) -> dict[str, Any]:
-    """JSON-ready part summary for the manifest."""
-    return {"name": spec.name, "file": spec.path, "rows": spec.n_good, "skipped": len(spec.skip)}

@@ -15,16 +15,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from promptembed._corpus import (
-    JOB_FILE,
-    MANIFEST_FILE,
-    OutputFolder,
-    PartSpec,
-    find_inputs,
-    plan_parts,
-    read_part,
-    spec_dict,
-)
+from promptembed._corpus import PartSpec, find_inputs, plan_parts, read_part
+from promptembed._output import JOB_FILE, MANIFEST_FILE, OutputFolder, spec_dict
 from promptembed._tables import TableJob, embed_table
 from promptembed.errors import ConfigError, MissingExtraError, PromptEmbedError
 
