@@ -214,3 +214,29 @@ def test_clear_empties_the_cache_and_gives_the_space_back(tiny_gemma_dir: Path, 
         np.testing.assert_allclose(emb.embed_documents(texts[:3]), first[:3], atol=1e-6)  # computed again, stored
         assert len(store) == 3
         store.close()
+
+
+def test_clear_while_another_connection_reads_empties_at_once_and_says_the_rest_comes_later(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import sqlite3
+    import time
+
+    store = VectorCache(tmp_path)
+    keys = [
+        VectorCache.key(model="m", dtype="f", prompt="", truncate_dim=None, normalize=True, text=str(i))
+        for i in range(500)
+    ]
+    store.put(keys, np.ones((500, 8), dtype=np.float32))
+    reader = sqlite3.connect(store.path, isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT COUNT(*) FROM vectors").fetchone()  # a read transaction held open elsewhere
+    started = time.monotonic()
+    with caplog.at_level("WARNING", "promptembed"):
+        store.clear()
+    assert time.monotonic() - started < 20  # it waited the whole minute of the lock timeout before
+    assert len(store) == 0 and store.get(keys[:1]) == [None]
+    assert "is empty, but not all of its disk space is back yet" in caplog.text
+    reader.execute("COMMIT")
+    reader.close()
+    store.close()

@@ -1,12 +1,9 @@
 """Corpus files for ``promptembed embed``: deterministic parts and row checks (the output folder: ``_output``).
 
 The input (a JSONL/Parquet/CSV file, or a folder of them) is cut into parts of ``part_rows`` rows, file by file in
-sorted order, by one scan that also checks every row. A part's name comes from its file's index and its own
-index, so a rerun on the same input makes the same parts. Each part is written to a temporary name, flushed to
-disk and renamed into place, so a part file that exists is complete; ``_job.json`` (the inputs and options) is
-written before the first part and ``_manifest.json`` after the last. A rerun with the same inputs and options
-keeps the finished parts and embeds only the missing ones; a SIGKILL at any point loses at most the parts in
-flight.
+sorted order, by one scan that also checks every row (and, with ``_kinds``, that each column holds one kind of
+value). A part's name comes from its file's index and its own index, so a rerun on the same input makes the same
+parts.
 """
 
 from __future__ import annotations

@@ -1,4 +1,10 @@
-"""The output folder of ``promptembed embed``: atomic parts, the job and manifest files, one schema at the end."""
+"""The output folder of ``promptembed embed``: atomic parts, the job and manifest files, one schema at the end.
+
+Each part is written to a temporary name, flushed to disk and renamed into place, so a part file that exists is
+complete; ``_job.json`` (the inputs and options) is written before the first part and ``_manifest.json`` after the
+last. A rerun with the same inputs and options keeps the finished parts and embeds only the missing ones; a
+SIGKILL at any point loses at most the parts in flight.
+"""
 
 from __future__ import annotations
 

@@ -126,6 +126,7 @@ class VectorCache:
         conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA busy_timeout=60000")
+        conn.execute("PRAGMA journal_size_limit=67108864")  # a checkpoint cuts the write-ahead log back to 64 MiB
         conn.execute(_SCHEMA)
         return conn
 
@@ -208,22 +209,42 @@ class VectorCache:
         return int(self._conn.execute("SELECT COUNT(*) FROM vectors").fetchone()[0])
 
     def clear(self) -> None:
-        """Delete every stored vector and give the disk space back (safe while other processes use the cache).
+        """Delete every stored vector and give the disk space back (also while other processes use the cache).
 
         The cache has no size limit: it keeps one row per distinct (model, prompt, options, text), about
-        ``4 * dimension + 60`` bytes each. Clear it when its models or texts are no longer embedded.
+        ``4 * dimension + 60`` bytes each. Clear it when its models or texts are no longer embedded. While another
+        connection is in the middle of reading the cache, part of the space comes back only when that read ends
+        (a warning says so); the rows are gone at once either way.
 
         Raises:
-            CacheError: The database cannot be written (it is read-only, or the disk is full).
+            CacheError: Nothing could be deleted (the database is read-only, or another process held its write lock
+                for over a minute).
         """
+        conn = self._conn
         try:
-            with self._conn:
-                self._conn.execute("BEGIN IMMEDIATE")
-                self._conn.execute("DELETE FROM vectors")
-            self._conn.execute("VACUUM")
-            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the write-ahead log's space too
+            conn.execute("PRAGMA secure_delete=OFF")  # zeroing every freed page would need the cache's size again
+            with conn:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute("DELETE FROM vectors")
         except sqlite3.DatabaseError as exc:
-            raise CacheError(f"Cannot clear the vector cache {self.path}: {exc}") from exc
+            raise CacheError(f"Cannot clear the vector cache {self.path}: {exc}; nothing was deleted") from exc
+        try:
+            conn.execute("VACUUM")
+            conn.execute("PRAGMA busy_timeout=2000")  # a reader elsewhere would make the checkpoint wait a minute
+            busy = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            busy, problem = 1, str(exc)
+        else:
+            problem = "another connection is reading it"
+        finally:
+            conn.execute("PRAGMA busy_timeout=60000")
+        if busy:
+            logger.warning(
+                "Vector cache %s is empty, but not all of its disk space is back yet (%s); the rest comes back when "
+                "the other connections finish reading",
+                self.path,
+                problem,
+            )
 
     def close(self) -> None:
         """Close this thread's connection."""
