@@ -105,7 +105,7 @@ def test_the_keyword_guard_flags_the_run5_kind_of_failure_the_held_out_estimate_
 
 
 def test_the_keyword_guard_only_speaks_without_real_questions(tmp_path: Path) -> None:
-    from promptembed.finetune.api import KEYWORD_EVAL, FinetuneResult
+    from promptembed.finetune.result import KEYWORD_EVAL, FinetuneResult
 
     def m(score: float) -> RetrievalMetrics:
         return RetrievalMetrics(score, 0.0, 0.0, 40, 10)

@@ -275,17 +275,17 @@ def test_an_empty_work_folder_is_a_fresh_start_without_a_warning(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Under torchrun the other ranks make the folder before rank 0 looks: that is no other run's checkpoints."""
-    from promptembed.finetune.api import _start_or_resume
+    from promptembed.finetune._workdir import start_or_resume
 
     work = tmp_path / ".m.work"
     work.mkdir()
     with caplog.at_level("WARNING", "promptembed"):
-        _start_or_resume(work, {"seed": 0})
+        start_or_resume(work, {"seed": 0})
     assert "holds checkpoints" not in caplog.text and json.loads((work / "run.json").read_text()) == {"seed": 0}
     (work / "checkpoint-2").mkdir()  # a folder with something in it but no run.json is another run's
     (work / "run.json").unlink()
     with caplog.at_level("WARNING", "promptembed"):
-        _start_or_resume(work, {"seed": 0})
+        start_or_resume(work, {"seed": 0})
     assert "holds checkpoints of another run (seed differ)" in caplog.text and not (work / "checkpoint-2").exists()
 
 

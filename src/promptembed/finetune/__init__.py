@@ -26,12 +26,13 @@ for _name in _REQUIRED:
             "install it with: pip install 'promptembed[train]'"
         ) from _exc
 
-from promptembed.finetune.api import FinetuneResult, FinetuneWorseWarning, finetune  # noqa: E402
+from promptembed.finetune.api import finetune  # noqa: E402
 from promptembed.finetune.chunking import Chunk, chunk_documents  # noqa: E402
 from promptembed.finetune.documents import Document, LoadResult, SkippedFile, load_documents  # noqa: E402
 from promptembed.finetune.evaluate import RetrievalMetrics, evaluate_retrieval  # noqa: E402
 from promptembed.finetune.llm import llm_queries, llm_queries_batch, parse_llm_output  # noqa: E402
 from promptembed.finetune.pairs import Pair, PairsResult, generate_pairs, load_pairs_jsonl, save_pairs_jsonl  # noqa: E402
+from promptembed.finetune.result import FinetuneResult, FinetuneWorseWarning  # noqa: E402
 from promptembed.finetune.supervision import Supervision, load_supervision  # noqa: E402
 
 __all__ = [

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import json
 import logging
 import numbers
 import os
-import re
 import resource
 import shutil
 import tempfile
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -33,19 +30,20 @@ from promptembed.finetune._steps import (
     stage,
     write_rows,
 )
+from promptembed.finetune._workdir import restore_interrupted_overwrite, start_or_resume, sweep_leftovers
 from promptembed.finetune.chunking import Chunk, chunk_documents
 from promptembed.finetune.distributed import is_main_process, share_outcome, world_size
 from promptembed.finetune.documents import load_documents
-from promptembed.finetune.evaluate import RetrievalMetrics, evaluate_retrieval, gain_interval
+from promptembed.finetune.evaluate import RetrievalMetrics, evaluate_retrieval
 from promptembed.finetune.heldout import (
     SPECIALIZATION_LIMIT,
     SPECIALIZATION_MIN_QUERIES,
     heldout_queries,
-    specialization,
 )
 from promptembed.finetune.negatives import margin_rows, mine_chunk_negatives
 from promptembed.finetune.pairs import DEFAULT_STRATEGIES, Pair, check_strategies, generate_pairs
 from promptembed.finetune.report import build_report, write_card, write_reports
+from promptembed.finetune.result import KEYWORD_EVAL, FinetuneResult, FinetuneWorseWarning, headline, result_from_rank0
 from promptembed.finetune.supervision import load_supervision
 from promptembed.finetune.teacher import load_teacher
 from promptembed.finetune.teacher_eval import evaluate_teacher
@@ -62,98 +60,11 @@ __all__ = ["FinetuneResult", "FinetuneWorseWarning", "finetune", "load_eval_quer
 logger = logging.getLogger("promptembed")
 
 
-class FinetuneWorseWarning(UserWarning):
-    """The finetuned model scored below the base model."""
-
-
-@dataclass
-class FinetuneResult:
-    """What a finetune produced: where it is, how it compares with the base model, and what was skipped."""
-
-    output: Path
-    evaluations: dict[str, dict[str, RetrievalMetrics]]
-    improved: bool
-    train_pairs: int
-    skipped: list[dict[str, str]] = field(default_factory=list)
-    report_md: Path | None = None
-    plot: Path | None = None
-    timings: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def specialization(self) -> float | None:
-        """The share of the base model's misses on held-out keyword queries that finetuning closed (None: no check).
-
-        See :data:`~promptembed.finetune.heldout.SPECIALIZATION_LIMIT`.
-        """
-        ev = self.evaluations.get(KEYWORD_EVAL)
-        return None if ev is None else specialization(ev["base"].ndcg_at_10, ev["finetuned"].ndcg_at_10)
-
-    @property
-    def specialized(self) -> bool:
-        """The second guard fired: no real questions, and more than the limit of the keyword misses closed.
-
-        The limit is :data:`~promptembed.finetune.heldout.SPECIALIZATION_LIMIT`.
-        """
-        share = self.specialization
-        return _headline(self.evaluations) != "eval_queries" and share is not None and share > SPECIALIZATION_LIMIT
-
-    @property
-    def verdict(self) -> str:
-        """One line: improved or not, on which evaluation."""
-        name = _headline(self.evaluations)
-        ev = self.evaluations[name]
-        delta = ev["finetuned"].ndcg_at_10 - ev["base"].ndcg_at_10
-        if self.specialized:
-            kw = self.evaluations[KEYWORD_EVAL]
-            moved = f"although {name} rose by {delta:+.4f}" if delta > 0 else f"({name}: {delta:+.4f})"
-            return (
-                f"WARNING: the finetuned model may be worse than the base on real questions {moved}: "
-                f"on held-out keyword queries it went from nDCG@10 {kw['base'].ndcg_at_10:.4f} to "
-                f"{kw['finetuned'].ndcg_at_10:.4f}, closing {self.specialization:.0%} of the base model's misses "
-                f"(above {SPECIALIZATION_LIMIT:.0%}: it learned to match keywords, as the configurations that hurt "
-                "real questions in the benchmark did); keep the base unless real questions (eval_queries= / "
-                "--eval-queries) show a gain."
-            )
-        interval = gain_interval(ev["base"], ev["finetuned"])
-        noise = interval is not None and interval[0] < 0 < interval[1]
-        spread = ""
-        if interval is not None:
-            n = len(ev["base"].per_query_ndcg_at_10)
-            spread = f"; 95% interval {interval[0]:+.4f} to {interval[1]:+.4f} over {n} queries"
-            spread += ": within this evaluation's noise" if noise else ""
-        if self.improved:
-            return f"Finetuned model improves nDCG@10 on {name} by {delta:+.4f}{spread}."
-        advice = "keep the base"
-        if noise:  # a small drop on a small set: say what would settle it
-            more = (
-                "more real questions" if name == "eval_queries" else "real questions (eval_queries= / --eval-queries)"
-            )
-            advice += f" unless {more} show a gain"
-        return (
-            f"WARNING: the finetuned model is NOT better than the base on {name} "
-            f"(nDCG@10 {delta:+.4f}{spread}); {advice}."
-        )
-
-
-def _headline(evaluations: dict[str, Any]) -> str:
-    for name in ("eval_queries", "heldout_pseudo_queries"):
-        if name in evaluations:
-            return name
-    return next(iter(evaluations))
-
-
 #: The trainer's learning-rate schedules that need nothing more than the steps (transformers' others need an
 #: evaluation strategy or extra arguments this helper does not set).
 LR_SCHEDULERS = (
     "linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup", "inverse_sqrt",
 )  # fmt: skip
-
-#: A half-saved model folder of a dead process is deleted once nothing has written to it for this long.
-LEFTOVER_IDLE_S = 3600
-
-#: The held-out keyword queries of the second guard (:attr:`FinetuneResult.specialized`).
-KEYWORD_EVAL = "heldout_keyword_queries"
-
 
 #: The ``loss=`` values :func:`finetune` takes.
 LOSSES = ("auto", "mnrl", "cached_mnrl", "gist", "cosent")
@@ -305,8 +216,8 @@ def finetune(
     source, is_local = _loading.resolve_source(base)
     if is_local:
         _loading.check_weights_safe(source, allow_pickle=False)
-    _restore_interrupted_overwrite(output)
-    _sweep_leftovers(output)
+    restore_interrupted_overwrite(output)
+    sweep_leftovers(output)
     preflight(output, overwrite, source, docs=[d for d in docs if isinstance(d, str | Path)])
     work_dir = output.parent / f".{output.name}.work"
     if eval_corpus is not None and eval_queries is None:
@@ -488,7 +399,7 @@ def finetune(
         "train_dtype": train_dtype, "matryoshka_dims": dims,
     }  # fmt: skip
     if main:
-        _start_or_resume(work_dir, run)
+        start_or_resume(work_dir, run)
     work_dir.mkdir(exist_ok=True)
     with stage(timings, "training"):
         train_metrics = train_model(
@@ -501,7 +412,7 @@ def finetune(
         if base_state is not None:
             interpolate_weights(model, base_state, interpolate)
     if not main:
-        return _result_from_rank0(output, skipped)
+        return result_from_rank0(output, skipped)
     with stage(timings, "evaluation"):
         tuned = BaseEncoder(model)  # the finetuned model's embeddings, shared by the evaluation sets
         after = {
@@ -517,7 +428,7 @@ def finetune(
     }
     for name, score in teacher_scores.items():
         evaluations[name]["teacher"] = score
-    head = _headline(evaluations)
+    head = headline(evaluations)
     improved = evaluations[head]["finetuned"].ndcg_at_10 > evaluations[head]["base"].ndcg_at_10
 
     tmp = output.parent / f".{output.name}.tmp-{os.getpid()}"
@@ -595,90 +506,3 @@ def _rows_sha256(rows: list[dict[str, Any]]) -> str:
     for row in rows:
         digest.update(json.dumps(row, sort_keys=True, default=str).encode() + b"\n")
     return digest.hexdigest()
-
-
-def _restore_interrupted_overwrite(output: Path) -> None:
-    """Put back a model that a killed overwrite left as ``.<name>.old-<pid>`` (the run died between two renames)."""
-    if output.exists() or not is_main_process():
-        return
-    left = sorted(output.parent.glob(glob.escape(f".{output.name}") + ".old-*"), key=lambda p: p.stat().st_mtime)
-    if left and (left[-1] / "modules.json").is_file():
-        try:
-            left[-1].rename(output)
-        except OSError:  # another process got there first
-            return
-        logger.warning("restored %s: an earlier run was killed while it replaced that model", output)
-
-
-def _sweep_leftovers(output: Path) -> None:
-    """Delete what killed runs left beside ``output``.
-
-    That is ``.<name>.trash-XXXXXXXX`` folders (a replaced model whose deletion was cut short), and a half-saved
-    ``.<name>.tmp-<pid>`` whose process is gone and that nothing has written to for an hour (the hour because a
-    run on another machine sharing the folder cannot be seen from here). Only these exact names, never a
-    neighbour's folders.
-    """
-    if not is_main_process() or not output.parent.is_dir():
-        return
-    name = re.escape(f".{output.name}")
-    for left in output.parent.iterdir():
-        trash = re.fullmatch(name + r"\.trash-[a-z0-9_]{8}", left.name)
-        tmp = re.fullmatch(name + r"\.tmp-(\d+)", left.name)
-        idle = tmp is not None and time.time() - left.stat().st_mtime > LEFTOVER_IDLE_S
-        if trash or (tmp and idle and not _process_alive(int(tmp.group(1)))):
-            shutil.rmtree(left, ignore_errors=True)
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # it exists, under another user
-        return True
-    return True
-
-
-def _start_or_resume(work_dir: Path, run: dict[str, Any]) -> None:
-    """Keep ``work_dir``'s checkpoints only when they come from this very run (base, rows, seed and settings).
-
-    An empty ``work_dir`` is a fresh start, without a word: under torchrun the other ranks may have made it already.
-    """
-    marker = work_dir / "run.json"
-    run = json.loads(json.dumps(run, default=str))  # as it reads back (tuples become lists)
-    if work_dir.exists() and any(work_dir.iterdir()):
-        try:
-            before = json.loads(marker.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            before = None
-        if before != run:
-            changed = sorted(k for k in run if not isinstance(before, dict) or before.get(k) != run[k])
-            logger.warning(
-                "%s holds checkpoints of another run (%s differ); starting this one from the beginning",
-                work_dir, ", ".join(changed) or "unknown settings",
-            )  # fmt: skip
-            shutil.rmtree(work_dir)
-    work_dir.mkdir(exist_ok=True)
-    marker.write_text(json.dumps(run, default=str), encoding="utf-8")
-
-
-def _result_from_rank0(output: Path, skipped: list[dict[str, str]]) -> FinetuneResult:
-    """On a rank other than 0: wait for rank 0's save, then return the same result, read from its report."""
-    error = share_outcome(None)
-    if error is not None:
-        raise ConfigError(error)
-    report = json.loads((output / "report.json").read_text(encoding="utf-8"))
-    evaluations = {
-        name: {side: RetrievalMetrics(**metrics) for side, metrics in ev.items()}
-        for name, ev in report["evaluations"].items()
-    }
-    return FinetuneResult(
-        output=output,
-        evaluations=evaluations,
-        improved=bool(report["improved"]),
-        train_pairs=int(report["data"]["train_pairs"]),
-        skipped=skipped,
-        report_md=output / "report.md",
-        plot=output / "before_after.png",
-        timings=dict(report.get("timings_s", {})),
-    )

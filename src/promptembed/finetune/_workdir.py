@@ -1,0 +1,87 @@
+"""The folders beside a finetune's output: checkpoints to resume, and what killed runs left behind."""
+
+from __future__ import annotations
+
+import glob
+import json
+import logging
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from promptembed.finetune.distributed import is_main_process
+
+__all__ = ["LEFTOVER_IDLE_S", "restore_interrupted_overwrite", "start_or_resume", "sweep_leftovers"]
+
+logger = logging.getLogger("promptembed")
+
+#: A half-saved model folder of a dead process is deleted once nothing has written to it for this long.
+LEFTOVER_IDLE_S = 3600
+
+
+def restore_interrupted_overwrite(output: Path) -> None:
+    """Put back a model that a killed overwrite left as ``.<name>.old-<pid>`` (the run died between two renames)."""
+    if output.exists() or not is_main_process():
+        return
+    left = sorted(output.parent.glob(glob.escape(f".{output.name}") + ".old-*"), key=lambda p: p.stat().st_mtime)
+    if left and (left[-1] / "modules.json").is_file():
+        try:
+            left[-1].rename(output)
+        except OSError:  # another process got there first
+            return
+        logger.warning("restored %s: an earlier run was killed while it replaced that model", output)
+
+
+def sweep_leftovers(output: Path) -> None:
+    """Delete what killed runs left beside ``output``.
+
+    That is ``.<name>.trash-XXXXXXXX`` folders (a replaced model whose deletion was cut short), and a half-saved
+    ``.<name>.tmp-<pid>`` whose process is gone and that nothing has written to for an hour (the hour because a
+    run on another machine sharing the folder cannot be seen from here). Only these exact names, never a
+    neighbour's folders.
+    """
+    if not is_main_process() or not output.parent.is_dir():
+        return
+    name = re.escape(f".{output.name}")
+    for left in output.parent.iterdir():
+        trash = re.fullmatch(name + r"\.trash-[a-z0-9_]{8}", left.name)
+        tmp = re.fullmatch(name + r"\.tmp-(\d+)", left.name)
+        idle = tmp is not None and time.time() - left.stat().st_mtime > LEFTOVER_IDLE_S
+        if trash or (tmp and idle and not _process_alive(int(tmp.group(1)))):
+            shutil.rmtree(left, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists, under another user
+        return True
+    return True
+
+
+def start_or_resume(work_dir: Path, run: dict[str, Any]) -> None:
+    """Keep ``work_dir``'s checkpoints only when they come from this very run (base, rows, seed and settings).
+
+    An empty ``work_dir`` is a fresh start, without a word: under torchrun the other ranks may have made it already.
+    """
+    marker = work_dir / "run.json"
+    run = json.loads(json.dumps(run, default=str))  # as it reads back (tuples become lists)
+    if work_dir.exists() and any(work_dir.iterdir()):
+        try:
+            before = json.loads(marker.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            before = None
+        if before != run:
+            changed = sorted(k for k in run if not isinstance(before, dict) or before.get(k) != run[k])
+            logger.warning(
+                "%s holds checkpoints of another run (%s differ); starting this one from the beginning",
+                work_dir, ", ".join(changed) or "unknown settings",
+            )  # fmt: skip
+            shutil.rmtree(work_dir)
+    work_dir.mkdir(exist_ok=True)
+    marker.write_text(json.dumps(run, default=str), encoding="utf-8")
