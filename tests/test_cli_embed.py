@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -195,6 +196,32 @@ def test_a_checkpoint_saved_beside_the_model_does_not_stop_a_resume(tmp_path: Pa
     (tiny_bert_dir / "checkpoint-5" / "model.safetensors").write_bytes(b"other weights")
     assert main(["embed", str(tmp_path / "in"), "-o", str(out), "--model", str(tiny_bert_dir)]) == 0
     assert (out / "_manifest.json").exists()
+
+
+def test_a_resume_where_auto_resolves_another_dtype_is_refused(
+    tmp_path: Path, tiny_bert_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--dtype auto is float32 on a CPU and bfloat16 on most GPUs: one job must not hold parts of both."""
+    import promptembed.cli.embed as cli_embed
+
+    out = _finished_job(tmp_path, tiny_bert_dir)
+    assert json.loads((out / "_embedder.json").read_text())["dtype"] == "float32"
+    (out / "_manifest.json").unlink()  # as if killed after its last part
+    first_part = sorted(out.glob("part-*.parquet"))[0]
+    first_part.unlink()  # one part left to embed
+    real = cli_embed._describe
+
+    def on_a_gpu(*args: Any, **kwargs: Any) -> dict[str, Any]:  # as the same options resolve on a CUDA device
+        return {**real(*args, **kwargs), "dtype": "bfloat16", "device": "cuda:0"}
+
+    monkeypatch.setattr(cli_embed, "_describe", on_a_gpu)
+    argv = ["embed", str(tmp_path / "in"), "-o", str(out), "--model", str(tiny_bert_dir)]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "holds parts embedded with another dtype (dtype 'float32' then, 'bfloat16' here; cuda:0 resolves" in err
+    assert not first_part.exists() and not (out / "_manifest.json").exists()  # nothing embedded in bfloat16
+    monkeypatch.setattr(cli_embed, "_describe", real)
+    assert main(argv) == 0 and first_part.exists()  # where it resolves as before, the resume goes on
 
 
 def test_missing_column_and_unknown_prompt(

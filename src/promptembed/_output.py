@@ -22,9 +22,13 @@ if TYPE_CHECKING:
 
     from promptembed._corpus import PartSpec
 
-__all__ = ["JOB_FILE", "MANIFEST_FILE", "OutputFolder", "spec_dict"]
+__all__ = ["EMBEDDER_FILE", "JOB_FILE", "MANIFEST_FILE", "OutputFolder", "spec_dict"]
 
 JOB_FILE, MANIFEST_FILE = "_job.json", "_manifest.json"  # "_": Parquet readers of the folder skip them
+#: How the first run resolved the embedder (dtype, dimension, prompt), which every resume must resolve alike.
+EMBEDDER_FILE = "_embedder.json"
+#: The parts of that resolution that decide the vectors (the device may change between runs of one job).
+_RESOLVED = ("dtype", "dimension", "prompt")
 
 
 def _fsync_write(path: Path, write: Any) -> None:
@@ -78,6 +82,30 @@ class OutputFolder:
         if not (p / JOB_FILE).is_file():
             self.write_json(JOB_FILE, job_info)
         return {f.stem for f in p.glob("part-*.parquet")}
+
+    def check_embedder(self, info: dict[str, Any]) -> None:
+        """Record how this job's embedder resolved, or refuse a resume where it resolves another way.
+
+        ``--dtype auto`` is float32 on a CPU and bfloat16 on most GPUs: a job started on one and resumed on the
+        other would hold parts of two precisions, so that resume is refused before anything is embedded.
+
+        Raises:
+            ConfigError: The finished parts were embedded with another dtype, dimension or prompt.
+        """
+        now = json.loads(json.dumps({k: info[k] for k in _RESOLVED}, default=str))  # as it reads back
+        path = self.path / EMBEDDER_FILE
+        if not path.is_file():
+            self.write_json(EMBEDDER_FILE, now)
+            return
+        before = json.loads(path.read_text(encoding="utf-8"))
+        changed = [k for k in _RESOLVED if before.get(k) != now[k]]
+        if changed:
+            shown = ", ".join(f"{k} {before.get(k)!r} then, {now[k]!r} here" for k in changed)
+            raise ConfigError(
+                f"--output {self.path} holds parts embedded with another {', '.join(changed)} ({shown}; "
+                f"{info.get('device', 'this device')} resolves the options so); resume it where they resolve as "
+                "before (with --dtype auto: the same kind of device), or pass --overwrite to start over here"
+            )
 
     def write_part(self, name: str, table: pa.Table) -> Path:
         """Write one part atomically: a temporary file, flushed, renamed to ``<name>.parquet``."""

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from promptembed._corpus import PartSpec, find_inputs, plan_parts, read_part
-from promptembed._output import JOB_FILE, MANIFEST_FILE, OutputFolder, spec_dict
+from promptembed._output import EMBEDDER_FILE, JOB_FILE, MANIFEST_FILE, OutputFolder, spec_dict
 from promptembed._tables import TableJob, embed_table
 from promptembed.errors import ConfigError, MissingExtraError, PromptEmbedError
 
@@ -103,6 +103,7 @@ def _embed_in_process(
 
     with PromptEmbedder(**{**options, "show_progress_bar": False}) as emb:
         info = _describe(emb, options, job, weights)
+        out.check_embedder(info)
         for spec in specs:
             table = read_part(spec)
             if spec.n_good:  # a part whose rows were all skipped is written as read: no rows
@@ -131,6 +132,7 @@ def _embed_on_ray(
         here = {"ray.io/node-id": ray.get_runtime_context().get_node_id()}  # this node's built-in label
         describe = ray.remote(num_gpus=args.gpus_per_worker, num_cpus=args.cpus_per_worker or 1)(_describe_options)
         info: dict[str, Any] = ray.get(describe.remote(options, job))  # resolved where the actors run
+        out.check_embedder(info)
         ctx = ray.data.DataContext.get_current()
         ctx.execution_options.preserve_order = True
         # an error raised in the actors comes back as itself (wrapped by Ray), not as Ray Data's UserCodeException,
@@ -288,7 +290,7 @@ def _run(args: argparse.Namespace) -> int:
             # failed before its first part (a wrong prompt name, a model that does not load): leave nothing, so the
             # corrected command does not meet an "unfinished job" of this one
             if new_job and not any(out.path.glob("part-*.parquet")):
-                for written in [out.path / JOB_FILE, *out.path.glob(".*.tmp-*")]:
+                for written in [out.path / JOB_FILE, out.path / EMBEDDER_FILE, *out.path.glob(".*.tmp-*")]:
                     written.unlink(missing_ok=True)
                 if new_folder:
                     with contextlib.suppress(OSError):
