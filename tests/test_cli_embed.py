@@ -224,6 +224,28 @@ def test_a_resume_where_auto_resolves_another_dtype_is_refused(
     assert main(argv) == 0 and first_part.exists()  # where it resolves as before, the resume goes on
 
 
+def test_a_first_run_killed_before_its_first_part_resumes_anywhere(
+    tmp_path: Path, tiny_bert_dir: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import promptembed.cli.embed as cli_embed
+
+    out = _finished_job(tmp_path, tiny_bert_dir)
+    for made in [out / "_manifest.json", *out.glob("part-*.parquet")]:
+        made.unlink()  # as if killed before its first part: _job.json and _embedder.json only
+    real = cli_embed._describe
+    monkeypatch.setattr(cli_embed, "_describe", lambda *a, **k: {**real(*a, **k), "dtype": "bfloat16"})
+    argv = ["embed", str(tmp_path / "in"), "-o", str(out), "--model", str(tiny_bert_dir)]
+    assert main(argv) == 0  # no part to mix with: this run's resolution is recorded
+    assert json.loads((out / "_embedder.json").read_text())["dtype"] == "bfloat16"
+    # an unfinished folder from before the record existed: resumed, with a warning that it could not be checked
+    (out / "_manifest.json").unlink()
+    (out / "_embedder.json").unlink()
+    sorted(out.glob("part-*.parquet"))[0].unlink()
+    with caplog.at_level("WARNING", "promptembed"):
+        assert main(argv) == 0
+    assert "has parts but no _embedder.json: cannot check they were embedded alike" in caplog.text
+
+
 def test_missing_column_and_unknown_prompt(
     tmp_path: Path, tiny_gemma_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -248,6 +270,11 @@ def test_missing_field_and_ray_options_without_ray(
     assert "Row id=1 (in.jsonl line 1): has no 'text' field (its fields: ['body', 'id'])" in capsys.readouterr().err
     assert main(["embed", str(src), "-o", str(tmp_path / "o"), "--column", "body", "--workers", "2"]) == 1
     assert "--workers, --gpus-per-worker and --cpus-per-worker need --ray" in capsys.readouterr().err
+    assert (
+        main(["embed", str(src), "-o", str(tmp_path / "o"), "--column", "body", "--ray", "local", "--device", "cpu"])
+        == 1
+    )
+    assert "--device cpu is the in-process device; with --ray each actor uses its own" in capsys.readouterr().err
 
 
 def test_group_column_embeds_each_group_by_itself(tiny_gemma_dir: Path) -> None:

@@ -1,14 +1,16 @@
 """The output folder of ``promptembed embed``: atomic parts, the job and manifest files, one schema at the end.
 
 Each part is written to a temporary name, flushed to disk and renamed into place, so a part file that exists is
-complete; ``_job.json`` (the inputs and options) is written before the first part and ``_manifest.json`` after the
-last. A rerun with the same inputs and options keeps the finished parts and embeds only the missing ones; a
-SIGKILL at any point loses at most the parts in flight.
+complete; ``_job.json`` (the inputs and options) and ``_embedder.json`` (what the options resolved to) are written
+before the first part and ``_manifest.json`` after the last. A rerun with the same inputs and options, where they
+resolve alike, keeps the finished parts and embeds only the missing ones; a SIGKILL at any point loses at most the
+parts in flight.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 from dataclasses import dataclass
@@ -23,6 +25,8 @@ if TYPE_CHECKING:
     from promptembed._corpus import PartSpec
 
 __all__ = ["EMBEDDER_FILE", "JOB_FILE", "MANIFEST_FILE", "OutputFolder", "spec_dict"]
+
+logger = logging.getLogger("promptembed")
 
 JOB_FILE, MANIFEST_FILE = "_job.json", "_manifest.json"  # "_": Parquet readers of the folder skip them
 #: How the first run resolved the embedder (dtype, dimension, prompt), which every resume must resolve alike.
@@ -94,7 +98,12 @@ class OutputFolder:
         """
         now = json.loads(json.dumps({k: info[k] for k in _RESOLVED}, default=str))  # as it reads back
         path = self.path / EMBEDDER_FILE
-        if not path.is_file():
+        has_parts = any(self.path.glob("part-*.parquet"))
+        if not path.is_file() or not has_parts:  # a first run, or one killed before its first part
+            if has_parts:  # a folder from before the record existed: nothing to compare with
+                logger.warning(
+                    "%s has parts but no %s: cannot check they were embedded alike", self.path, EMBEDDER_FILE
+                )
             self.write_json(EMBEDDER_FILE, now)
             return
         before = json.loads(path.read_text(encoding="utf-8"))
@@ -104,7 +113,8 @@ class OutputFolder:
             raise ConfigError(
                 f"--output {self.path} holds parts embedded with another {', '.join(changed)} ({shown}; "
                 f"{info.get('device', 'this device')} resolves the options so); resume it where they resolve as "
-                "before (with --dtype auto: the same kind of device), or pass --overwrite to start over here"
+                "before (--dtype auto gives float32 on a CPU, so `--device cpu` resumes a job started on one; "
+                "bfloat16 or float16 on a GPU, by its kind), or pass --overwrite to start over here"
             )
 
     def write_part(self, name: str, table: pa.Table) -> Path:

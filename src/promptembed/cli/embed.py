@@ -247,6 +247,11 @@ def _run(args: argparse.Namespace) -> int:
     check_int("--workers", args.workers, minimum=1)
     if not args.ray and (args.workers != 1 or args.gpus_per_worker or args.cpus_per_worker is not None):
         raise ConfigError("--workers, --gpus-per-worker and --cpus-per-worker need --ray (auto, ADDRESS or local)")
+    if args.ray and args.device != "auto":
+        raise ConfigError(
+            f"--device {args.device} is the in-process device; with --ray each actor uses its own (a GPU with "
+            "--gpus-per-worker, else its CPUs): leave --device out"
+        )
     if args.prompt_name is not None and args.role is not None:
         raise ConfigError("--role and --prompt-name both choose the prompt; pass one of them")
     root = Path(args.input).resolve()
@@ -315,7 +320,10 @@ def _run(args: argparse.Namespace) -> int:
         "seconds": round(time.time() - started, 1),
     }
     out.write_json(MANIFEST_FILE, manifest)
-    print(f"{manifest['rows']} rows embedded into {len(specs)} parts in {out.path} ({MANIFEST_FILE}, {JOB_FILE})")
+    print(
+        f"{manifest['rows']} rows embedded into {len(specs)} parts in {out.path} "
+        f"({MANIFEST_FILE}, {JOB_FILE}, {EMBEDDER_FILE})"
+    )
     if skipped:
         shown = ", ".join(s["row"] for s in skipped[:20])
         print(f"skipped {len(skipped)} bad row(s): {shown}{' ...' if len(skipped) > 20 else ''} (see {MANIFEST_FILE})")
@@ -331,7 +339,10 @@ def add_command(sub: Any) -> None:  # argparse's _SubParsersAction is private
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("input", help="a .jsonl/.parquet/.csv file, or a folder of them")
-    p.add_argument("--output", "-o", required=True, help="folder for the Parquet parts, _job.json and _manifest.json")
+    p.add_argument(
+        "--output", "-o", required=True,
+        help="folder for the Parquet parts, _job.json, _embedder.json and _manifest.json",
+    )  # fmt: skip
     p.add_argument("--model", default=None, help="model folder or hub id (default: bundled all-MiniLM-L6-v2)")
     p.add_argument("--column", default="text", help="text column (default: text)")
     p.add_argument("--id-column", default=None, help="column that names rows in errors and skip reports")
