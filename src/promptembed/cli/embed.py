@@ -34,10 +34,11 @@ states which model, prompt, dimension and dtype made the vectors.
 
 INPUT is a .jsonl/.parquet/.csv file or a folder of them. Without --ray the job runs in this process, one part
 in memory at a time; with --ray it runs on a Ray cluster (input read and output written on this machine).
-A rerun after a crash keeps the finished parts and embeds only the missing ones; a finished output is only
-replaced with --overwrite. A row whose text is not a string, or a JSONL value of another kind than most rows hold
-in its column (a Parquet column holds one type), fails the job (default, naming the row and the column) or, with
---on-bad-row skip, is left out and listed in _manifest.json. Every part has the same schema.
+A rerun after a crash keeps the finished parts and embeds only the missing ones, where the options resolve as
+before (--dtype auto is float32 on a CPU, bfloat16 or float16 on a GPU; _embedder.json records it); a finished
+output is only replaced with --overwrite. A row whose text is not a string, or a JSONL value of another kind than
+most rows hold in its column (a Parquet column holds one type), fails the job (default, naming the row and the
+column) or, with --on-bad-row skip, is left out and listed in _manifest.json. Every part has the same schema.
 """
 
 
