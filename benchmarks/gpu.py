@@ -9,8 +9,8 @@ Corpus, a realistic length mix: the zaragoza-construction-faq answers (Zaragoza 
 200-500 tokens joined from consecutive answers. Contestants, all bf16 (the core's CUDA default), documents with the
 model's document prompt: raw encode at batch sizes 256-1024 (its best is the baseline), today's path
 (``engine="sentence-transformers"`` at raw's best batch size) and the new engine (a token-budget sweep, the default
-marked) and the engine with the model compiled (``torch.compile`` through the experimental
-``promptembed.engine.experimental_compile``, its first call's compile time reported on its own). Reports docs/s,
+marked) and the engine with the model compiled (``engine="compile"``, ``torch.compile``, its first call's compile
+time reported on its own). Reports docs/s,
 tokens/s (prompt included, no padding), model FLOPs utilisation against the GPU's bf16 peak (datasheet, and a
 matmul measured in the same run), and the min cosine of the engine's bf16 vectors to float32.
 Writes the "Token-budget engine" section of benchmarks/GPU.md.
@@ -178,7 +178,7 @@ def bench_model(
     from sentence_transformers import SentenceTransformer
 
     from promptembed import PromptEmbedder
-    from promptembed.engine import default_max_batch_tokens, experimental_compile
+    from promptembed.engine import default_max_batch_tokens
 
     cuda = device.startswith("cuda")
     dtype = torch.bfloat16 if cuda else torch.float32
@@ -245,14 +245,14 @@ def bench_model(
             row["default"] = True
         got = emb.embed_documents(docs[:512])
     _dump([*(earlier or []), *rows])  # before the compiled rows, whose first call may outlast the machine's time
-    # engine='compile': torch.compile of the model (promptembed.engine.experimental_compile: not an option until it is
-    # measured to help). The embedders share one loaded model and so one compiled graph (dynamic shapes): the first
-    # call compiles, and its time is reported on its own.
+    # engine='compile': torch.compile of the model. The embedders share one loaded model and so one compiled graph
+    # (dynamic shapes): the first call compiles, and its time is reported on its own.
     compiled_budgets = budgets[-2:] if len(budgets) > 1 else budgets
     with contextlib.ExitStack() as stack:
         for budget in compiled_budgets:
-            emb = stack.enter_context(PromptEmbedder(model=path, device=device, max_batch_tokens=budget))
-            experimental_compile(emb)
+            emb = stack.enter_context(
+                PromptEmbedder(model=path, device=device, max_batch_tokens=budget, engine="compile")
+            )
             sync()
             t0 = time.perf_counter()
             emb.embed_documents(docs[:256])

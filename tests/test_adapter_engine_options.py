@@ -13,15 +13,33 @@ from llama_index.embeddings.promptembed import PromptEmbedding
 from sentence_transformers import SentenceTransformer
 
 from promptembed import ConfigError
+from promptembed import engine as core_engine
 
 QUERY = "Which planet is known as the Red Planet?"
 
 
-@pytest.mark.parametrize(("engine", "max_batch_tokens"), [("auto", 24), ("sentence-transformers", None)])
+@pytest.mark.parametrize(
+    ("engine", "max_batch_tokens"), [("auto", 24), ("sentence-transformers", None), ("compile", None)]
+)
 def test_every_adapter_passes_engine_options_and_keeps_the_vectors(
-    tiny_gemma_dir: Path, planet_docs: list[str], engine: str, max_batch_tokens: int | None
+    tiny_gemma_dir: Path,
+    planet_docs: list[str],
+    engine: str,
+    max_batch_tokens: int | None,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     docs = [*planet_docs, "Short."]  # lengths far apart: a small budget cuts them into several forward passes
+    compiled_calls: list[int] = []
+    if engine == "compile":  # the wiring only: tests/test_engine.py compiles for real (seconds per model on a CPU)
+
+        def fake_compile(model):  # type: ignore[no-untyped-def]
+            def forward(features, **kwargs):  # type: ignore[no-untyped-def]
+                compiled_calls.append(int(features["input_ids"].shape[0]))
+                return model(features, **kwargs)
+
+            return forward
+
+        monkeypatch.setattr(core_engine, "_compile", fake_compile)
     ref = SentenceTransformer(str(tiny_gemma_dir), device="cpu")
     q_ref = ref.encode_query([QUERY], normalize_embeddings=True)[0]
     d_ref = ref.encode_document(docs, normalize_embeddings=True)
@@ -42,13 +60,15 @@ def test_every_adapter_passes_engine_options_and_keeps_the_vectors(
         queries = [lc.embed_query(QUERY), li.get_query_embedding(QUERY), hs_text.run(text=QUERY)["embedding"]]
         for got in queries:
             np.testing.assert_allclose(got, q_ref, atol=2e-6, rtol=0)
-        results = [
-            lc.embed_documents(docs),
-            li.get_text_embedding_batch(docs),
-            [d.embedding for d in hs_docs.run(documents=[Document(content=t) for t in docs])["documents"]],
+        runs = [
+            lambda: lc.embed_documents(docs),
+            lambda: li.get_text_embedding_batch(docs),
+            lambda: [d.embedding for d in hs_docs.run(documents=[Document(content=t) for t in docs])["documents"]],
         ]
-        for got in results:
-            np.testing.assert_allclose(np.asarray(got), d_ref, atol=2e-6, rtol=0)
+        for run in runs:
+            before = len(compiled_calls)
+            np.testing.assert_allclose(np.asarray(run()), d_ref, atol=2e-6, rtol=0)
+            assert (len(compiled_calls) > before) == (engine == "compile")  # only "compile" runs the compiled model
     finally:
         lc.close()
         li.close()
@@ -74,5 +94,23 @@ def test_bad_engine_options_are_named(tiny_gemma_dir: Path) -> None:
     # Haystack checks them when the component is built (a pipeline fails at construction, not at its first run)
     with pytest.raises(ConfigError, match=r"max_batch_tokens must be an int >= 1, got 0"):
         PromptTextEmbedder(model=str(tiny_gemma_dir), max_batch_tokens=0)
-    with pytest.raises(ConfigError, match=r"Unknown engine 'vllm'; use 'auto'"):
+    with pytest.raises(ConfigError, match=r"Unknown engine 'vllm'; use 'auto'.*'compile'"):
         PromptDocumentEmbedder(model=str(tiny_gemma_dir), engine="vllm")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="engine"):
+        PromptEmbeddings(model=str(tiny_gemma_dir), engine="vllm")  # type: ignore[arg-type]
+
+
+def test_the_compile_engine_round_trips_through_each_adapters_config(tiny_gemma_dir: Path) -> None:
+    hs = PromptDocumentEmbedder.from_dict(PromptDocumentEmbedder(model=str(tiny_gemma_dir), engine="compile").to_dict())
+    li = PromptEmbedding.from_dict(PromptEmbedding(model=str(tiny_gemma_dir), engine="compile").to_dict())
+    lc = PromptEmbeddings(model=str(tiny_gemma_dir), engine="compile")
+    hs.warm_up()
+    try:
+        assert hs.engine == li.engine == lc.engine == "compile"
+        cores = [hs._side.embedder, li._embedder, lc._queries.embedder, lc._documents.embedder]  # type: ignore[union-attr]
+        assert [core.engine for core in cores] == ["compile"] * 4
+        assert cores[0].config()["engine"] == "compile"  # PromptEmbedder(**config()) keeps it
+    finally:
+        hs.close()
+        li.close()
+        lc.close()

@@ -607,3 +607,43 @@ def test_review_cases_of_kinds_dictionaries_and_time_zones(
     )
     assert main(["embed", str(tmp_path / "t"), "-o", str(tmp_path / "o3"), *base]) == 1
     assert "column 'at' holds timestamp in 2 rows" in capsys.readouterr().err and not (tmp_path / "o3").exists()
+
+
+def test_engine_compile_runs_the_compiled_model_and_a_resume_may_change_the_engine(
+    tmp_path: Path, tiny_gemma_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from promptembed import engine
+
+    rows_seen: list[int] = []
+
+    def fake_compile(model):  # type: ignore[no-untyped-def]  # the wiring only: test_engine.py compiles for real
+        def forward(features, **kwargs):  # type: ignore[no-untyped-def]
+            rows_seen.append(int(features["input_ids"].shape[0]))
+            return model(features, **kwargs)
+
+        return forward
+
+    monkeypatch.setattr(engine, "_compile", fake_compile)
+    expected = _corpus(tmp_path / "in")
+    out = tmp_path / "out"
+    argv = ["embed", str(tmp_path / "in"), "-o", str(out), "--model", str(tiny_gemma_dir), "--id-column", "id",
+            "--title-column", "title", "--part-rows", "10"]  # fmt: skip
+    assert main([*argv, "--engine", "compile"]) == 0
+    assert rows_seen and max(rows_seen) >= 2  # the parts went through the compiled model
+    manifest = json.loads((out / "_manifest.json").read_text())
+    assert manifest["encode_engine"] == "compile"
+    table = _read(out)
+    ids = table.column("id").to_pylist()
+    with PromptEmbedder(model=tiny_gemma_dir) as emb:
+        ref = emb.embed_documents([expected[i][0] for i in ids], titles=[expected[i][1] for i in ids])
+    got = table.column("embedding").combine_chunks().values.to_numpy().reshape(-1, 32)
+    np.testing.assert_allclose(got, ref, atol=2e-6, rtol=0)
+
+    (out / "_manifest.json").unlink()  # killed after its last part but one: the resume may take another engine
+    last = sorted(out.glob("part-*.parquet"))[-1]
+    last.unlink()
+    seen = len(rows_seen)
+    assert main([*argv, "--engine", "auto"]) == 0
+    assert len(rows_seen) == seen and last.exists()
+    assert json.loads((out / "_manifest.json").read_text())["encode_engine"] == "auto"
+    assert sorted(_read(out).column("id").to_pylist()) == sorted(expected)

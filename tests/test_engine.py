@@ -183,9 +183,8 @@ def test_sentence_transformers_engine_is_todays_loop(minilm_dir: Path, monkeypat
 def test_compile_engine_matches_reference_and_runs_one_text_eagerly(
     tiny_gemma_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The experimental compiled engine: torch.compile of the model, made once per loaded model, used for batches of
-    two or more rows; a one-text call runs the eager model (no compile of a one-row graph on a query). Not an option:
-    ``PromptEmbedder(engine="compile")`` is refused until it is measured to help."""
+    """``engine="compile"``: torch.compile of the model, made once per loaded model, used for batches of two or more
+    rows; a one-text call runs the eager model (no compile of a one-row graph on a query)."""
     rows_seen: list[int] = []
     real_compile = engine._compile
 
@@ -200,11 +199,8 @@ def test_compile_engine_matches_reference_and_runs_one_text_eagerly(
 
     monkeypatch.setattr(engine, "_compile", spy)
     st = _st(tiny_gemma_dir)
-    with pytest.raises(ConfigError, match="Unknown engine 'compile'"):
-        PromptEmbedder(model=tiny_gemma_dir, device="cpu", engine="compile")  # type: ignore[arg-type]
-    with PromptEmbedder(model=tiny_gemma_dir, device="cpu", max_batch_tokens=256) as emb:
-        engine.experimental_compile(emb)
-        assert emb.engine == "auto" and emb.config()["engine"] == "auto"  # PromptEmbedder(**config()) still works
+    with PromptEmbedder(model=tiny_gemma_dir, device="cpu", max_batch_tokens=256, engine="compile") as emb:
+        assert emb.engine == "compile" and emb.config()["engine"] == "compile"  # PromptEmbedder(**config()) keeps it
         docs = emb.embed_documents(MIXED)
         entry = emb._require()
         assert entry.compiled is not None and rows_seen and min(rows_seen) >= 2

@@ -106,9 +106,10 @@ def check_engine_options(max_batch_tokens: object, engine: object) -> None:
     """Refuse a token budget that is not a positive int and an unknown engine, naming what each accepts."""
     if max_batch_tokens is not None:
         check_int("max_batch_tokens", max_batch_tokens, minimum=1)
-    if engine not in ("auto", "sentence-transformers"):
+    if engine not in ("auto", "sentence-transformers", "compile"):
         raise ConfigError(
-            f"Unknown engine {engine!r}; use 'auto' (token-budget batches, the default) or 'sentence-transformers' "
+            f"Unknown engine {engine!r}; use 'auto' (token-budget batches, the default), 'compile' (the same with "
+            "the model compiled by torch.compile: for large models on a GPU) or 'sentence-transformers' "
             "(sentence-transformers' own encode loop with batch_size texts per forward pass)"
         )
 

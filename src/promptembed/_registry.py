@@ -95,8 +95,7 @@ class LoadedModel:
     """A loaded ``SentenceTransformer`` with its reference count and encode lock.
 
     ``unusable`` is set (to the reason, for the error message) in a forked child that must not use this model.
-    ``compiled`` is the model's ``torch.compile`` wrapper, made at its first compiled call (experimental, benchmarks
-    only: ``promptembed.engine.experimental_compile``).
+    ``compiled`` is the model's ``torch.compile`` wrapper, made at its first call with ``engine="compile"``.
     """
 
     key: ModelKey

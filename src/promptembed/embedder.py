@@ -65,7 +65,11 @@ class PromptEmbedder:
         engine: ``"auto"``: the token-budget engine (length-sorted token batches, tokenization in a background
             thread, pooling, truncation and normalization on the device) wherever the model is a text transformer,
             else sentence-transformers' loop; ``"sentence-transformers"``: always sentence-transformers' own
-            ``encode`` loop. Both give the vectors of ``SentenceTransformer.encode_query``/``encode_document``.
+            ``encode`` loop; ``"compile"``: the token-budget engine with the model compiled by ``torch.compile``,
+            once per loaded model at its first batch of two or more texts. Opt-in: it pays off for large models on a
+            GPU (2.9x the uncompiled engine for EmbeddingGemma-300M on an H100, after a first call that compiled
+            for 138 s) and not for small ones or on a CPU (benchmarks/GPU.md). All give the vectors of
+            ``SentenceTransformer.encode_query``/``encode_document`` (``"compile"`` to float rounding).
         prompts: Prompt name -> text entries that replace or extend the model's saved prompts.
         revision: Hub revision (branch, tag or commit) for hub ids.
         trust_remote_code: Run code shipped with a hub model. Off by default: only turn it on for models
@@ -121,7 +125,7 @@ class PromptEmbedder:
         normalize: bool = True,
         batch_size: int = 32,
         max_batch_tokens: int | None = None,
-        engine: Literal["auto", "sentence-transformers"] = "auto",
+        engine: Literal["auto", "sentence-transformers", "compile"] = "auto",
         prompts: Mapping[str, str] | None = None,
         revision: str | None = None,
         trust_remote_code: bool = False,
@@ -210,7 +214,6 @@ class PromptEmbedder:
         self._batch_size = batch_size
         self._max_batch_tokens = max_batch_tokens
         self._engine = engine
-        self._experimental_compile = False  # set by promptembed.engine.experimental_compile (benchmarks only)
         self._prompt_overrides = dict(prompts) if prompts is not None else None
         self._revision = revision
         self._trust_remote_code = trust_remote_code
@@ -305,7 +308,7 @@ class PromptEmbedder:
 
     @property
     def engine(self) -> str:
-        """``"auto"`` (token-budget engine where the model allows) or ``"sentence-transformers"``."""
+        """``"auto"``, ``"compile"`` (the token-budget engine, compiled) or ``"sentence-transformers"``."""
         return self._engine
 
     @property
@@ -506,7 +509,7 @@ class PromptEmbedder:
             role=role,
             batch_size=self._batch_size,
             max_batch_tokens=self._max_batch_tokens,
-            engine=engine.COMPILE if self._experimental_compile else self._engine,
+            engine=self._engine,
             truncate_dim=self._truncate_dim,
             normalize=self._normalize,
             show_progress_bar=progress,

@@ -104,6 +104,7 @@ def embed_dataset(
     batch_size: int | None = 256,
     model_batch_size: int = 32,
     max_batch_tokens: int | None = None,
+    engine: Literal["auto", "sentence-transformers", "compile"] = "auto",
     concurrency: int | tuple[int, int] = 1,
     num_gpus: float = 0,
     num_cpus: float | None = None,
@@ -151,6 +152,8 @@ def embed_dataset(
             (PromptEmbedder's ``batch_size``).
         max_batch_tokens: Token budget per forward pass of the actor's engine (PromptEmbedder's
             ``max_batch_tokens``); ``None``: the device's default (CPU 2048, CUDA 32768).
+        engine: The actor's encode loop (PromptEmbedder's ``engine``): ``"auto"``, ``"sentence-transformers"``, or
+            ``"compile"`` (``torch.compile``: each actor compiles at its first batch; for large models on GPUs).
         concurrency: Number of actors (one model each), or ``(min, max)`` for an autoscaling pool.
         num_gpus: GPUs per actor (``1``: one model per GPU).
         num_cpus: CPUs per actor (Ray's default 1; Ray also caps each actor's torch threads to it).
@@ -200,16 +203,16 @@ def embed_dataset(
         "normalize": normalize,
         "batch_size": model_batch_size,
         "max_batch_tokens": max_batch_tokens,
+        "engine": engine,
         "prompts": dict(prompts) if prompts is not None else None,
         "revision": revision,
         "trust_remote_code": trust_remote_code,
         "allow_pickle": allow_pickle,
         "show_progress_bar": False,
     }
-    from promptembed._inputs import check_int, check_options
+    from promptembed._inputs import check_engine_options, check_options
 
-    if max_batch_tokens is not None:
-        check_int("max_batch_tokens", max_batch_tokens, minimum=1)
+    check_engine_options(max_batch_tokens, engine)
     check_options({}, batch_size=model_batch_size, truncate_dim=truncate_dim, normalize=normalize,
                   trust_remote_code=trust_remote_code, show_progress_bar=False)  # fmt: skip
     try:
@@ -265,6 +268,6 @@ _OPTIONS = [
     "model", "column", "role", "prompt_name", "title_column", "output_column", "id_column", "on_bad_row",
     "group_column", "dtype",
     "precision", "truncate_dim", "normalize", "prompts", "batch_size", "model_batch_size",
-    "max_batch_tokens", "concurrency", "num_gpus",
+    "max_batch_tokens", "engine", "concurrency", "num_gpus",
     "num_cpus", "device", "revision", "trust_remote_code", "allow_pickle",
 ]  # fmt: skip

@@ -108,6 +108,8 @@ def test_options_checked_on_the_driver(ray_cluster: Any) -> None:
         embed_dataset(ds, concurrency=0)
     with pytest.raises(ConfigError, match="max_batch_tokens must be an int >= 1"):
         embed_dataset(ds, max_batch_tokens=0)
+    with pytest.raises(ConfigError, match="Unknown engine 'vllm'; use 'auto'"):
+        embed_dataset(ds, engine="vllm")  # type: ignore[arg-type]
     with pytest.raises(
         ConfigError, match=re.escape("output_column='vec' is already a column of the input ['text', 'vec']")
     ):

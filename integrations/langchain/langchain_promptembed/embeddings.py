@@ -94,9 +94,10 @@ class PromptEmbeddings(BaseModel, Embeddings):
     max_batch_tokens: int | None = None
     """Token budget per forward pass of promptembed's engine (texts sorted by length, batches filled up to this many
     padded tokens); ``None``: the device's default (CPU 2048, CUDA 32768)."""
-    engine: Literal["auto", "sentence-transformers"] = "auto"
+    engine: Literal["auto", "sentence-transformers", "compile"] = "auto"
     """``"auto"``: promptembed's token-budget engine where the model allows it; ``"sentence-transformers"``:
-    sentence-transformers' own ``encode`` loop (``batch_size`` texts per pass). Both give the same vectors."""
+    sentence-transformers' own ``encode`` loop (``batch_size`` texts per pass); ``"compile"``: the token-budget engine
+    with the model compiled by ``torch.compile`` (large models on a GPU; the first call compiles). Same vectors."""
     prompts: dict[str, str] | None = None
     """Prompt name -> text entries replacing or extending the model's saved prompts."""
     prompt_name: str | None = None

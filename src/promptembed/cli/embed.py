@@ -150,7 +150,7 @@ def _embed_on_ray(
             dtype=options["dtype"], model=options["model"], truncate_dim=options["truncate_dim"],
             prompts=options["prompts"], revision=options["revision"], trust_remote_code=options["trust_remote_code"],
             allow_pickle=options["allow_pickle"], batch_size=None, model_batch_size=args.batch_size,
-            max_batch_tokens=args.max_batch_tokens,
+            max_batch_tokens=args.max_batch_tokens, engine=args.engine,
             concurrency=args.workers,
             num_gpus=args.gpus_per_worker, num_cpus=args.cpus_per_worker,
         )  # fmt: skip
@@ -225,6 +225,10 @@ def _restore(pieces: list[pa.Table], spec: PartSpec) -> pa.Table:
     return table.cast(pa.schema([*schema, vec_field]))
 
 
+#: Options that change how fast the vectors come, not which (up to float rounding): a resume may change them.
+_SPEED_ONLY = ("device", "batch_size", "max_batch_tokens", "engine")
+
+
 def _run(args: argparse.Namespace) -> int:
     try:
         import pyarrow  # noqa: F401
@@ -259,12 +263,12 @@ def _run(args: argparse.Namespace) -> int:
     files = find_inputs(root, exclude=Path(args.output).resolve())
     options = {"model": args.model, "device": args.device, "dtype": args.dtype, "truncate_dim": args.truncate_dim,
                "normalize": True, "prompts": None, "revision": args.revision, "batch_size": args.batch_size,
-               "max_batch_tokens": args.max_batch_tokens,
+               "max_batch_tokens": args.max_batch_tokens, "engine": args.engine,
                "trust_remote_code": args.trust_remote_code, "allow_pickle": False}  # fmt: skip
     job_info = {
         "inputs": [{"path": str(f), "bytes": f.stat().st_size, "mtime_ns": f.stat().st_mtime_ns} for f in files],
         "job": {k: getattr(job, k) for k in TableJob.__dataclass_fields__ if k != "group_column"},  # as before it
-        "embedder": {k: v for k, v in options.items() if k not in ("device", "batch_size", "max_batch_tokens")},
+        "embedder": {k: v for k, v in options.items() if k not in _SPEED_ONLY},
         "part_rows": args.part_rows,
     }
     if args.model is not None and Path(args.model).is_dir():  # new weights saved under the same path: another job
@@ -318,6 +322,7 @@ def _run(args: argparse.Namespace) -> int:
         "parts": [spec_dict(s) for s in specs],
         "resumed_parts": sorted(done & {s.name for s in specs}),
         "engine": f"ray ({args.ray}, {args.workers} workers)" if args.ray else "in-process",
+        "encode_engine": args.engine,
         "seconds": round(time.time() - started, 1),
     }
     out.write_json(MANIFEST_FILE, manifest)
@@ -369,6 +374,13 @@ def add_command(sub: Any) -> None:  # argparse's _SubParsersAction is private
         type=int,
         default=None,
         help="token budget per forward pass of the engine (default: 2048 on CPU, 32768 on CUDA)",
+    )
+    p.add_argument(
+        "--engine",
+        default="auto",
+        choices=["auto", "compile", "sentence-transformers"],
+        help="encode loop: auto (token-budget batches, default), compile (the same with torch.compile: pays off "
+        "for large models on a GPU, after a first batch that compiles for minutes), sentence-transformers",
     )
     p.add_argument("--part-rows", type=int, default=10_000, help="rows per output part (default: 10000)")
     p.add_argument("--device", default="auto", help="in-process device (default: auto)")

@@ -7,8 +7,9 @@ Two loops run sentence-transformers' own modules (Transformer, Pooling, Dense, N
   CUDA/MPS, :func:`default_tokenizer_threads`), pinned and copied without blocking on
   CUDA, pooled vectors gathered, truncated and normalized on the device, one copy back per call
   (:mod:`promptembed.engine._run`);
-* experimental, not an option: the same engine with the model compiled by ``torch.compile``
-  (:func:`experimental_compile`, for the benchmarks that measure it; see there);
+* the same engine with the model compiled by ``torch.compile`` (``engine="compile"``, opt-in): measured 2.9x the
+  uncompiled engine on an EmbeddingGemma-300M-shaped model on an H100, after a first call that compiles for minutes,
+  and no faster on all-MiniLM-L6-v2 (GPU) or on a CPU (benchmarks/GPU.md, benchmarks/RESULTS.md);
 * sentence-transformers' ``encode`` loop (``engine="sentence-transformers"``, device pools, calls with forward-pass
   keyword arguments, and models that are not a plain text transformer): fixed ``batch_size`` text batches
   (:mod:`promptembed.engine._st_loop`).
@@ -44,10 +45,9 @@ __all__ = [
     "path_for",
 ]
 
-Engine = Literal["auto", "sentence-transformers"]
-ENGINES: tuple[str, ...] = ("auto", "sentence-transformers")
-#: The engine value an embedder marked by :func:`experimental_compile` hands to :func:`encode` (never accepted as
-#: ``PromptEmbedder(engine=...)``).
+Engine = Literal["auto", "sentence-transformers", "compile"]
+ENGINES: tuple[str, ...] = ("auto", "sentence-transformers", "compile")
+#: The token-budget engine with the model compiled by ``torch.compile`` (see :func:`encode`).
 COMPILE = "compile"
 
 #: Default token budget per forward pass (rows x longest row), by device type. CPU: the best of a sweep on a 2-core
@@ -139,7 +139,13 @@ def encode(
         role: ``"query"``/``"document"`` (sentence-transformers' ``task``) or ``None`` for plain ``encode``.
         batch_size: Texts per forward pass of sentence-transformers' loop.
         max_batch_tokens: Token budget per forward pass of the engine (``None``: the device's default).
-        engine: ``"auto"`` or ``"sentence-transformers"`` (or :data:`COMPILE`, see :func:`experimental_compile`).
+        engine: ``"auto"``, ``"sentence-transformers"`` or ``"compile"``: the token-budget engine with the model
+            compiled by ``torch.compile``, once per loaded model at its first batch of two or more rows (dynamic
+            shapes: one graph for every batch shape). Batches of one row run the eager model, so a one-text query
+            never compiles a one-row graph; a call that takes sentence-transformers' loop (a device pool,
+            forward-pass keyword arguments, a model the engine cannot batch) runs it uncompiled. Vectors equal the
+            eager engine's to float rounding. The compiled wrapper is dropped with the model's last release and in
+            a forked child.
         truncate_dim: Keep the first dimensions only (then normalize, when ``normalize``).
         normalize: L2-normalize the vectors.
         show_progress_bar: Show a progress bar.
@@ -193,23 +199,6 @@ def encode(
             compiled=compiled,
         )
         return Encoded(vectors, truncated, path)
-
-
-def experimental_compile(embedder: Any) -> None:
-    """Make ``embedder`` (a :class:`~promptembed.PromptEmbedder`) run the token-budget engine with its model compiled.
-
-    Experimental, for benchmarks only (``benchmarks/gpu.py``, ``benchmarks/engine.py``), not an option of
-    ``PromptEmbedder``: ``torch.compile`` is offered only once measured to help (issue #10), and so far it has not
-    been. On a 2-core CPU with all-MiniLM-L6-v2 it was not faster than the default engine (median 0.91x over 7
-    paired rounds, range 0.66-1.09x; benchmarks/RESULTS.md); on a GPU it is not measured yet (benchmarks/GPU.md).
-
-    The model is compiled once per loaded model, at its first call of two or more texts (seconds on small models;
-    EmbeddingGemma-300M's had not finished when an H200 lease ran out); batches of one row run the eager model, so
-    a one-text query call never compiles a one-row graph. Vectors equal the eager engine's to float rounding. The
-    embedder's ``engine`` and ``config()`` stay as they were. The compiled wrapper is dropped with the model's last
-    release and in a forked child.
-    """
-    embedder._experimental_compile = True
 
 
 def _compile(model: Any) -> Any:

@@ -90,9 +90,10 @@ class PromptEmbedding(BaseEmbedding):
         default=None,
         description="Token budget per forward pass of promptembed's engine; None: the device's default.",
     )
-    engine: Literal["auto", "sentence-transformers"] = Field(
+    engine: Literal["auto", "sentence-transformers", "compile"] = Field(
         default="auto",
-        description="'auto': promptembed's token-budget engine; 'sentence-transformers': its encode loop.",
+        description="'auto': promptembed's token-budget engine; 'sentence-transformers': its encode loop; 'compile': "
+        "the token-budget engine with the model compiled by torch.compile (large models on a GPU).",
     )
     prompts: dict[str, str] | None = Field(default=None, description="Prompt overrides/additions by name.")
     prompt_name: str | None = Field(

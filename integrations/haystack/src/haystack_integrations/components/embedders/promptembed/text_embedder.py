@@ -65,7 +65,7 @@ class PromptTextEmbedder(EmbedderBase):
         allow_pickle: bool = False,
         cache_dir: str | None = None,
         max_batch_tokens: int | None = None,
-        engine: Literal["auto", "sentence-transformers"] = "auto",
+        engine: Literal["auto", "sentence-transformers", "compile"] = "auto",
     ) -> None:
         """Create the component; the model loads in :meth:`warm_up` (or the first :meth:`run`).
 
@@ -102,7 +102,8 @@ class PromptTextEmbedder(EmbedderBase):
             max_batch_tokens: Token budget per forward pass of promptembed's engine (texts sorted by length,
                 batches filled up to this many padded tokens); ``None``: the device's default (CPU 2048, CUDA 32768).
             engine: ``"auto"``: promptembed's token-budget engine; ``"sentence-transformers"``: its own ``encode``
-                loop (``batch_size`` texts per pass). Both give the same vectors.
+                loop (``batch_size`` texts per pass); ``"compile"``: the token-budget engine with the model compiled
+                by ``torch.compile`` (large models on a GPU; the first run compiles). Same vectors.
 
         Raises:
             ValueError: ``precision`` is ``"int8"``/``"uint8"`` without ``quantization_ranges`` (one text has no
