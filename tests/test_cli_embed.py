@@ -557,7 +557,19 @@ def test_values_no_single_parquet_type_holds_fail_before_anything_is_embedded(
     _jsonl(tmp_path / "nested.jsonl", [{"text": "a", "m": {"k": 1}}, {"text": "b", "m": {"k": "one"}}])
     assert main(["embed", str(tmp_path / "nested.jsonl"), "-o", str(tmp_path / "o2"), *base]) == 1
     assert "column 'm' holds nested values of types that do not merge" in capsys.readouterr().err
-    assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists()  # both failed after every part before
+    rows = [{"text": "a", "m": {"ids": [2**60]}}, {"text": "b", "m": {"ids": [0.5]}}]  # each list on its own is fine
+    _jsonl(tmp_path / "deep.jsonl", rows)
+    assert main(["embed", str(tmp_path / "deep.jsonl"), "-o", str(tmp_path / "o3"), *base]) == 1
+    assert (
+        "column 'm' holds at m.ids[] an integer beyond 2**53 (first: deep.jsonl line 1) and floats (first: "
+        "deep.jsonl line 2)" in capsys.readouterr().err
+    )
+    # every case failed before anything was embedded (the deep one used to fail only when the parts were unified)
+    assert not any((tmp_path / o).exists() for o in ("o1", "o2", "o3"))
+    fine = [{"text": "a", "m": {"x": [2**60]}}, {"text": "b", "m": {"y": [0.5]}}]
+    _jsonl(tmp_path / "fine.jsonl", fine)  # a big integer and a float under other paths: no clash, nothing lost
+    assert main(["embed", str(tmp_path / "fine.jsonl"), "-o", str(tmp_path / "o4"), *base]) == 0
+    assert [r["m"] for r in _read(tmp_path / "o4").to_pylist()] == [{"x": [2**60], "y": None}, {"x": None, "y": [0.5]}]
 
 
 def test_an_empty_input_is_an_empty_job(

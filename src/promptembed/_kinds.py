@@ -59,9 +59,9 @@ class ColumnKinds:
     A Parquet column, and so an output column, holds one type, so a column that mixes kinds (an ``id`` that is a
     number in some JSONL rows and text in others) is found by the scan, before anything is embedded. So are values
     that no one type holds without loss: an integer beyond 2**53 beside floats, and nested values (lists, objects)
-    whose Arrow types do not merge. Not caught here, and so reported only when the parts are unified at the end:
-    a clash inside nested values (big integers beside floats in lists) and one between a JSONL column and a Parquet
-    file's nested column.
+    whose Arrow types do not merge, also inside nested values (``[2**60]`` in one row, ``[0.5]`` in another: the
+    numbers under ``m[]`` are checked as a column's are). Not caught here, and so reported only when the parts are
+    unified at the end: a clash between a JSONL column and a Parquet file's nested column.
     """
 
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -69,8 +69,10 @@ class ColumnKinds:
     whole_files: set[tuple[str, str]] = field(default_factory=set)  # kinds set by a file's schema (CSV, Parquet)
     names: dict[str, str] = field(default_factory=dict)  # every JSONL field, null or not, and where it was first seen
     file_first: dict[tuple[str, str], str] = field(default_factory=dict)  # the first file that set a column's kind
-    big_ints: dict[str, str] = field(default_factory=dict)  # an integer beyond 2**53 (exact only as an integer)
-    floats: dict[str, str] = field(default_factory=dict)  # a float in a number column
+    # an integer beyond 2**53 (exact only as an integer) and a float, by (column, path): the path is the column's
+    # name for its own values, "m[]" or "m.k" for numbers inside its lists and objects
+    big_ints: dict[tuple[str, str], str] = field(default_factory=dict)
+    floats: dict[tuple[str, str], str] = field(default_factory=dict)
     nested: dict[str, dict[str, tuple[Any, str]]] = field(default_factory=dict)  # list/object types, first seen
 
     def add(self, column: str, kind: str, where: str, n: int = 1, *, whole_file: bool = False) -> None:
@@ -82,12 +84,12 @@ class ColumnKinds:
             self.whole_files.add((column, kind))
             self.file_first.setdefault((column, kind), where)
 
-    def add_value(self, column: str, value: Any, where: str) -> str | None:
+    def add_value(self, column: str, value: Any, where: str, path: str | None = None) -> str | None:
         """Note what a number or a nested value needs from its column; say why a nested value cannot be stored."""
         if isinstance(value, float):
-            self.floats.setdefault(column, where)
+            self.floats.setdefault((column, path or column), where)
         elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**53:
-            self.big_ints.setdefault(column, where)
+            self.big_ints.setdefault((column, path or column), where)
         elif isinstance(value, list | dict):
             import pyarrow as pa
 
@@ -96,17 +98,20 @@ class ColumnKinds:
             except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as exc:
                 return f"column {column!r} holds a {type(value).__name__} whose items mix types ({exc})"
             self.nested.setdefault(column, {}).setdefault(str(t), (t, where))
+            for inner, number in _nested_numbers(column, value):
+                self.add_value(column, number, where, inner)
         return None
 
     def clash(self) -> str | None:
         """A column whose values no single Parquet type holds without loss, named with where each side was seen."""
         import pyarrow as pa
 
-        for column, where in self.big_ints.items():
-            if column in self.floats:
+        for (column, path), where in self.big_ints.items():
+            if (column, path) in self.floats:
+                at = "" if path == column else f" at {path}"
                 return (
-                    f"column {column!r} holds an integer beyond 2**53 (first: {where}) and floats (first: "
-                    f"{self.floats[column]}), which one Parquet column cannot hold exactly"
+                    f"column {column!r} holds{at} an integer beyond 2**53 (first: {where}) and floats (first: "
+                    f"{self.floats[(column, path)]}), which one Parquet column cannot hold exactly"
                 )
         for column, types in self.nested.items():
             try:
@@ -131,6 +136,21 @@ class ColumnKinds:
             f"{kind} in {n} row{'s' if n != 1 else ''} (first: {self.first[(column, kind)]})" for kind, n in counts
         )
         return f"column {column!r} holds {held}"
+
+
+def _nested_numbers(column: str, value: list[Any] | dict[str, Any]) -> list[tuple[str, int | float]]:
+    """The floats and the integers beyond 2**53 inside a list or object, each with its path (``m[]``, ``m.k[]``)."""
+    found: list[tuple[str, int | float]] = []
+    stack: list[tuple[str, Any]] = [(column, value)]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, list):
+            stack.extend((f"{path}[]", x) for x in item)
+        elif isinstance(item, dict):
+            stack.extend((f"{path}.{k}", x) for k, x in item.items())
+        elif isinstance(item, float) or (isinstance(item, int) and not isinstance(item, bool) and abs(item) > 2**53):
+            found.append((path, item))
+    return found
 
 
 def check_kinds(

@@ -70,3 +70,29 @@ def test_user_errors_in_ray_tasks_and_actors_are_one_line_and_leave_no_job(
         assert not (tmp_path / "out").exists()  # no _job.json that would call the corrected command another job
     argv = ["embed", str(src), "-o", str(tmp_path / "out"), "--model", str(tiny_gemma_dir), "--ray", "auto"]
     assert main([*argv, "--prompt-name", "STS"]) == 0
+
+
+def test_ray_gets_the_engine_options(
+    ray_cluster: Any, tmp_path: Path, tiny_bert_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--ray`` hands ``--engine`` and ``--max-batch-tokens`` to embed_dataset (and so to its actors:
+    tests/ray/test_embed_dataset.py)."""
+    import promptembed.ray
+
+    seen: dict[str, Any] = {}
+
+    class Stop(Exception):
+        pass
+
+    def recording_embed_dataset(ds: Any, **kwargs: Any) -> Any:
+        seen.update(kwargs)
+        raise Stop  # before anything is embedded
+
+    monkeypatch.setattr(promptembed.ray, "embed_dataset", recording_embed_dataset)
+    src = tmp_path / "in.csv"
+    src.write_text("text\nhello\nworld\n")
+    argv = ["embed", str(src), "-o", str(tmp_path / "out"), "--model", str(tiny_bert_dir), "--ray", "auto",
+            "--engine", "compile", "--max-batch-tokens", "512"]  # fmt: skip
+    with pytest.raises(Stop):
+        main(argv)
+    assert seen["engine"] == "compile" and seen["max_batch_tokens"] == 512

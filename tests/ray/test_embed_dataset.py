@@ -135,3 +135,23 @@ def test_missing_extra_names_the_pip_command(monkeypatch: pytest.MonkeyPatch) ->
 
     with pytest.raises(MissingExtraError, match=re.escape("pip install 'promptembed[ray]'")):
         pe_ray.require_ray()
+
+
+def test_engine_options_reach_each_actors_embedder(tiny_bert_dir: Path) -> None:
+    """What embed_dataset hands Ray: the actor class and its options, which build the actor's PromptEmbedder."""
+
+    class RecordingDataset:  # the one Dataset call embed_dataset makes, recorded instead of run
+        def schema(self, fetch_if_missing: bool = False) -> None:
+            return None
+
+        def map_batches(self, fn: Any, **kwargs: Any) -> str:
+            self.fn, self.kwargs = fn, kwargs
+            return "mapped"
+
+    ds = RecordingDataset()
+    assert embed_dataset(ds, model=str(tiny_bert_dir), engine="compile", max_batch_tokens=512) == "mapped"  # type: ignore[arg-type]
+    options, job = ds.kwargs["fn_constructor_kwargs"]["options"], ds.kwargs["fn_constructor_kwargs"]["job"]
+    assert options["engine"] == "compile" and options["max_batch_tokens"] == 512
+    actor = ds.fn(options, job)
+    assert actor._embedder.engine == "compile" and actor._embedder.max_batch_tokens == 512
+    actor._embedder.close()
