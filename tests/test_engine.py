@@ -451,3 +451,29 @@ def test_compile_engine_on_gpu_matches_the_eager_engine(tiny_gemma_dir: Path, ti
         assert float((ref * got).sum(axis=1).min()) >= 0.999
         assert float((plain * got).sum(axis=1).min()) >= 0.999
         assert one.shape == (1, got.shape[1])
+
+
+def test_a_compile_that_fails_is_a_config_error_naming_the_fix(
+    tiny_bert_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """torch.compile compiles at the first call; a machine that cannot (no C++ compiler, no Triton) gets one line
+    that names engine='auto', not an Inductor traceback."""
+    import torch
+
+    def cannot_compile(model, **kwargs):  # type: ignore[no-untyped-def]
+        def forward(features, **kw):  # type: ignore[no-untyped-def]
+            raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found\nlong traceback ...")
+
+        return forward
+
+    monkeypatch.setattr(torch, "compile", cannot_compile)
+    with PromptEmbedder(model=tiny_bert_dir, device="cpu", engine="compile") as emb:
+        with pytest.raises(
+            ConfigError,
+            match=re.escape(
+                "engine='compile': torch.compile could not compile this model on cpu (RuntimeError: InvalidCxxCompiler:"
+                " No working C++ compiler found); use engine='auto' (the same engine, uncompiled)"
+            ),
+        ):
+            emb.embed_documents(MIXED)
+        assert emb.embed_queries(MIXED[:1]).shape[0] == 1  # a one-text call runs the eager model

@@ -207,9 +207,42 @@ def _compile(model: Any) -> Any:
     Dynamic shapes: the engine's batches vary in rows and width, so one compiled graph serves them all instead of one
     per shape. The model itself is not changed (its ``state_dict`` and eager calls stay as they are).
     """
-    import torch
+    return _Compiled(model)
 
-    return torch.compile(model, dynamic=True)
+
+class _Compiled:
+    """The compiled model; a failure of its first call (the compile itself) becomes a ConfigError that names the fix.
+
+    ``torch.compile`` compiles lazily, at the first call, where a missing C++ compiler (CPU), a missing Triton (CUDA)
+    or an operation the backend cannot compile would otherwise surface as a deep Inductor traceback.
+    """
+
+    def __init__(self, model: Any) -> None:
+        import torch
+
+        self._fn: Any = torch.compile(model, dynamic=True)
+        self._device = str(model.device)
+        self._ready = False
+
+    def __call__(self, features: dict[str, Any], **kwargs: Any) -> Any:
+        if self._ready:
+            return self._fn(features, **kwargs)
+        import torch
+
+        try:
+            out = self._fn(features, **kwargs)
+        except torch.OutOfMemoryError:
+            raise  # the batch, not the compile: the eager model would run out of memory too
+        except Exception as exc:
+            from promptembed.errors import ConfigError
+
+            first = (str(exc).strip().splitlines() or [""])[0][:300]
+            raise ConfigError(
+                f"engine='compile': torch.compile could not compile this model on {self._device} "
+                f"({type(exc).__name__}: {first}); use engine='auto' (the same engine, uncompiled)"
+            ) from exc
+        self._ready = True
+        return out
 
 
 def _postprocess(vectors: np.ndarray, truncate_dim: int | None, normalize: bool) -> np.ndarray:
