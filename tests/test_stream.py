@@ -68,3 +68,33 @@ def test_stream_bad_options_fail_at_the_call(tiny_bert_dir: Path) -> None:
             emb.embed_stream({"Mars": 1})  # type: ignore[arg-type]
         with pytest.raises(PromptError, match="nope"):
             emb.embed_stream(["a"], role=None, prompt_name="nope")  # at the call, not at the first chunk
+        with pytest.raises(InputError, match="texts must be an iterable of str, got NoneType"):
+            emb.embed_stream(None)  # type: ignore[arg-type]  # was a bare TypeError
+        with pytest.raises(InputError, match="texts must be an iterable of str, got int"):
+            emb.embed_stream(5)  # type: ignore[arg-type]
+
+
+def test_a_source_that_fails_midway_gives_what_it_read_first(tiny_bert_dir: Path) -> None:
+    def cursor() -> Iterator[str]:
+        yield from ("a", "b", "c")
+        raise OSError("connection lost")
+
+    with PromptEmbedder(model=tiny_bert_dir) as emb:
+        stream = emb.embed_stream(cursor(), chunk_size=10, progress=False)
+        got = next(stream)  # the three texts read before the failure: embedded, not lost with the chunk
+        np.testing.assert_allclose(got, emb.embed_documents(["a", "b", "c"]), atol=2e-6)
+        with pytest.raises(OSError, match="connection lost"):
+            next(stream)
+
+
+def test_the_stream_shows_one_bar_and_its_chunks_none(tiny_bert_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    texts = [f"t{i}" for i in range(1100)]  # a chunk of 1024: the size at which a plain call shows its own bar
+    with PromptEmbedder(model=tiny_bert_dir) as emb:
+        capsys.readouterr()
+        assert sum(len(a) for a in emb.embed_stream(texts, progress=False)) == 1100
+        assert "Embedding" not in capsys.readouterr().err  # progress=False: no bar at all
+        list(emb.embed_stream(texts, progress=True))
+        err = capsys.readouterr().err
+        assert "embedding: 1100text" in err and "Embedding" not in err  # the stream's bar only
+        emb.embed_documents(texts)
+        assert "Embedding: 100%" in capsys.readouterr().err  # a plain call of 1,000 texts still shows its own

@@ -158,7 +158,11 @@ def stream_chunks(
         raise InputError(f"texts must be an iterable of str, got {type(texts).__name__}")
     if prompt_name is not None:
         embedder.embed([], prompt_name=prompt_name)  # an unknown prompt name fails at the call, not at the first chunk
-    return _chunks(embedder, iter(texts), role=role, prompt_name=prompt_name, chunk_size=chunk_size, progress=progress)
+    try:
+        iterator = iter(texts)
+    except TypeError:
+        raise InputError(f"texts must be an iterable of str, got {type(texts).__name__}") from None
+    return _chunks(embedder, iterator, role=role, prompt_name=prompt_name, chunk_size=chunk_size, progress=progress)
 
 
 def _chunks(
@@ -175,7 +179,7 @@ def _chunks(
     done = 0
     with tqdm(desc="embedding", unit="text", disable=not progress) as bar:
         while True:
-            chunk = list(itertools.islice(iterator, chunk_size))
+            chunk, failure = _take(iterator, chunk_size)
             try:
                 check_texts(chunk, offset=done)
             except InputError:  # the good texts before the bad one were read from a one-shot source: embed them first
@@ -184,18 +188,35 @@ def _chunks(
                     yield _embed_chunk(embedder, chunk[:first_bad], role=role, prompt_name=prompt_name)
                     bar.update(first_bad)
                 raise
+            if chunk:
+                yield _embed_chunk(embedder, chunk, role=role, prompt_name=prompt_name)
+                done += len(chunk)
+                bar.update(len(chunk))
+            if failure is not None:  # the source itself failed: what it gave before is embedded and yielded first
+                raise failure
             if not chunk:
                 return
-            yield _embed_chunk(embedder, chunk, role=role, prompt_name=prompt_name)
-            done += len(chunk)
-            bar.update(len(chunk))
+
+
+def _take(iterator: Iterator[str], n: int) -> tuple[list[str], Exception | None]:
+    """Up to ``n`` items, and the exception the source raised while giving them (``None``: it did not)."""
+    chunk: list[str] = []
+    try:
+        for item in itertools.islice(iterator, n):
+            chunk.append(item)
+    except Exception as exc:  # a cursor or file that fails midway: the items read so far are kept
+        return chunk, exc
+    return chunk, None
 
 
 def _embed_chunk(
     embedder: PromptEmbedder, chunk: list[str], *, role: Role | None, prompt_name: str | None
 ) -> np.ndarray:
-    if role == "query":
-        return embedder.embed_queries(chunk)
-    if role == "document":
-        return embedder.embed_documents(chunk)
-    return embedder.embed(chunk, prompt_name=prompt_name)
+    from promptembed.embedder import quiet_progress
+
+    with quiet_progress():  # the stream's own bar (progress=) counts the texts; no second bar per chunk
+        if role == "query":
+            return embedder.embed_queries(chunk)
+        if role == "document":
+            return embedder.embed_documents(chunk)
+        return embedder.embed(chunk, prompt_name=prompt_name)

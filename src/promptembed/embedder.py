@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from functools import partial
 from pathlib import Path
@@ -34,6 +36,18 @@ if TYPE_CHECKING:
 __all__ = ["PromptEmbedder"]
 
 logger = logging.getLogger("promptembed")
+_QUIET = threading.local()  # set by quiet_progress() in this thread: no per-call bar
+
+
+@contextlib.contextmanager
+def quiet_progress() -> Iterator[None]:
+    """No per-call progress bar in this thread while inside (``embed_stream`` shows one bar for the stream)."""
+    before = getattr(_QUIET, "on", False)
+    _QUIET.on = True
+    try:
+        yield
+    finally:
+        _QUIET.on = before
 
 
 class PromptEmbedder:
@@ -417,7 +431,7 @@ class PromptEmbedder:
                 alone: the model's default prompt, as :meth:`embed`).
             prompt_name: A named prompt of the model (needs ``role=None``).
             chunk_size: Texts per yielded array.
-            progress: Show a progress bar (counts texts).
+            progress: Show one progress bar for the stream (counts texts); the chunks show none of their own.
 
         Yields:
             Arrays of ``(<= chunk_size)`` rows in input order: float32, or the embedder's quantized ``precision``.
@@ -426,8 +440,11 @@ class PromptEmbedder:
             ConfigError: ``chunk_size`` is not an int >= 1, or an unknown ``role``, or ``precision="int8"``/
                 ``"uint8"`` without ``quantization_ranges`` (each chunk would get its own ranges) (at the call).
             PromptError: Both ``role`` and ``prompt_name`` given, or an unknown ``prompt_name`` (at the call).
-            InputError: ``texts`` is a ``str``, ``bytes`` or mapping (at the call); a non-``str`` item (while
-                iterating): the texts before it are yielded first, then the error gives its position in the stream.
+            InputError: ``texts`` is a ``str``, ``bytes``, mapping or not iterable (at the call); a non-``str`` item
+                (while iterating): the texts before it are yielded first, then the error gives its position in the
+                stream.
+            Exception: Whatever the iterable itself raises (a cursor or a file failing midway), after the texts it
+                gave before are embedded and yielded.
         """
         return stream_chunks(self, texts, role=role, prompt_name=prompt_name, chunk_size=chunk_size, progress=progress)
 
@@ -502,7 +519,10 @@ class PromptEmbedder:
     def _compute(
         self, entry: _registry.LoadedModel, texts: list[str], *, role: Role | None, prompts: list[str]
     ) -> np.ndarray:
-        progress = self._show_progress_bar if self._show_progress_bar is not None else len(texts) >= 1000
+        if getattr(_QUIET, "on", False):
+            progress = False
+        else:
+            progress = self._show_progress_bar if self._show_progress_bar is not None else len(texts) >= 1000
         result = engine.encode(
             entry,
             texts,

@@ -169,7 +169,10 @@ def embed_dataset(
     Raises:
         MissingExtraError: Ray is not installed.
         ConfigError: An invalid option (checked here, on the driver) or a missing/clashing column (when the
-            dataset's schema is known without running it).
+            dataset's schema is known without running it). What needs the model (a ``truncate_dim`` beyond its
+            dimension, an unknown ``prompt_name``, a model that does not load) fails when the actors start,
+            with promptembed's message at the end of Ray's ``ActorDiedError``.
+        PromptError: ``prompts`` is not a dict of str -> str (on the driver).
     """
     require_ray()
     if unknown:
@@ -193,6 +196,11 @@ def embed_dataset(
 
     if dtype not in DTYPES:  # the actors would fail on it one by one, behind an ActorDiedError
         raise ConfigError(f"Unknown dtype {dtype!r}; use one of {list(DTYPES)}")
+    if not isinstance(device, str) or device.split(":", 1)[0] not in ("auto", "cpu", "cuda", "mps"):
+        raise ConfigError(f"Unknown device {device!r}; use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps' (per actor)")
+    from promptembed.prompts import merge_prompts
+
+    merge_prompts({}, prompts)  # a prompts= that is not a dict of str -> str fails here, not in every actor
     rows_per_batch = 1 if batch_size is None else batch_size
     _check_pool(batch_size=rows_per_batch, concurrency=concurrency, num_gpus=num_gpus, num_cpus=num_cpus)
     options = {

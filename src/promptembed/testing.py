@@ -15,8 +15,11 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import ParamSpec, TypeVar
 
 __all__ = [
     "EMBEDDINGGEMMA_PROMPTS",
@@ -26,6 +29,9 @@ __all__ = [
     "build_tiny_embeddinggemma",
     "build_tiny_router",
 ]
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 #: The EmbeddingGemma release post's example: the query and its four planet sentences; Mars is the answer.
 RED_PLANET_QUERY = "Which planet is known as the Red Planet?"
@@ -88,6 +94,20 @@ def _write_st_config(path: Path, prompts: dict[str, str], modules: list[dict[str
     (path / "config_sentence_transformers.json").write_text(json.dumps(config, indent=2))
 
 
+def _keeps_torch_rng(build: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Run a builder with its own torch random state: the caller's seeded stream goes on as if it had not run."""
+
+    @functools.wraps(build)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        import torch
+
+        with torch.random.fork_rng(devices=[]):
+            return build(*args, **kwargs)
+
+    return wrapper
+
+
+@_keeps_torch_rng
 def build_tiny_embeddinggemma(
     path: str | Path,
     *,
@@ -101,7 +121,7 @@ def build_tiny_embeddinggemma(
 
     The stack is Transformer -> mean Pooling -> Dense(hidden->dense) -> Dense(dense->hidden) -> Normalize,
     as in EmbeddingGemma (768 -> 3072 -> 768), scaled down. Its README declares Matryoshka dims
-    (``matryoshka_dims: [hidden, hidden/2, hidden/4]``) as EmbeddingGemma's card does.
+    (``matryoshka_dims: [hidden, hidden/2, hidden/4]``, those of 4 or more) as EmbeddingGemma's card does.
 
     Args:
         path: Folder to write (created if missing).
@@ -163,6 +183,7 @@ def build_tiny_embeddinggemma(
     return out
 
 
+@_keeps_torch_rng
 def build_tiny_bert(path: str | Path, *, hidden: int = 32, max_seq_length: int = 32, seed: int = 0) -> Path:
     """Write a tiny random BERT with mean pooling, no Normalize module and no prompts.
 
@@ -192,7 +213,7 @@ def build_tiny_bert(path: str | Path, *, hidden: int = 32, max_seq_length: int =
         intermediate_size=hidden * 2,
         num_hidden_layers=2,
         num_attention_heads=2,
-        max_position_embeddings=128,
+        max_position_embeddings=max(128, max_seq_length),
     )
     config.architectures = ["BertModel"]
     BertModel(config).save_pretrained(str(hf_dir))
@@ -203,6 +224,7 @@ def build_tiny_bert(path: str | Path, *, hidden: int = 32, max_seq_length: int =
     return out
 
 
+@_keeps_torch_rng
 def build_tiny_router(path: str | Path, *, seed: int = 0) -> Path:
     """Write a tiny asymmetric model: a shared tiny BERT, then a ``Router`` with a query and a document ``Dense``.
 

@@ -110,6 +110,12 @@ def test_options_checked_on_the_driver(ray_cluster: Any) -> None:
         embed_dataset(ds, max_batch_tokens=0)
     with pytest.raises(ConfigError, match="Unknown engine 'vllm'; use 'auto'"):
         embed_dataset(ds, engine="vllm")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=re.escape("Unknown device 'gpu'; use 'auto', 'cpu', 'cuda', 'cuda:N'")):
+        embed_dataset(ds, device="gpu")  # each actor used to fail on it, behind an ActorDiedError
+    from promptembed import PromptError
+
+    with pytest.raises(PromptError, match="prompts must be a dict of prompt name -> prompt text, got str"):
+        embed_dataset(ds, prompts="query: ")  # type: ignore[arg-type]  # was a bare ValueError from dict()
     with pytest.raises(
         ConfigError, match=re.escape("output_column='vec' is already a column of the input ['text', 'vec']")
     ):
