@@ -461,3 +461,26 @@ def test_too_few_chunks_to_mine_negatives_from_is_a_warning(
                  heldout_fraction=0.0, max_steps=1, batch_size=4, progress=False)  # fmt: skip
     assert "hard negatives skipped: 2 training chunks leave none to mine from" in caplog.text  # it said nothing
     assert "negative_1" not in (tmp_path / "m" / "train_pairs.jsonl").read_text()
+
+
+def test_a_checkpoint_cut_off_while_it_was_saved_is_passed_over_and_removed(tmp_path: Path) -> None:
+    """transformers writes trainer_state.json last and in place: a kill or a full disk leaves it empty or cut. Every
+    rerun used to pick that newest checkpoint and fail on it (JSONDecodeError) until the work folder was deleted."""
+    from promptembed.finetune.train import latest_checkpoint
+
+    def checkpoint(step: int, state: str | None) -> Path:
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        (folder / "model.safetensors").write_bytes(b"weights")
+        if state is not None:
+            (folder / "trainer_state.json").write_text(state)
+        return folder
+
+    good = checkpoint(2, json.dumps({"global_step": 2, "max_steps": 9}))
+    checkpoint(1, json.dumps({"global_step": 1, "max_steps": 9}))
+    empty = checkpoint(3, "")  # a full disk
+    cut = checkpoint(4, '{"global_step": 4, "max_st')  # killed mid-write
+    unsaved = checkpoint(5, None)  # killed before the state was written
+    assert latest_checkpoint(tmp_path) == good
+    assert not empty.exists() and not cut.exists() and not unsaved.exists()  # or the trainer's rotation keeps them
+    assert (tmp_path / "checkpoint-1").exists()  # older complete ones are the trainer's to rotate

@@ -33,22 +33,52 @@ SUFFIXES = {
 MAX_FILE_BYTES = 200 * 1024 * 1024
 
 
+def printable(text: str) -> str:
+    r"""``text`` as valid UTF-8, lone surrogates written out.
+
+    A file name that is not UTF-8 (``caf\udce9.txt``, as ``os.fsdecode`` gives a latin-1 name) shows its bytes
+    (``caf\xe9.txt``); any other lone surrogate (from a PDF's text) its code (``\ud800``). Chunk ids hash the
+    path as UTF-8, and report.json and the JSONL files are UTF-8: a lone surrogate failed them.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        try:
+            return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        except UnicodeEncodeError:
+            return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
 @dataclass(frozen=True)
 class Document:
-    """One readable document. HTML is converted to Markdown-style headings so chunking sees its structure."""
+    """One readable document. HTML is converted to Markdown-style headings so chunking sees its structure.
+
+    Every field is valid UTF-8 (:func:`printable`).
+    """
 
     path: str
     text: str
     title: str | None
     format: str
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", printable(self.path))
+        object.__setattr__(self, "text", printable(self.text))
+        if self.title is not None:
+            object.__setattr__(self, "title", printable(self.title))
+
 
 @dataclass(frozen=True)
 class SkippedFile:
-    """A file that was not read, and why."""
+    """A file that was not read, and why (both valid UTF-8: :func:`printable`)."""
 
     path: str
     reason: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", printable(self.path))
+        object.__setattr__(self, "reason", printable(self.reason))
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from pathlib import Path
@@ -12,6 +13,8 @@ from promptembed import _loading
 from promptembed.errors import ConfigError
 from promptembed.finetune.distributed import is_main_process
 from promptembed.prompts import resolve_role_prompt
+
+logger = logging.getLogger("promptembed")
 
 __all__ = [
     "MNRL_SCALE",
@@ -89,10 +92,32 @@ def detect_matryoshka_dims(model_dir: str | Path | None, dimension: int) -> list
 
 
 def latest_checkpoint(work_dir: Path) -> Path | None:
-    """The newest ``checkpoint-N`` folder written by the trainer, if any."""
+    """The newest complete ``checkpoint-N`` folder written by the trainer, if any.
+
+    The trainer writes ``trainer_state.json`` last and in place: a checkpoint cut off while it was saved (a kill, a
+    full disk) has none, or an empty or truncated one. Such a folder newer than the complete checkpoint is removed
+    (by the main process), or every rerun would pick it and fail to read it, and the trainer's rotation, which keeps
+    the highest step numbers, would later delete a fresh checkpoint instead of it.
+    """
     found = [p for p in work_dir.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()]
-    complete = [p for p in found if (p / "trainer_state.json").is_file()]
-    return max(complete, key=lambda p: int(p.name.split("-")[-1]), default=None)
+    for checkpoint in sorted(found, key=lambda p: int(p.name.split("-")[-1]), reverse=True):
+        if _state_step(checkpoint) is not None:
+            return checkpoint
+        if is_main_process():
+            import shutil
+
+            logger.warning("removing %s: cut off while it was saved (no readable trainer_state.json)", checkpoint)
+            shutil.rmtree(checkpoint, ignore_errors=True)
+    return None
+
+
+def _state_step(checkpoint: Path) -> int | None:
+    """The ``global_step`` in ``checkpoint``'s ``trainer_state.json``; ``None`` when it is missing or unreadable."""
+    try:
+        step = json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))["global_step"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return step if isinstance(step, int) and not isinstance(step, bool) else None
 
 
 def interpolate_weights(model: Any, base_state: dict[str, Any], alpha: float) -> None:
