@@ -484,3 +484,19 @@ def test_a_checkpoint_cut_off_while_it_was_saved_is_passed_over_and_removed(tmp_
     assert latest_checkpoint(tmp_path) == good
     assert not empty.exists() and not cut.exists() and not unsaved.exists()  # or the trainer's rotation keeps them
     assert (tmp_path / "checkpoint-1").exists()  # older complete ones are the trainer's to rotate
+
+
+def test_the_finetune_package_imports_without_the_unix_only_resource_module() -> None:
+    """``import resource`` at the top of finetune/api.py made all of promptembed.finetune fail on Windows."""
+    code = (
+        "import sys; sys.modules['resource'] = None\n"  # what `import resource` meets where it does not exist
+        "import promptembed.finetune\n"
+        "from promptembed.finetune.report import peak_rss_mb\n"
+        "assert peak_rss_mb() is None, peak_rss_mb()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    from promptembed.finetune.report import peak_rss_mb
+
+    peak = peak_rss_mb()
+    assert peak is not None and peak > 50  # this process, in MB (a KiB or byte count would be off by 1024)

@@ -311,3 +311,20 @@ def test_to_json_with_a_torch_dtype_in_model_kwargs(tiny_gemma_dir: Path) -> Non
         again.close()
     finally:
         emb.close()
+
+
+def test_the_default_model_is_saved_as_none_not_as_this_environments_folder() -> None:
+    """to_json() of the bundled default wrote the site-packages folder it was loaded from: the settings loaded only
+    while that environment existed."""
+    emb = PromptEmbedding()
+    try:
+        data = emb.to_dict()
+        assert data["model_name"] is None and data.get("model") is None
+        again = PromptEmbedding.from_json(emb.to_json())
+        try:
+            assert again._embedder.model_source == emb._embedder.model_source  # the same bundled model
+            assert again.get_query_embedding("roof permit") == emb.get_query_embedding("roof permit")
+        finally:
+            again.close()
+    finally:
+        emb.close()

@@ -7,7 +7,6 @@ import json
 import logging
 import numbers
 import os
-import resource
 import shutil
 import tempfile
 import time
@@ -42,7 +41,7 @@ from promptembed.finetune.heldout import (
 )
 from promptembed.finetune.negatives import margin_rows, mine_chunk_negatives
 from promptembed.finetune.pairs import DEFAULT_STRATEGIES, Pair, check_strategies, generate_pairs
-from promptembed.finetune.report import build_report, write_card, write_reports
+from promptembed.finetune.report import build_report, peak_rss_mb, write_card, write_reports
 from promptembed.finetune.result import KEYWORD_EVAL, FinetuneResult, FinetuneWorseWarning, headline, result_from_rank0
 from promptembed.finetune.supervision import load_supervision
 from promptembed.finetune.teacher import load_teacher
@@ -458,7 +457,7 @@ def finetune(
                       "learning_rate": learning_rate, "seed": seed, "metrics": train_metrics,
                       "processes": world_size()},
             prompts=prompts,
-            peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            peak_rss_mb=peak_rss_mb(),
         )  # fmt: skip
         if result.specialization is not None:
             report["specialization"] = {

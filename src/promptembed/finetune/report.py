@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["build_report", "write_card", "write_reports"]
+__all__ = ["build_report", "peak_rss_mb", "write_card", "write_reports"]
 
 _METRICS = (("ndcg_at_10", "nDCG@10"), ("mrr_at_10", "MRR@10"), ("recall_at_10", "recall@10"))
 _MODELS = (("base", "base", "#9aa5b1"), ("finetuned", "finetuned", "#2f7ed8"), ("teacher", "teacher", "#f28f43"))
 _STAGES = ("reading_chunking", "pairs", "mining", "training", "evaluation", "saving")
+
+
+def peak_rss_mb() -> float | None:
+    """This process's peak resident memory in MB; ``None`` where the OS does not tell it (Windows: no ``resource``)."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return round(peak / (2**20 if sys.platform == "darwin" else 1024), 1)
 
 
 def build_report(
@@ -25,7 +36,7 @@ def build_report(
     data: dict[str, Any],
     training: dict[str, Any],
     prompts: dict[str, str],
-    peak_rss_mb: float,
+    peak_rss_mb: float | None,
 ) -> dict[str, Any]:
     """The report.json content: verdict, every evaluation, the configuration, stage times and peak memory.
 
@@ -128,7 +139,8 @@ def write_reports(folder: Path, report: dict[str, Any]) -> tuple[Path, Path, Pat
     lines += [
         f"| {s} | {timings[s]:.1f} | {timings.get('cpu_' + s, 0.0):.1f} |" for s in (*_STAGES, "total") if s in timings
     ]
-    lines += ["", f"Peak memory (RSS): {report.get('peak_rss_mb', 0):.0f} MB", ""]
+    peak = report.get("peak_rss_mb")
+    lines += ["", f"Peak memory (RSS): {peak:.0f} MB" if peak is not None else "Peak memory (RSS): not known here", ""]
     lines += ["## Data", ""]
     data = report["data"]
     lines += [f"- documents read: {data['documents']}, skipped: {len(data['skipped'])}", f"- chunks: {data['chunks']}"]

@@ -233,9 +233,17 @@ class PromptEmbedding(BaseEmbedding):
         return self
 
     def to_dict(self, **kwargs: Any) -> dict[str, Any]:
-        """The fields as ``BaseComponent`` writes them (a ``model_name`` changed since the build named as the model)."""
+        """The fields as ``BaseComponent`` writes them (a ``model_name`` changed since the build named as the model).
+
+        With the bundled default model, ``model_name`` is written as ``None``, not as the folder it was loaded from
+        (inside this environment's site-packages): the saved settings load the default wherever they are read, as
+        LangChain's ``model_dump()`` and Haystack's ``to_dict()`` of ours do.
+        """
         self._follow_model_name()
-        return super().to_dict(**kwargs)
+        data = super().to_dict(**kwargs)
+        if self.model is None:
+            data["model_name"] = None
+        return data
 
     def _enc(self, instruction: str | None, side: str) -> EncodeOptions:
         if instruction is not None and self.prompt_name is not None:
