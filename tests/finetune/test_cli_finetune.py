@@ -232,11 +232,13 @@ def test_file_names_that_are_not_utf8_are_read_or_skipped_and_reported(
     rows = [json.loads(line) for line in pairs.read_text(encoding="utf-8").splitlines()]
     assert any("caf\u00e9 roof" in r["positive"] for r in rows)  # the oddly named file was read and used
     assert "na\\xefve.docx: unsupported file type" in capsys.readouterr().out
+    (docs / "outline.md").write_text("# Outline\n\n## Part one\n\n## Part two\n")  # read, but no passage in it
     out = tmp_path / "model"
     code = main(["finetune", str(docs), "--output", str(out), "--base", str(tiny_bert_dir), "--max-steps", "1",
                  "--batch-size", "4"])  # fmt: skip
     assert code in (0, 1)  # 1: not better than the base (one step on a tiny model); the model is saved either way
     report = json.loads((out / "report.json").read_text(encoding="utf-8"))
-    assert [s["path"].rsplit("/", 1)[-1] for s in report["data"]["skipped"]] == ["na\\xefve.docx"]
-    assert report["data"]["documents"] == 7  # the six topics and the oddly named one
+    skipped = {s["path"].rsplit("/", 1)[-1]: s["reason"] for s in report["data"]["skipped"]}
+    assert skipped == {"na\\xefve.docx": "unsupported file type '.docx'", "outline.md": "no text beyond its headings"}
+    assert report["data"]["documents"] == 7  # the six topics and the oddly named one (the outline was counted too)
     capsys.readouterr()

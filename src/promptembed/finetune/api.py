@@ -260,6 +260,11 @@ def finetune(
             if loaded
             else []
         )
+        chunked = {c.doc_path for c in chunks}
+        for document in loaded.documents if loaded else []:  # headings only (a Markdown outline): read, no passage
+            if document.path not in chunked:
+                skipped.append({"path": document.path, "reason": "no text beyond its headings"})
+                logger.warning("skipped %s: no text beyond its headings", document.path)
         unique: dict[str, Chunk] = {}
         for chunk in chunks:  # identical passages would sit on both sides of the split
             unique.setdefault(" ".join(chunk.text.split()), chunk)
@@ -449,7 +454,7 @@ def finetune(
             output_name=output.name, base=source, verdict=result.verdict, improved=improved,
             evaluations=evaluations, config=config, timings=timings,
             data={
-                "documents": len(loaded.documents) if loaded else 0, "skipped": skipped, "chunks": len(chunks),
+                "documents": len(chunked), "skipped": skipped, "chunks": len(chunks),
                 "train_chunks": len(train_chunks), "heldout_chunks": len(held_chunks), "train_pairs": len(rows),
                 "pair_stats": pair_stats,
             },
