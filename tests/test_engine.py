@@ -477,3 +477,24 @@ def test_a_compile_that_fails_is_a_config_error_naming_the_fix(
         ):
             emb.embed_documents(MIXED)
         assert emb.embed_queries(MIXED[:1]).shape[0] == 1  # a one-text call runs the eager model
+
+
+def test_a_model_bug_under_compile_is_the_models_own_error() -> None:
+    """A first compiled call that fails because of the model or its input (here a shape bug) fails the eager model
+    too: that error is raised, not "could not compile ... use engine='auto'", which would not help."""
+    import torch
+
+    class Broken(torch.nn.Module):
+        device = torch.device("cpu")
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.linear = torch.nn.Linear(4, 3)
+
+        def forward(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+            return {"sentence_embedding": self.linear(features["x"])}
+
+    compiled = engine._compile(Broken())
+    with pytest.raises(RuntimeError, match="mat1 and mat2 shapes cannot be multiplied"):
+        compiled({"x": torch.ones(2, 5)})
+    assert compiled({"x": torch.ones(2, 4)})["sentence_embedding"].shape == (2, 3)  # and the real compile works

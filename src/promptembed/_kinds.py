@@ -69,10 +69,10 @@ class ColumnKinds:
     whole_files: set[tuple[str, str]] = field(default_factory=set)  # kinds set by a file's schema (CSV, Parquet)
     names: dict[str, str] = field(default_factory=dict)  # every JSONL field, null or not, and where it was first seen
     file_first: dict[tuple[str, str], str] = field(default_factory=dict)  # the first file that set a column's kind
-    # an integer beyond 2**53 (exact only as an integer) and a float, by (column, path): the path is the column's
-    # name for its own values, "m[]" or "m.k" for numbers inside its lists and objects
-    big_ints: dict[tuple[str, str], str] = field(default_factory=dict)
-    floats: dict[tuple[str, str], str] = field(default_factory=dict)
+    # an integer beyond 2**53 (exact only as an integer) and a float, by (column, path): the path is () for the
+    # column's own values, ("k", None) for the items of the list under key "k" of an object (None: a list's items)
+    big_ints: dict[tuple[str, _Path], str] = field(default_factory=dict)
+    floats: dict[tuple[str, _Path], str] = field(default_factory=dict)
     nested: dict[str, dict[str, tuple[Any, str]]] = field(default_factory=dict)  # list/object types, first seen
 
     def add(self, column: str, kind: str, where: str, n: int = 1, *, whole_file: bool = False) -> None:
@@ -84,12 +84,12 @@ class ColumnKinds:
             self.whole_files.add((column, kind))
             self.file_first.setdefault((column, kind), where)
 
-    def add_value(self, column: str, value: Any, where: str, path: str | None = None) -> str | None:
+    def add_value(self, column: str, value: Any, where: str) -> str | None:
         """Note what a number or a nested value needs from its column; say why a nested value cannot be stored."""
         if isinstance(value, float):
-            self.floats.setdefault((column, path or column), where)
-        elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**53:
-            self.big_ints.setdefault((column, path or column), where)
+            self.floats.setdefault((column, ()), where)
+        elif _is_big_int(value):
+            self.big_ints.setdefault((column, ()), where)
         elif isinstance(value, list | dict):
             import pyarrow as pa
 
@@ -98,8 +98,16 @@ class ColumnKinds:
             except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as exc:
                 return f"column {column!r} holds a {type(value).__name__} whose items mix types ({exc})"
             self.nested.setdefault(column, {}).setdefault(str(t), (t, where))
-            for inner, number in _nested_numbers(column, value):
-                self.add_value(column, number, where, inner)
+            # numbers inside: floats from the Arrow type; big integers by walking only the paths that hold integers
+            # (a vector column of floats is never walked)
+            int_paths: set[_Path] = set()
+            for path, leaf in _leaves(t):
+                if pa.types.is_floating(leaf):
+                    self.floats.setdefault((column, path), where)
+                elif pa.types.is_integer(leaf):
+                    int_paths.add(path)
+            for path in _big_int_paths(value, int_paths):
+                self.big_ints.setdefault((column, path), where)
         return None
 
     def clash(self) -> str | None:
@@ -108,7 +116,7 @@ class ColumnKinds:
 
         for (column, path), where in self.big_ints.items():
             if (column, path) in self.floats:
-                at = "" if path == column else f" at {path}"
+                at = f" at {_shown(column, path)}" if path else ""
                 return (
                     f"column {column!r} holds{at} an integer beyond 2**53 (first: {where}) and floats (first: "
                     f"{self.floats[(column, path)]}), which one Parquet column cannot hold exactly"
@@ -138,19 +146,45 @@ class ColumnKinds:
         return f"column {column!r} holds {held}"
 
 
-def _nested_numbers(column: str, value: list[Any] | dict[str, Any]) -> list[tuple[str, int | float]]:
-    """The floats and the integers beyond 2**53 inside a list or object, each with its path (``m[]``, ``m.k[]``)."""
-    found: list[tuple[str, int | float]] = []
-    stack: list[tuple[str, Any]] = [(column, value)]
+_Path = tuple[str | None, ...]  # keys of objects, None for a list's items
+
+
+def _is_big_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**53
+
+
+def _leaves(t: pa.DataType, path: _Path = ()) -> list[tuple[_Path, pa.DataType]]:
+    """The leaf types of a nested Arrow type, each with its path."""
+    import pyarrow.types as pt
+
+    if pt.is_list(t) or pt.is_large_list(t) or pt.is_fixed_size_list(t):
+        return _leaves(t.value_type, (*path, None))
+    if pt.is_struct(t):
+        return [leaf for f in t for leaf in _leaves(f.type, (*path, f.name))]
+    return [(path, t)]
+
+
+def _big_int_paths(value: Any, int_paths: set[_Path]) -> set[_Path]:
+    """The paths among ``int_paths`` where ``value`` holds an integer beyond 2**53 (only those paths are walked)."""
+    prefixes = {p[:i] for p in int_paths for i in range(len(p) + 1)}
+    found: set[_Path] = set()
+    stack: list[tuple[_Path, Any]] = [((), value)]
     while stack:
         path, item = stack.pop()
+        if path not in prefixes:
+            continue
         if isinstance(item, list):
-            stack.extend((f"{path}[]", x) for x in item)
+            stack.extend(((*path, None), x) for x in item)
         elif isinstance(item, dict):
-            stack.extend((f"{path}.{k}", x) for k, x in item.items())
-        elif isinstance(item, float) or (isinstance(item, int) and not isinstance(item, bool) and abs(item) > 2**53):
-            found.append((path, item))
+            stack.extend(((*path, k), x) for k, x in item.items())
+        elif _is_big_int(item):
+            found.add(path)
     return found
+
+
+def _shown(column: str, path: _Path) -> str:
+    """``m.ids[]`` for the items of the list under key ``ids`` of column ``m``."""
+    return column + "".join("[]" if p is None else f".{p}" for p in path)
 
 
 def check_kinds(

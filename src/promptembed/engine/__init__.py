@@ -211,7 +211,7 @@ def _compile(model: Any) -> Any:
 
 
 class _Compiled:
-    """The compiled model; a failure of its first call (the compile itself) becomes a ConfigError that names the fix.
+    """The compiled model; a failure of its first call that the eager model does not share becomes a ConfigError.
 
     ``torch.compile`` compiles lazily, at the first call, where a missing C++ compiler (CPU), a missing Triton (CUDA)
     or an operation the backend cannot compile would otherwise surface as a deep Inductor traceback.
@@ -221,6 +221,7 @@ class _Compiled:
         import torch
 
         self._fn: Any = torch.compile(model, dynamic=True)
+        self._model = model
         self._device = str(model.device)
         self._ready = False
 
@@ -236,6 +237,10 @@ class _Compiled:
         except Exception as exc:
             from promptembed.errors import ConfigError
 
+            try:  # a bug of the model or its input fails the eager model too: that error, not "could not compile"
+                self._model(features, **kwargs)
+            except Exception as eager:
+                raise eager from None
             first = (str(exc).strip().splitlines() or [""])[0][:300]
             raise ConfigError(
                 f"engine='compile': torch.compile could not compile this model on {self._device} "
