@@ -144,7 +144,7 @@ def build_tiny_embeddinggemma(
     hf_dir = out / "_hf"
     hf_dir.mkdir(parents=True, exist_ok=True)
     _train_tokenizer(hf_dir, bos="<bos>", eos="<eos>", pad="<pad>", unk="<unk>", lowercase=False)
-    torch.random.default_generator.manual_seed(seed)  # the CPU only (the weights are made there), not the GPUs
+    torch.default_generator.manual_seed(seed)  # the CPU only (the weights are made there), not the GPUs
     config = Gemma3TextConfig(
         vocab_size=400,
         hidden_size=hidden,
@@ -206,7 +206,7 @@ def build_tiny_bert(path: str | Path, *, hidden: int = 32, max_seq_length: int =
     hf_dir = out / "_hf"
     hf_dir.mkdir(parents=True, exist_ok=True)
     _train_tokenizer(hf_dir, bos="[CLS]", eos="[SEP]", pad="[PAD]", unk="[UNK]", lowercase=True)
-    torch.random.default_generator.manual_seed(seed)  # the CPU only (the weights are made there), not the GPUs
+    torch.default_generator.manual_seed(seed)  # the CPU only (the weights are made there), not the GPUs
     config = BertConfig(
         vocab_size=400,
         hidden_size=hidden,
@@ -245,7 +245,7 @@ def build_tiny_router(path: str | Path, *, seed: int = 0) -> Path:
     out = Path(path)
     bert = SentenceTransformer(str(build_tiny_bert(out / "_bert", seed=seed)), device="cpu")
     dim = bert.get_embedding_dimension() or 32
-    torch.random.default_generator.manual_seed(seed + 1)
+    torch.default_generator.manual_seed(seed + 1)
     router = Router.for_query_document(query_modules=[Dense(dim, dim)], document_modules=[Dense(dim, dim)])
     SentenceTransformer(modules=[bert[0], bert[1], router], device="cpu").save(str(out))
     _remove_tree(out / "_bert")
