@@ -388,9 +388,13 @@ def test_a_supervision_file_that_would_drop_the_generated_pairs_is_refused(
 def test_what_killed_runs_left_beside_the_output_is_swept(docs: Path, tmp_path: Path, tiny_bert_dir: Path) -> None:
     out = tmp_path / "model [v2]"  # glob characters in the name
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    dead = f".model [v2].tmp-{gone.stdout.strip()}"  # a process that no longer exists
-    swept = [dead, ".model [v2].trash-abc_1234"]  # and a mkdtemp trash folder
+    from promptembed.finetune._workdir import saving_folder
+
+    dead = f".model [v2].tmp-{gone.stdout.strip()}"  # a process that no longer exists (an earlier version's name)
+    ours = saving_folder(out).name.rsplit("-", 1)[0] + f"-{gone.stdout.strip()}"  # this machine's: dead, so at once
+    swept = [dead, ours, ".model [v2].trash-abc_1234"]  # and a mkdtemp trash folder
     kept = [
+        f".model [v2].tmp-another-machine-{gone.stdout.strip()}",  # its pid means nothing here: the hour applies
         f".model [v2].tmp-{os.getppid()}",  # a live process (this one's parent) may be saving right now
         ".model [v2].tmp-12x",  # not a pid
         ".model [v2].trash-old.work",  # a neighbour: the work folder of an output named "model [v2].trash-old"
@@ -400,8 +404,8 @@ def test_what_killed_runs_left_beside_the_output_is_swept(docs: Path, tmp_path: 
         (tmp_path / name).mkdir()
         (tmp_path / name / "model.safetensors").write_bytes(b"x" * 100)
     hours_ago = time.time() - 2 * 3600
-    for name in (dead, kept[0]):
-        os.utime(tmp_path / name, (hours_ago, hours_ago))  # idle for two hours
+    for name in (dead, kept[1]):
+        os.utime(tmp_path / name, (hours_ago, hours_ago))  # idle for two hours (the others: written just now)
     recent = tmp_path / ".model [v2].tmp-999999999"  # dead pid, but written to a minute ago: maybe another machine
     recent.mkdir()
     finetune([docs], output=out, base=tiny_bert_dir, max_steps=2, batch_size=4, progress=False)

@@ -8,13 +8,14 @@ import logging
 import os
 import re
 import shutil
+import socket
 import time
 from pathlib import Path
 from typing import Any
 
 from promptembed.finetune.distributed import is_main_process
 
-__all__ = ["LEFTOVER_IDLE_S", "restore_interrupted_overwrite", "start_or_resume", "sweep_leftovers"]
+__all__ = ["LEFTOVER_IDLE_S", "restore_interrupted_overwrite", "saving_folder", "start_or_resume", "sweep_leftovers"]
 
 logger = logging.getLogger("promptembed")
 
@@ -35,23 +36,37 @@ def restore_interrupted_overwrite(output: Path) -> None:
         logger.warning("restored %s: an earlier run was killed while it replaced that model", output)
 
 
+def _host() -> str:
+    """This machine's name as it goes into a folder name (letters, digits, ``_`` and ``-`` only: no dot)."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname())[:64] or "host"
+
+
+def saving_folder(output: Path) -> Path:
+    """Where this process saves the model before it is renamed to ``output``: ``.<name>.tmp-<host>-<pid>``."""
+    return output.parent / f".{output.name}.tmp-{_host()}-{os.getpid()}"
+
+
 def sweep_leftovers(output: Path) -> None:
     """Delete what killed runs left beside ``output``.
 
     That is ``.<name>.trash-XXXXXXXX`` folders (a replaced model whose deletion was cut short), and a half-saved
-    ``.<name>.tmp-<pid>`` whose process is gone and that nothing has written to for an hour (the hour because a
-    run on another machine sharing the folder cannot be seen from here). Only these exact names, never a
-    neighbour's folders.
+    ``.<name>.tmp-<host>-<pid>`` whose process is gone: at once when it was this machine's, else once nothing has
+    written to it for an hour (a run on another machine sharing the folder cannot be seen from here; so for the
+    ``.<name>.tmp-<pid>`` of earlier versions). Only these exact names, never a neighbour's folders.
     """
     if not is_main_process() or not output.parent.is_dir():
         return
     name = re.escape(f".{output.name}")
+    here = _host()
     for left in output.parent.iterdir():
         trash = re.fullmatch(name + r"\.trash-[a-z0-9_]{8}", left.name)
-        tmp = re.fullmatch(name + r"\.tmp-(\d+)", left.name)
-        idle = tmp is not None and time.time() - left.stat().st_mtime > LEFTOVER_IDLE_S
-        if trash or (tmp and idle and not _process_alive(int(tmp.group(1)))):
+        tmp = re.fullmatch(name + r"\.tmp-(?:(?P<host>[A-Za-z0-9_-]+)-)?(?P<pid>\d+)", left.name)
+        if trash:
             shutil.rmtree(left, ignore_errors=True)
+        elif tmp and not _process_alive(int(tmp.group("pid"))):
+            ours = tmp.group("host") == here
+            if ours or time.time() - left.stat().st_mtime > LEFTOVER_IDLE_S:
+                shutil.rmtree(left, ignore_errors=True)
 
 
 def _process_alive(pid: int) -> bool:

@@ -29,7 +29,7 @@ from promptembed.finetune._steps import (
     stage,
     write_rows,
 )
-from promptembed.finetune._workdir import restore_interrupted_overwrite, start_or_resume, sweep_leftovers
+from promptembed.finetune._workdir import restore_interrupted_overwrite, saving_folder, start_or_resume, sweep_leftovers
 from promptembed.finetune.chunking import Chunk, chunk_documents
 from promptembed.finetune.distributed import is_main_process, share_outcome, world_size
 from promptembed.finetune.documents import load_documents
@@ -435,7 +435,7 @@ def finetune(
     head = headline(evaluations)
     improved = evaluations[head]["finetuned"].ndcg_at_10 > evaluations[head]["base"].ndcg_at_10
 
-    tmp = output.parent / f".{output.name}.tmp-{os.getpid()}"
+    tmp = saving_folder(output)
     shutil.rmtree(tmp, ignore_errors=True)
     result = FinetuneResult(
         output=output, evaluations=evaluations, improved=improved, train_pairs=len(rows), skipped=skipped,
