@@ -52,7 +52,9 @@ def sweep_leftovers(output: Path) -> None:
     That is ``.<name>.trash-XXXXXXXX`` folders (a replaced model whose deletion was cut short), and a half-saved
     ``.<name>.tmp-<host>-<pid>`` whose process is gone: at once when it was this machine's, else once nothing has
     written to it for an hour (a run on another machine sharing the folder cannot be seen from here; so for the
-    ``.<name>.tmp-<pid>`` of earlier versions). Only these exact names, never a neighbour's folders.
+    ``.<name>.tmp-<pid>`` of earlier versions). A machine is known by its host name, so containers that share the
+    output folder need host names of their own (Docker and Kubernetes give each one). Only these exact names, never
+    a neighbour's folders.
     """
     if not is_main_process() or not output.parent.is_dir():
         return
