@@ -398,13 +398,13 @@ def test_what_killed_runs_left_beside_the_output_is_swept(docs: Path, tmp_path: 
         f".model [v2].tmp-{os.getppid()}",  # a live process (this one's parent) may be saving right now
         ".model [v2].tmp-12x",  # not a pid
         ".model [v2].trash-old.work",  # a neighbour: the work folder of an output named "model [v2].trash-old"
-        f".model [v2].tmp-{gone.stdout.strip()}.old-1",  # a neighbour's model waiting to be put back
+        f".model [v2].tmp-{gone.stdout.strip()}.old-{gone.stdout.strip()}",  # a neighbour's model to be put back
     ]
     for name in swept + kept:
         (tmp_path / name).mkdir()
         (tmp_path / name / "model.safetensors").write_bytes(b"x" * 100)
     hours_ago = time.time() - 2 * 3600
-    for name in (dead, kept[1]):
+    for name in (dead, kept[1], kept[-1]):
         os.utime(tmp_path / name, (hours_ago, hours_ago))  # idle for two hours (the others: written just now)
     recent = tmp_path / ".model [v2].tmp-999999999"  # dead pid, but written to a minute ago: maybe another machine
     recent.mkdir()

@@ -37,8 +37,16 @@ def restore_interrupted_overwrite(output: Path) -> None:
 
 
 def _host() -> str:
-    """This machine's name as it goes into a folder name (letters, digits, ``_`` and ``-`` only: no dot)."""
-    return re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname())[:64] or "host"
+    """Who can see this process's pid: the host name and the pid namespace (letters, digits, ``_``, ``-``; no dot).
+
+    The namespace matters where containers share the host's name (``--network host``, ``hostNetwork: true``) but
+    not its pids: there a pid that looks dead from here may be saving right now.
+    """
+    try:
+        namespace = f"_{os.stat('/proc/self/ns/pid').st_ino}"
+    except OSError:  # not Linux
+        namespace = ""
+    return (re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname())[:64] or "host") + namespace
 
 
 def saving_folder(output: Path) -> Path:
@@ -52,9 +60,8 @@ def sweep_leftovers(output: Path) -> None:
     That is ``.<name>.trash-XXXXXXXX`` folders (a replaced model whose deletion was cut short), and a half-saved
     ``.<name>.tmp-<host>-<pid>`` whose process is gone: at once when it was this machine's, else once nothing has
     written to it for an hour (a run on another machine sharing the folder cannot be seen from here; so for the
-    ``.<name>.tmp-<pid>`` of earlier versions). A machine is known by its host name, so containers that share the
-    output folder need host names of their own (Docker and Kubernetes give each one). Only these exact names, never
-    a neighbour's folders.
+    ``.<name>.tmp-<pid>`` of earlier versions). "This machine" is the host name and the pid namespace (:func:`_host`):
+    where the pid would be visible from here. Only these exact names, never a neighbour's folders.
     """
     if not is_main_process() or not output.parent.is_dir():
         return
