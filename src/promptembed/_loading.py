@@ -152,6 +152,22 @@ def read_model_type(
         return None
 
 
+def check_device_name(device: object) -> str:
+    """The kind (``auto``, ``cpu``, ``cuda`` or ``mps``) of a device string, checked without asking the machine.
+
+    Raises:
+        ConfigError: Not a str, or an unknown kind.
+    """
+    if not isinstance(device, str):
+        raise ConfigError(f"device must be a str such as 'auto', 'cpu', 'cuda', 'cuda:1' or 'mps', got {device!r}")
+    if device == "auto":
+        return device
+    kind = device.split(":", 1)[0]
+    if kind not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"Unknown device {device!r}; use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
+    return kind
+
+
 def pick_device(device: str) -> str:
     """Resolve ``"auto"`` to cuda, then mps, then cpu; validate an explicit device string.
 
@@ -162,17 +178,13 @@ def pick_device(device: str) -> str:
     """
     import torch
 
-    if not isinstance(device, str):
-        raise ConfigError(f"device must be a str such as 'auto', 'cpu', 'cuda', 'cuda:1' or 'mps', got {device!r}")
+    kind = check_device_name(device)
     if device == "auto":
         if torch.cuda.is_available():
             return f"cuda:{torch.cuda.current_device()}"
         if torch.backends.mps.is_available():
             return "mps"
         return "cpu"
-    kind = device.split(":", 1)[0]
-    if kind not in ("cpu", "cuda", "mps"):
-        raise ConfigError(f"Unknown device {device!r}; use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
     if kind == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device={device!r} but CUDA is not available on this machine; use device='auto' or 'cpu'")
     if kind == "mps" and not torch.backends.mps.is_available():

@@ -196,9 +196,10 @@ def embed_dataset(
 
     if dtype not in DTYPES:  # the actors would fail on it one by one, behind an ActorDiedError
         raise ConfigError(f"Unknown dtype {dtype!r}; use one of {list(DTYPES)}")
-    if not isinstance(device, str) or device.split(":", 1)[0] not in ("auto", "cpu", "cuda", "mps"):
-        raise ConfigError(f"Unknown device {device!r}; use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps' (per actor)")
+    from promptembed._loading import check_device_name
     from promptembed.prompts import merge_prompts
+
+    check_device_name(device)  # the spelling only: the driver may have no GPU where the actors do
 
     merge_prompts({}, prompts)  # a prompts= that is not a dict of str -> str fails here, not in every actor
     rows_per_batch = 1 if batch_size is None else batch_size
