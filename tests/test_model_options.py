@@ -99,6 +99,27 @@ def test_dtype_inside_model_kwargs(tiny_bert_dir: Path) -> None:
         PromptEmbedder(model=tiny_bert_dir, model_kwargs={"torch_dtype": "int4"})
 
 
+@pytest.mark.parametrize("key", ["torch_dtype", "dtype"])
+def test_hugging_face_auto_dtype_loads_the_checkpoints_dtype_as_sentence_transformers(
+    tiny_bert_dir: Path, tmp_path: Path, key: str
+) -> None:
+    import torch
+
+    saved = tmp_path / "bf16"
+    SentenceTransformer(str(tiny_bert_dir), device="cpu").to(torch.bfloat16).save(str(saved))
+    texts = ["Mars is red.", "Venus is Earth's twin. It is hot and its air is thick."]
+    want = SentenceTransformer(str(saved), device="cpu", model_kwargs={key: "auto"}).encode(texts)
+    with PromptEmbedder(
+        model=saved, device="cpu", model_kwargs={key: "auto"}, normalize=False, engine="sentence-transformers"
+    ) as emb:
+        assert emb.dtype == "bfloat16"  # was float32: promptembed's own "auto", not the checkpoint's dtype
+        np.testing.assert_array_equal(emb.embed(texts), want)
+    with PromptEmbedder(model=saved, device="cpu") as emb:  # promptembed's "auto": float32 on a CPU (README)
+        assert emb.dtype == "float32"
+    with PromptEmbedder(model=tiny_bert_dir, device="cpu", model_kwargs={key: "auto"}) as emb:
+        assert emb.dtype == "float32"  # saved in float32
+
+
 def test_pickle_through_model_kwargs_names_allow_pickle(tiny_bert_dir: Path) -> None:
     with pytest.raises(ConfigError, match=re.escape("pass allow_pickle=True instead")):
         PromptEmbedder(model=tiny_bert_dir, model_kwargs={"use_safetensors": False})

@@ -116,6 +116,28 @@ def read_model_type(
     source: str, is_local: bool, *, trust_remote_code: bool, revision: str | None, options: ModelOptions | None = None
 ) -> str | None:
     """Transformers ``model_type`` of the model's first module, or ``None`` if it cannot be read."""
+    value = _first_config(source, is_local, trust_remote_code=trust_remote_code, revision=revision, options=options)
+    model_type = value.get("model_type")
+    return model_type if isinstance(model_type, str) else None
+
+
+def checkpoint_dtype(
+    source: str, is_local: bool, *, trust_remote_code: bool, revision: str | None, options: ModelOptions | None = None
+) -> str:
+    """The dtype the first module's weights were saved in (``config.json``), as Hugging Face's ``"auto"`` reads it.
+
+    ``"float32"`` when the config names none or one promptembed does not load (transformers' own fallback).
+    """
+    value = _first_config(source, is_local, trust_remote_code=trust_remote_code, revision=revision, options=options)
+    saved = value.get("dtype") or value.get("torch_dtype")
+    text = str(saved).removeprefix("torch.")
+    return text if text in ("float32", "bfloat16", "float16") else "float32"
+
+
+def _first_config(
+    source: str, is_local: bool, *, trust_remote_code: bool, revision: str | None, options: ModelOptions | None
+) -> dict[str, Any]:
+    """The transformers config of the model's first module as a dict (empty if it cannot be read)."""
     if is_local:
         root = Path(source)
         candidates = [root / "config.json"]
@@ -129,12 +151,12 @@ def read_model_type(
         for cfg in candidates:
             if cfg.is_file():
                 try:
-                    value = json.loads(cfg.read_text(encoding="utf-8")).get("model_type")
-                except (OSError, ValueError, AttributeError):
+                    value = json.loads(cfg.read_text(encoding="utf-8"))
+                except (OSError, ValueError):
                     continue
-                if isinstance(value, str):
+                if isinstance(value, dict) and isinstance(value.get("model_type"), str):
                     return value
-        return None
+        return {}
     try:  # pragma: no cover - network path, exercised by real users only
         from transformers import AutoConfig
 
@@ -147,9 +169,10 @@ def read_model_type(
                 "local_files_only": options.local_files_only,
             }
         config = AutoConfig.from_pretrained(source, revision=revision, trust_remote_code=trust_remote_code, **extra)
-        return str(config.model_type)
+        out: dict[str, Any] = config.to_dict()
+        return out
     except Exception:  # pragma: no cover
-        return None
+        return {}
 
 
 def check_device_name(device: object) -> str:

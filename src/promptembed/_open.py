@@ -62,6 +62,12 @@ def open_model(
     model_type = _loading.read_model_type(
         source, is_local, trust_remote_code=trust_remote_code, revision=revision, options=options
     )
+    if dtype == "auto" and model_kwargs_dtype == "auto" and options.backend == "torch":
+        # Hugging Face's dtype="auto", asked for explicitly: the dtype the checkpoint was saved in, as
+        # sentence-transformers loads it (promptembed's own "auto" is the device's safe dtype instead)
+        dtype = _loading.checkpoint_dtype(
+            source, is_local, trust_remote_code=trust_remote_code, revision=revision, options=options
+        )
     resolved_dtype = _loading.resolve_dtype(dtype, resolved_device, model_type, options.backend)
     if pool_devices is not None and resolved_dtype == "int8":
         raise ConfigError(

@@ -95,7 +95,7 @@ def quantize(vectors: np.ndarray, precision: str, ranges: np.ndarray | None) -> 
         raise ConfigError(
             f"precision={precision!r} without quantization_ranges computes each dimension's range from the vectors "
             "of the call, and one vector has no range; pass quantization_ranges (shape (2, dim)) computed from a "
-            "representative sample of vectors"
+            "representative sample of vectors (LangChain: in encode_kwargs / query_encode_kwargs)"
         )
     out: Any = quantize_embeddings(vectors, precision=precision, ranges=ranges)
     return np.asarray(out)

@@ -74,6 +74,7 @@ _ENCODE_KNOWN = (
     "batch_size",
     "normalize_embeddings",
     "precision",
+    "quantization_ranges",  # not an encode() keyword: promptembed's fixed int8/uint8 ranges (as Haystack takes them)
     "truncate_dim",
     "show_progress_bar",
 )
@@ -134,6 +135,7 @@ class EncodeOptions:
     batch_size: int | None = None
     normalize_embeddings: bool | None = None
     precision: str | None = None
+    quantization_ranges: Any = None
     truncate_dim: int | None = None
     show_progress_bar: bool | None = None
     forward_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -216,6 +218,8 @@ def side_options(
     for key, value in (
         ("batch_size", enc.batch_size),
         ("precision", enc.precision),
+        # as a list: the adapters key shared sides on repr(options), and a long array's repr elides values
+        ("quantization_ranges", getattr(enc.quantization_ranges, "tolist", lambda: enc.quantization_ranges)()),
         ("truncate_dim", enc.truncate_dim),
         ("show_progress_bar", enc.show_progress_bar),
     ):

@@ -75,8 +75,8 @@ class PromptEmbeddings(BaseModel, Embeddings):
     """``SentenceTransformer.encode`` keyword arguments for queries."""
     multi_process: bool = False
     """Encode with a pool of worker processes (all CUDA devices, else 4 CPU workers), kept for the object's life."""
-    show_progress: bool = False
-    """Show a progress bar (promptembed's ``show_progress_bar`` when this is not set)."""
+    show_progress: bool | None = None
+    """Show a progress bar; ``None`` (not set): as ``show_progress_bar`` says."""
 
     # ---- promptembed's own
     device: str | list[str] | None = None
@@ -160,9 +160,13 @@ class PromptEmbeddings(BaseModel, Embeddings):
                 f"prompt_name={self.prompt_name!r} and model_kwargs default_prompt_name={default_prompt_name!r} "
                 "disagree; pass it one way only"
             )
-        # a field set to None means "not set" (PromptEmbeddings(**emb.model_dump()) passes device=None)
+        # A field at its default means "not set": PromptEmbeddings(**emb.model_dump()) passes every field, so
+        # device=None or trust_remote_code=False must not then disagree with the same option in model_kwargs.
+        fields = type(self).model_fields
         ours = {
-            k: getattr(self, k) for k in _MODEL_FIELDS if k in self.model_fields_set and getattr(self, k) is not None
+            k: getattr(self, k)
+            for k in _MODEL_FIELDS
+            if k in self.model_fields_set and getattr(self, k) not in (None, fields[k].default)
         }
         if self.cache_folder is not None:
             ours["cache_folder"] = self.cache_folder
@@ -175,10 +179,8 @@ class PromptEmbeddings(BaseModel, Embeddings):
             base["batch_size"] = self.batch_size
         base["max_batch_tokens"] = self.max_batch_tokens
         base["engine"] = self.engine
-        progress = self.show_progress if "show_progress" in self.model_fields_set else None
-        base["show_progress_bar"] = merge_options(
-            {"show_progress_bar": self.show_progress_bar}, {"show_progress_bar": progress}, where="show_progress"
-        )["show_progress_bar"]
+        ours_bar, theirs_bar = {"show_progress_bar": self.show_progress_bar}, {"show_progress_bar": self.show_progress}
+        base["show_progress_bar"] = merge_options(ours_bar, theirs_bar, where="show_progress")["show_progress_bar"]
         doc_enc = self._with_prompt_name(encode_options(self.encode_kwargs, where="encode_kwargs"), "encode_kwargs")
         query_where = "query_encode_kwargs" if self.query_encode_kwargs else "encode_kwargs"
         query_enc = self._with_prompt_name(

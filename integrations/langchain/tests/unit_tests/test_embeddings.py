@@ -111,6 +111,28 @@ def test_wrong_input_types_name_the_position() -> None:
             emb.embed_query(3)  # type: ignore[arg-type]
 
 
+def test_a_dump_rebuilds_with_options_given_the_stock_way_and_keeps_unset_fields_unset(tiny_gemma_dir: Path) -> None:
+    # The dump passes every field: trust_remote_code=False (its default) beside model_kwargs' True, and
+    # show_progress beside show_progress_bar=True, used to disagree; an unset show_progress came back set to False.
+    built = [
+        PromptEmbeddings(model_name=str(tiny_gemma_dir), model_kwargs={"trust_remote_code": True}),
+        PromptEmbeddings(model_name=str(tiny_gemma_dir), show_progress_bar=True),
+        PromptEmbeddings(model_name=str(tiny_gemma_dir)),
+    ]
+    try:
+        for emb in list(built):
+            dumped = (PromptEmbeddings(**emb.model_dump()), PromptEmbeddings.model_validate_json(emb.model_dump_json()))
+            for again in dumped:
+                built.append(again)
+                assert again.embed_query("red planet") == emb.embed_query("red planet")
+                assert again.query_embedder._show_progress_bar == emb.query_embedder._show_progress_bar
+        assert built[1].query_embedder._show_progress_bar is True and built[2].query_embedder._show_progress_bar is None
+        assert built[2].show_progress is None  # unset: a bar for 1,000 texts or more, as before the dump
+    finally:
+        for emb in built:
+            emb.close()
+
+
 def test_a_dump_rebuilds_an_equal_embedder_and_the_repr_hides_a_token(tiny_gemma_dir: Path) -> None:
     emb = PromptEmbeddings(model_name=str(tiny_gemma_dir), model_kwargs={"token": "hf_SECRET123"}, device=None)
     again = PromptEmbeddings(**emb.model_dump())  # device=None, the field's default, raised a ConfigError

@@ -104,6 +104,24 @@ def test_output_precision_as_the_stock_class(tiny_gemma_dir: Path, precision: st
     assert diff.max() <= (0 if precision.endswith("binary") else 1)
 
 
+def test_fixed_int8_ranges_in_encode_kwargs_quantize_one_query_and_every_batch_alike(tiny_gemma_dir: Path) -> None:
+    from sentence_transformers import quantize_embeddings
+
+    st = SentenceTransformer(str(tiny_gemma_dir), device="cpu")
+    floats = st.encode_document(DOCS)
+    ranges = np.stack([floats.min(0), floats.max(0)])  # the documented shape: minimums, then maximums
+    enc = {"precision": "int8", "quantization_ranges": ranges}
+    with PromptEmbeddings(model_name=str(tiny_gemma_dir), encode_kwargs=enc, query_encode_kwargs=enc) as ours:
+        query = np.asarray(ours.embed_query(RED_PLANET_QUERY))  # one vector: refused without fixed ranges
+        one_by_one = np.asarray([ours.embed_documents([d])[0] for d in DOCS])
+        together = np.asarray(ours.embed_documents(DOCS))
+    want_q = quantize_embeddings(st.encode_query([RED_PLANET_QUERY]), precision="int8", ranges=ranges)[0]
+    want_d = quantize_embeddings(floats, precision="int8", ranges=ranges)
+    assert np.abs(query - want_q).max() <= 1  # a float on a bucket edge may land one bucket over
+    assert np.abs(together - want_d).max() <= 1
+    assert np.abs(one_by_one - together).max() <= 1  # the same ranges in every call, so batches compare
+
+
 def test_truncate_dim_renormalizes_where_the_stock_class_does_not(tiny_gemma_dir: Path) -> None:
     stock, ours = both(
         model_name=str(tiny_gemma_dir), model_kwargs={"truncate_dim": 8}, encode_kwargs={"prompt_name": "document"}
