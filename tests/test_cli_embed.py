@@ -425,6 +425,62 @@ def test_a_stray_csv_quote_fails_and_a_malformed_cell_is_a_bad_row(
     assert _read(tmp_path / "out").column("id").to_pylist() == ["b"]
 
 
+def test_blank_lines_of_a_csv_are_not_rows_and_a_blank_first_line_does_not_hide_the_header(
+    tmp_path: Path, tiny_bert_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.csv").write_text("\n\nid,text\na,Mars is red\n\nb,Venus is hot\n")  # was 0 rows, exit 0
+    (tmp_path / "in" / "b.csv").write_bytes(b"id,text\r\nc,Earth is blue\r\n,\r\n\r\n")  # blank CRLF line at the end
+    wrong = ["embed", str(tmp_path / "in" / "a.csv"), "-o", str(tmp_path / "wrong"), "--column", "body"]
+    assert main([*wrong, "--model", str(tiny_bert_dir)]) == 1  # the header is found and checked
+    assert "column='body' is not a column of the input; its columns are ['id', 'text']" in capsys.readouterr().err
+    argv = ["embed", str(tmp_path / "in"), "--model", str(tiny_bert_dir), "--id-column", "id"]
+    assert main([*argv, "-o", str(tmp_path / "out"), "--on-bad-row", "skip"]) == 0
+    table = _read(tmp_path / "out")
+    assert table.column("id").to_pylist() == ["a", "b", "c", ""]
+    manifest = json.loads((tmp_path / "out" / "_manifest.json").read_text())
+    assert manifest["input_rows"] == 4 and manifest["skipped_rows"] == []  # a blank line was a bad row (0 cells)
+    with PromptEmbedder(model=tiny_bert_dir) as emb:
+        want = emb.embed_documents(["Mars is red", "Venus is hot", "Earth is blue", ""])
+    np.testing.assert_allclose(np.asarray(table.column("embedding").to_pylist()), want, atol=1e-6)
+    (tmp_path / "in" / "b.csv").write_text("id,text\n\nc,Earth is blue\nd\n")  # rows are counted without blanks
+    assert main([*argv, "-o", str(tmp_path / "fail")]) == 1
+    assert "Row b.csv row 2: has 1 cells, the header has 2; fix that row" in capsys.readouterr().err
+
+
+def test_a_stray_cr_in_a_csv_cell_is_a_bad_row_not_an_old_mac_file(
+    tmp_path: Path, tiny_bert_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.csv").write_bytes(b"id,text\n1,hello\n2,pasted\rtext\n3,world")  # LF line ends, one stray CR
+    argv = ["embed", str(tmp_path / "in"), "--model", str(tiny_bert_dir)]
+    assert main([*argv, "-o", str(tmp_path / "fail")]) == 1
+    err = capsys.readouterr().err
+    assert "Row a.csv row 2: has a carriage return (CR) inside an unquoted cell; quote that cell or remove" in err
+    assert "old Mac" not in err and "(a.csv row 2)" not in err  # the position is said once
+    assert main([*argv, "-o", str(tmp_path / "out"), "--on-bad-row", "skip"]) == 0  # it failed the job, skip or not
+    assert _read(tmp_path / "out").column("id").to_pylist() == ["1", "3"]
+    assert json.loads((tmp_path / "out" / "_manifest.json").read_text())["skipped_rows"] == [
+        {"row": "a.csv row 2", "reason": "has a carriage return (CR) inside an unquoted cell; quote that cell or "
+                                         "remove the CR"},
+    ]  # fmt: skip
+
+
+def test_a_csv_header_that_names_a_column_twice_fails(
+    tmp_path: Path, tiny_bert_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.csv").write_text("id,text,text,id,note\n1,the real text,a note,x,n\n")
+    argv = ["embed", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--model", str(tiny_bert_dir)]
+    assert main([*argv, "--on-bad-row", "skip"]) == 1  # the first 'text' cell was silently dropped
+    assert (
+        "promptembed: error: a.csv: the header names the column(s) ['id', 'text'] more than once "
+        "(['id', 'text', 'text', 'id', 'note']), so each row would keep only one of their cells; give every column "
+        "its own name" in capsys.readouterr().err
+    )
+    assert not (tmp_path / "out").exists()
+
+
 def test_an_input_inside_the_output_is_refused_before_anything_is_deleted(
     tmp_path: Path, tiny_bert_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -86,10 +86,15 @@ def _without_bom(cell: str) -> str:
 
 
 class _Lines:
-    """Decoded lines of a binary file that remember the byte offset after the last line handed out."""
+    """Decoded lines of a binary file that remember the byte offset after the last line handed out.
+
+    ``lf`` says whether the file has LF line ends: a line handed out so far ended with one, or reading started after
+    the first line (which ``readline`` ends only at an LF).
+    """
 
     def __init__(self, f: IO[bytes], where: str) -> None:
         self._f, self.pos, self.line, self._where = f, f.tell(), 0, where
+        self.lf = self.pos > 0
 
     def __iter__(self) -> _Lines:
         return self
@@ -100,6 +105,7 @@ class _Lines:
             raise StopIteration
         self.pos += len(raw)
         self.line += 1
+        self.lf = self.lf or raw.endswith(b"\n")
         try:
             return raw.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -145,9 +151,12 @@ def _csv_reader(lines: _Lines) -> Iterator[list[str]]:
 def _csv_next(reader: Iterator[list[str]], lines: _Lines, row: str) -> list[str] | _Invalid:
     """The next CSV row, or why it is not valid CSV.
 
+    A CR inside an unquoted cell of a file with LF (or CRLF) line ends is that row's problem (a bad row); in a file
+    without any LF, csv reads the whole file as one line, so it is an error for the file.
+
     Raises:
-        InputError: A quoted cell that never closes (the rest of the file would be one cell), or a row that csv cannot
-            read at all (lone CR line ends): one line naming the file and row.
+        InputError: A quoted cell that never closes (the rest of the file would be one cell), or a file with lone CR
+            line ends (old Mac style), which csv cannot read at all: one line naming the file and row.
         StopIteration: The end of the file.
     """
     try:
@@ -159,14 +168,21 @@ def _csv_next(reader: Iterator[list[str]], lines: _Lines, row: str) -> list[str]
                 'cell; fix the stray " (or double it: "" inside a quoted cell)'
             ) from None
         if "new-line character" in str(exc):
+            if lines.lf:
+                return _Invalid("has a carriage return (CR) inside an unquoted cell; quote that cell or remove the CR")
             raise InputError(
-                f"{lines._where}: {row} cannot be read as CSV ({exc}); the file seems to end its lines with a lone CR "
+                f"{lines._where}: {row} cannot be read as CSV ({exc}); the file ends its lines with a lone CR "
                 "(old Mac style): convert them to LF or CRLF"
             ) from None
         return _Invalid(f"is not valid CSV ({exc})")
 
 
 def _csv_rows(lines: _Lines, header: list[str]) -> Iterator[tuple[int, int, object]]:
+    """(byte offset, data row number, cells by column or an error) for each row; blank lines are not rows.
+
+    Blank lines are skipped and not counted, as ``csv.DictReader`` and pandas do, so ``row 3`` is the third row
+    that has cells (pandas' index 2).
+    """
     reader = _csv_reader(lines)
     n = 0
     while True:
@@ -175,6 +191,8 @@ def _csv_rows(lines: _Lines, header: list[str]) -> Iterator[tuple[int, int, obje
             cells = _csv_next(reader, lines, f"row {n + 1}")
         except StopIteration:
             return
+        if cells == []:  # a blank line
+            continue
         n += 1
         if isinstance(cells, _Invalid):
             yield pos, n, cells
@@ -182,6 +200,32 @@ def _csv_rows(lines: _Lines, header: list[str]) -> Iterator[tuple[int, int, obje
             yield pos, n, _Invalid(f"has {len(cells)} cells, the header has {len(header)}")
         else:
             yield pos, n, dict(zip(header, cells, strict=True))
+
+
+def _csv_header(lines: _Lines, rel: str) -> list[str]:
+    """A CSV file's header: its first line that is not blank (``[]`` for a file of blank lines only).
+
+    Raises:
+        InputError: The header is not valid CSV, or names a column twice (a row would keep one of the cells).
+    """
+    reader = _csv_reader(lines)
+    header: list[str] = []
+    while not header:
+        try:
+            head = _csv_next(reader, lines, "the header")
+        except StopIteration:
+            return []
+        if isinstance(head, _Invalid):
+            raise InputError(f"{rel}: the header {head.reason}; fix the file's first line")
+        header = head
+    header[0] = _without_bom(header[0])
+    twice = sorted({name for name in header if header.count(name) > 1})
+    if twice:
+        raise InputError(
+            f"{rel}: the header names the column(s) {twice} more than once ({header}), so each row would keep only "
+            "one of their cells; give every column its own name"
+        )
+    return header
 
 
 def _row_problem(value: object, job: TableJob) -> str | None:
@@ -201,9 +245,9 @@ def _bad(job: TableJob, where: str, n: int, row: object, reason: str) -> BadRow:
     ident = row.get(job.id_column) if job.id_column and isinstance(row, dict) else None
     label = f"{job.id_column}={ident!r}" if ident is not None else f"{where} {n}"
     if job.on_bad_row == "fail":
+        at = f" ({where} {n})" if ident is not None else ""
         raise InputError(
-            f"Row {label} ({where} {n}): {reason}; fix that row, or pass --on-bad-row skip to skip bad rows and "
-            "report their ids"
+            f"Row {label}{at}: {reason}; fix that row, or pass --on-bad-row skip to skip bad rows and report their ids"
         )
     return BadRow(row=label, reason=reason)
 
@@ -280,16 +324,9 @@ def scan(
             lines = _Lines(f, rel)
             header: list[str] = []
             if fmt == "csv":
-                try:
-                    head = _csv_next(_csv_reader(lines), lines, "the header")
-                except StopIteration:  # an empty file
+                header = _csv_header(lines, rel)
+                if not header:  # an empty file, or blank lines only
                     continue
-                if isinstance(head, _Invalid):
-                    raise InputError(f"{rel}: the header {head.reason}; fix the file's first line")
-                header = head
-                if not header:
-                    continue
-                header[0] = _without_bom(header[0])
                 job.check_columns(header)
             rows = _jsonl_rows(lines, rel) if fmt == "jsonl" else _csv_rows(lines, header)
             where = f"{rel} {'line' if fmt == 'jsonl' else 'row'}"
