@@ -630,6 +630,62 @@ def test_values_no_single_parquet_type_holds_fail_before_anything_is_embedded(
     assert [{k: v for k, v in m.items() if v is not None} for m in got] == [r["m"] for r in fine]
 
 
+def test_values_no_parquet_column_holds_are_bad_rows_found_by_the_scan(
+    tmp_path: Path, tiny_bert_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # an unsigned 64-bit id, and unpaired surrogates (JSON "\\ud800" escapes) in a value, a nested value or key, a
+    # field name: the scan passed them, and the run crashed at their part (OverflowError traceback,
+    # UnicodeEncodeError) after the parts before it were written, with --on-bad-row skip too, and at every rerun
+    rows: list[object] = [{"id": i, "text": f"passage {i}", "src": "web", "meta": {"tags": ["a"]}} for i in range(8)]
+    rows[1]["id"] = 2**63 + 7  # type: ignore[index]
+    rows[2]["src"] = "\ud800"  # type: ignore[index]
+    rows[3]["meta"] = {"tags": ["ok", "\udc80"]}  # type: ignore[index]
+    rows[4]["meta"] = {"\ud800": 1}  # type: ignore[index]
+    rows[5]["meta"] = {"ids": [-(2**63) - 1]}  # type: ignore[index]
+    rows[6]["\udfff"] = 1  # type: ignore[index]
+    _jsonl(tmp_path / "in.jsonl", rows)
+    argv = ["embed", str(tmp_path / "in.jsonl"), "--model", str(tiny_bert_dir), "--part-rows", "2", "--id-column", "id"]
+    assert main([*argv, "-o", str(tmp_path / "fail")]) == 1
+    err = capsys.readouterr().err
+    assert (
+        "Row id=9223372036854775815 (in.jsonl line 2): column 'id' holds the integer 9223372036854775815, beyond "
+        in err
+    )
+    assert "write such numbers as strings" in err and not (tmp_path / "fail").exists()
+    assert main([*argv, "-o", str(tmp_path / "out"), "--on-bad-row", "skip"]) == 0
+    assert pq.read_table(tmp_path / "out").column("id").to_pylist() == [0, 7]
+    surrogate = "which is not valid Unicode text"
+    assert json.loads((tmp_path / "out" / "_manifest.json").read_text())["skipped_rows"] == [
+        {"row": "id=9223372036854775815", "reason": "column 'id' holds the integer 9223372036854775815, beyond the "
+         "64-bit range a Parquet integer column holds; write such numbers as strings (e.g. unsigned 64-bit hash ids)"},
+        {"row": "id=2", "reason": f"column 'src' holds a str with an unpaired surrogate ('\\ud800'), {surrogate}; "
+                                  "fix that text"},
+        {"row": "id=3", "reason": f"column 'meta' holds at meta.tags[] a str with an unpaired surrogate ('\\udc80'), "
+                                  f"{surrogate}; fix that text"},
+        {"row": "id=4", "reason": f"column 'meta' holds an object key with an unpaired surrogate ('\\ud800'), "
+                                  f"{surrogate}; fix that key"},
+        {"row": "id=5", "reason": "column 'meta' holds at meta.ids[] the integer -9223372036854775809, beyond the "
+                                  "64-bit range a Parquet integer column holds; write such numbers as strings (e.g. "
+                                  "unsigned 64-bit hash ids)"},
+        {"row": "id=6", "reason": f"has a field name with an unpaired surrogate ('\\udfff'), {surrogate}"},
+    ]  # fmt: skip
+
+
+def test_a_value_no_parquet_column_holds_is_one_line_when_a_part_is_read(tmp_path: Path) -> None:
+    from promptembed._corpus import find_inputs, plan_parts, read_part
+    from promptembed._tables import TableJob
+    from promptembed.errors import InputError
+
+    path = tmp_path / "in.jsonl"
+    _jsonl(path, [{"text": "a", "n": 1}])
+    (spec,) = plan_parts(find_inputs(path), TableJob(), 10, root=tmp_path)
+    _jsonl(path, [{"text": "a", "n": 2**64}])  # changed after the scan (a rerun checks sizes and mtimes, not this)
+    with pytest.raises(
+        InputError, match=re.escape("in.jsonl (part part-00000-000000, rows from 1): a value no Parquet")
+    ):
+        read_part(spec)  # was an OverflowError traceback
+
+
 def test_an_empty_input_is_an_empty_job(
     tmp_path: Path, tiny_bert_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

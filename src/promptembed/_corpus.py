@@ -422,3 +422,8 @@ def read_part(spec: PartSpec) -> pa.Table:
             f"{spec.path} (part {spec.name}, rows from {spec.first_line}): a column mixes types ({exc}); "
             "give each column one type"
         ) from None
+    except (OverflowError, UnicodeEncodeError) as exc:  # the scan makes such rows bad rows: a file changed since
+        raise InputError(
+            f"{spec.path} (part {spec.name}, rows from {spec.first_line}): a value no Parquet column holds ({exc}: an "
+            "integer beyond 64 bits, or text with an unpaired surrogate); fix those rows, then rerun"
+        ) from None

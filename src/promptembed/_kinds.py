@@ -10,7 +10,7 @@ from promptembed.errors import InputError
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["ColumnKinds", "arrow_kind", "check_clash", "check_kinds", "kind_of"]
+__all__ = ["ColumnKinds", "arrow_kind", "check_clash", "check_kinds", "kind_of", "nested_type"]
 
 
 def kind_of(value: object) -> str | None:
@@ -84,19 +84,15 @@ class ColumnKinds:
             self.whole_files.add((column, kind))
             self.file_first.setdefault((column, kind), where)
 
-    def add_value(self, column: str, value: Any, where: str) -> str | None:
-        """Note what a number or a nested value needs from its column; say why a nested value cannot be stored."""
+    def add_value(self, column: str, value: Any, where: str, t: pa.DataType | None = None) -> None:
+        """Note what a number, or a nested value of Arrow type ``t`` (:func:`nested_type`), needs from its column."""
         if isinstance(value, float):
             self.floats.setdefault((column, ()), where)
         elif _is_big_int(value):
             self.big_ints.setdefault((column, ()), where)
-        elif isinstance(value, list | dict):
+        elif isinstance(value, list | dict) and t is not None:
             import pyarrow as pa
 
-            try:
-                t = pa.scalar(value).type
-            except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as exc:
-                return f"column {column!r} holds a {type(value).__name__} whose items mix types ({exc})"
             self.nested.setdefault(column, {}).setdefault(str(t), (t, where))
             # numbers inside: floats from the Arrow type; big integers by walking only the paths that hold integers
             # (a vector column of floats is never walked)
@@ -153,6 +149,68 @@ def _is_big_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**53
 
 
+def _beyond_int64(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63
+
+
+def _is_text(value: str) -> bool:
+    r"""Whether ``value`` is valid Unicode text: no unpaired surrogate (which a JSON ``\ud800`` escape can give)."""
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _short(value: object) -> str:
+    shown = repr(value)
+    return shown if len(shown) <= 40 else shown[:37] + "..."
+
+
+def _unstorable(column: str, value: Any) -> str | None:
+    """Why ``value`` (or a key or value inside it) cannot be stored in a Parquet column; ``None`` if it can."""
+    stack: list[tuple[_Path, Any]] = [((), value)]
+    while stack:
+        path, item = stack.pop()
+        at = f" at {_shown(column, path)}" if path else ""
+        if isinstance(item, str) and not _is_text(item):
+            return (
+                f"column {column!r} holds{at} a str with an unpaired surrogate ({_short(item)}), which is not valid "
+                "Unicode text; fix that text"
+            )
+        if _beyond_int64(item):
+            return (
+                f"column {column!r} holds{at} the integer {item}, beyond the 64-bit range a Parquet integer column "
+                "holds; write such numbers as strings (e.g. unsigned 64-bit hash ids)"
+            )
+        if isinstance(item, dict):
+            bad_key = next((k for k in item if not _is_text(k)), None)
+            if bad_key is not None:
+                return (
+                    f"column {column!r} holds{at} an object key with an unpaired surrogate ({_short(bad_key)}), which "
+                    "is not valid Unicode text; fix that key"
+                )
+            stack.extend(((*path, k), x) for k, x in reversed(item.items()))
+        elif isinstance(item, list):
+            stack.extend(((*path, None), x) for x in reversed(item))
+    return None
+
+
+def nested_type(column: str, value: list[Any] | dict[str, Any]) -> pa.DataType | str:
+    """The Arrow type of a nested value, or why no Parquet column can hold it (the reason names the column)."""
+    import pyarrow as pa
+
+    try:
+        return pa.scalar(value).type
+    except (OverflowError, UnicodeEncodeError) as exc:
+        why = _unstorable(column, value)
+        return why or f"column {column!r} holds a {type(value).__name__} that Arrow cannot hold ({exc})"
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        return f"column {column!r} holds a {type(value).__name__} whose items mix types ({exc})"
+
+
 def _leaves(t: pa.DataType, path: _Path = ()) -> list[tuple[_Path, pa.DataType]]:
     """The leaf types of a nested Arrow type, each with its path."""
     import pyarrow.types as pt
@@ -190,25 +248,40 @@ def _shown(column: str, path: _Path) -> str:
 def check_kinds(
     row: dict[str, Any], where: str, kinds: ColumnKinds | None, expect: dict[str, str] | None
 ) -> str | None:
-    """Count a JSONL row's kinds, or (given the kinds to expect) say which value has another kind."""
+    """Count a JSONL row's kinds, or say why the row is bad.
+
+    A row is bad when (given the kinds to expect) a value has another kind, or when a field name, a value or anything
+    inside a value is something no Parquet column holds: an integer beyond 64 bits, or text (a key too) with an
+    unpaired surrogate. A bad row is not counted, so the kinds are those of the rows that are kept.
+    """
+    seen: list[tuple[str, str | None, Any, Any]] = []
     for column, value in row.items():
-        if kinds is not None:
-            kinds.names.setdefault(column, where)
+        if not _is_text(column):
+            return f"has a field name with an unpaired surrogate ({_short(column)}), which is not valid Unicode text"
         kind = kind_of(value)
-        if kind is None:
-            continue
-        if expect is not None and expect.get(column, kind) != kind:
+        if kind is not None and expect is not None and expect.get(column, kind) != kind:
             shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
             return (
                 f"column {column!r} is {kind} ({shown}) here but {expect[column]} in most rows; "
                 "a Parquet column holds one type"
             )
-        if kinds is not None:
-            kinds.add(column, kind, where)
-            if kind in ("number", "list", "object"):
-                problem = kinds.add_value(column, value, where)
-                if problem is not None:
-                    return problem
+        t = None
+        if kind in ("str", "number"):
+            problem = _unstorable(column, value)
+            if problem is not None:
+                return problem
+        elif kind in ("list", "object"):
+            t = nested_type(column, value)
+            if isinstance(t, str):
+                return t
+        seen.append((column, kind, value, t))
+    if kinds is not None:
+        for column, kind, value, t in seen:
+            kinds.names.setdefault(column, where)
+            if kind is not None:
+                kinds.add(column, kind, where)
+                if kind in ("number", "list", "object"):
+                    kinds.add_value(column, value, where, t)
     return None
 
 
