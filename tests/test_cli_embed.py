@@ -630,6 +630,71 @@ def test_values_no_single_parquet_type_holds_fail_before_anything_is_embedded(
     assert [{k: v for k, v in m.items() if v is not None} for m in got] == [r["m"] for r in fine]
 
 
+def test_a_row_without_the_id_or_title_field_has_a_null_one_also_where_no_row_of_a_part_has_it(
+    tmp_path: Path, tiny_gemma_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # rows 2 and 3 (the second part) lack the id and the title: the part was built without those columns, and
+    # embed_table failed there (ConfigError) after the first part was written, at every rerun too
+    rows: list[dict[str, object]] = [{"id": f"d{i}", "text": f"passage {i}", "title": f"T{i}"} for i in range(6)]
+    for row in rows[2:4]:
+        del row["id"], row["title"]
+    _jsonl(tmp_path / "in" / "a.jsonl", rows)
+    argv = ["embed", str(tmp_path / "in"), "--model", str(tiny_gemma_dir), "--part-rows", "2", "--id-column", "id",
+            "--title-column", "title"]  # fmt: skip
+    assert main([*argv, "-o", str(tmp_path / "out")]) == 0
+    table = pq.read_table(tmp_path / "out")
+    assert table.column("id").to_pylist() == ["d0", "d1", None, None, "d4", "d5"]
+    titles = table.column("title").to_pylist()
+    assert titles == ["T0", "T1", None, None, "T4", "T5"]
+    with PromptEmbedder(model=tiny_gemma_dir) as emb:
+        want = emb.embed_documents([f"passage {i}" for i in range(6)], titles=titles)
+    np.testing.assert_allclose(np.asarray(table.column("embedding").to_pylist()), want, atol=2e-6)
+    # a CSV file holds the id column and no JSONL row does: null in the JSONL rows
+    (tmp_path / "in" / "b.csv").write_text("id,text,title\nc0,a csv passage,CT\n")
+    _jsonl(tmp_path / "in" / "a.jsonl", [{"text": "no id", "title": "T"}])
+    assert main([*argv, "-o", str(tmp_path / "mixed")]) == 0
+    assert pq.read_table(tmp_path / "mixed").column("id").to_pylist() == [None, "c0"]
+    # no row of a JSONL input has the field (a misspelt option): an error before anything is written, as for CSV
+    (tmp_path / "in" / "b.csv").unlink()
+    assert main([*argv[:-4], "--id-column", "ident", "-o", str(tmp_path / "typo")]) == 1
+    assert (
+        "promptembed: error: id_column='ident' is not a field of any input row; their fields are ['text', 'title']"
+        in capsys.readouterr().err
+    )
+    assert not (tmp_path / "typo").exists()
+
+
+def test_an_object_that_is_empty_in_every_row_of_a_part_takes_the_type_of_the_whole_input(
+    tmp_path: Path, tiny_bert_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # part 2's rows hold {} (and [{}], {"a": {}}): a struct with no field, which Parquet cannot write, crashed the
+    # run there with an ArrowNotImplementedError, at every rerun too
+    rows: list[object] = [
+        {"id": i, "text": f"passage {i}", "meta": {"lang": "en"}, "refs": [{"n": i}], "deep": {"a": {"b": i}}}
+        for i in range(6)
+    ]
+    rows[2] = rows[3] = {"id": 2, "text": "empty", "meta": {}, "refs": [{}], "deep": {"a": {}}}
+    _jsonl(tmp_path / "in.jsonl", rows)
+    argv = ["embed", str(tmp_path / "in.jsonl"), "--model", str(tiny_bert_dir), "--part-rows", "2"]
+    assert main([*argv, "-o", str(tmp_path / "out")]) == 0
+    schemas = [pq.read_schema(p) for p in sorted((tmp_path / "out").glob("part-*.parquet"))]
+    assert len(schemas) == 3 and all(s.equals(schemas[0]) for s in schemas)
+    table = pq.read_table(tmp_path / "out")
+    assert table.column("meta").to_pylist()[1:4] == [{"lang": "en"}, {"lang": None}, {"lang": None}]
+    assert table.column("refs").to_pylist()[1:3] == [[{"n": 1}], [{"n": None}]]
+    assert table.column("deep").to_pylist()[2] == {"a": {"b": None}}
+    # {} in every row of the input: no type to take, so the scan refuses it, skip or not, naming the column and path
+    _jsonl(tmp_path / "empty.jsonl", [{"text": f"passage {i}", "m": {"tags": [{}]}} for i in range(3)])
+    empty = ["embed", str(tmp_path / "empty.jsonl"), "-o", str(tmp_path / "o2"), "--model", str(tiny_bert_dir)]
+    assert main([*empty, "--on-bad-row", "skip"]) == 1
+    assert (
+        "promptembed: error: column 'm' holds only empty objects ({}) at m.tags[] (first: empty.jsonl line 1), and a "
+        "Parquet column cannot hold an object with no fields; drop that field from the input rows, or give those "
+        "objects a field (found before anything was embedded)" in capsys.readouterr().err
+    )
+    assert not (tmp_path / "o2").exists()
+
+
 def test_values_no_parquet_column_holds_are_bad_rows_found_by_the_scan(
     tmp_path: Path, tiny_bert_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

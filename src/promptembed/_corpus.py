@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -40,6 +40,9 @@ class PartSpec:
     skip: tuple[int, ...] = ()
     bad: tuple[BadRow, ...] = field(default=(), compare=False)
     header: tuple[str, ...] = ()
+    #: JSONL: every field of the input with its type over the whole input (a part whose rows lack a field, or hold
+    #: only nulls or ``{}`` in it, gets the type the other parts have)
+    schema: pa.Schema | None = field(default=None, compare=False)
 
     @property
     def n_good(self) -> int:
@@ -258,11 +261,13 @@ def plan_parts(files: list[Path], job: TableJob, part_rows: int, *, root: Path) 
     A column that mixes kinds fails the job (naming the column, each kind's count and first row) when
     ``job.on_bad_row == "fail"``, or when a CSV or Parquet file's column is of the rarer kind (a whole file cannot be
     a bad row); when skipping, the input is scanned again and the JSONL rows of a column's rarer kinds are skipped
-    and reported like any bad row.
+    and reported like any bad row. Each JSONL part is given the whole input's schema (:func:`_jsonl_schema`).
 
     Raises:
-        ConfigError: A JSONL row has a field named like the output column.
-        InputError: A bad row while failing, or a column that mixes kinds (see above).
+        ConfigError: A JSONL row has a field named like the output column, or no row of a JSONL-only input has the
+            id or title column.
+        InputError: A bad row while failing, a column that mixes kinds (see above), or one that holds only empty
+            objects.
     """
     kinds = ColumnKinds()
     specs = list(scan(files, job, part_rows, root=root, kinds=kinds))
@@ -271,28 +276,56 @@ def plan_parts(files: list[Path], job: TableJob, part_rows: int, *, root: Path) 
             f"output_column={job.output_column!r} is already a field of the input's rows (first: "
             f"{kinds.names[job.output_column]}); choose another output column name (--output-column)"
         )
+    if kinds.names and all(FORMATS[f.suffix.lower()] == "jsonl" for f in files):  # CSV/Parquet: checked by the scan
+        for option, column in (("id_column", job.id_column), ("title_column", job.title_column)):
+            if column is not None and column not in kinds.names:
+                raise ConfigError(
+                    f"{option}={column!r} is not a field of any input row; their fields are {list(kinds.names)}"
+                )
     mixed = kinds.mixed()
-    if not mixed:
-        check_clash(kinds)
-        return specs
-    majority = kinds.majority()
-    for column in mixed:
-        rarer_files = [kinds.file_first[(column, k)] for k in kinds.counts[column] if k != majority[column]
-                       and (column, k) in kinds.whole_files]  # fmt: skip
-        if rarer_files:
+    if mixed:
+        majority = kinds.majority()
+        for column in mixed:
+            rarer_files = [kinds.file_first[(column, k)] for k in kinds.counts[column] if k != majority[column]
+                           and (column, k) in kinds.whole_files]  # fmt: skip
+            if rarer_files:
+                raise InputError(
+                    f"{kinds.describe(column)}, and a Parquet column holds one type; give the column one type in "
+                    f"every input file ({', '.join(rarer_files)} fixes its type for all its rows)"
+                )
+        if job.on_bad_row == "fail":
             raise InputError(
-                f"{kinds.describe(column)}, and a Parquet column holds one type; give the column one type in every "
-                f"input file ({', '.join(rarer_files)} fixes its type for all its rows)"
+                f"{kinds.describe(mixed[0])}, and a Parquet column holds one type; fix those rows, or pass "
+                "--on-bad-row skip to skip the rows of the rarer kind and report them"
             )
-    if job.on_bad_row == "fail":
-        raise InputError(
-            f"{kinds.describe(mixed[0])}, and a Parquet column holds one type; fix those rows, or pass "
-            "--on-bad-row skip to skip the rows of the rarer kind and report them"
-        )
-    kept = ColumnKinds()  # the rows of each column's majority kind only
-    specs = list(scan(files, job, part_rows, root=root, kinds=kept, expect=majority))
-    check_clash(kept)
-    return specs
+        kinds = ColumnKinds()  # the rows of each column's majority kind only
+        specs = list(scan(files, job, part_rows, root=root, kinds=kinds, expect=majority))
+    check_clash(kinds)
+    schema = _jsonl_schema(kinds, job)
+    return [replace(s, schema=schema) if s.fmt == "jsonl" else s for s in specs]
+
+
+def _jsonl_schema(kinds: ColumnKinds, job: TableJob) -> pa.Schema:
+    """The schema of every JSONL part: each field's type over the whole input, and the job's id and title columns.
+
+    A missing id or title is null, in a part where no row has it as in any other (CSV or Parquet files hold them).
+
+    Raises:
+        InputError: A field holds only empty objects (``{}``) somewhere, which Parquet cannot store. It is refused
+            here, before anything is embedded, skip or not (it is the column's type, not a row): any stand-in that
+            Parquet can store (a null, a made-up field, JSON text) would change what readers get back without a word.
+    """
+    import pyarrow as pa
+
+    names = [*kinds.names, *(c for c in (job.id_column, job.title_column) if c and c not in kinds.names)]
+    fields = []
+    for name in names:
+        t = kinds.merged_type(name)
+        problem = kinds.empty_object(name, t)
+        if problem is not None:
+            raise InputError(f"{problem} (found before anything was embedded)")
+        fields.append(pa.field(name, t))
+    return pa.schema(fields)
 
 
 def scan(
@@ -414,9 +447,10 @@ def read_part(spec: PartSpec) -> pa.Table:
                 break
             if i not in skip and isinstance(row, dict):
                 rows.append(row)
-    names = list(dict.fromkeys(k for r in rows for k in r)) or list(spec.header)
+    types = dict(zip(spec.schema.names, spec.schema.types, strict=True)) if spec.schema is not None else {}
+    names = list(dict.fromkeys([*types, *(k for r in rows for k in r)])) or list(spec.header)
     try:
-        return pa.table({k: [r.get(k) for r in rows] for k in names})
+        return pa.table({k: _column([r.get(k) for r in rows], types.get(k)) for k in names})
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         raise InputError(
             f"{spec.path} (part {spec.name}, rows from {spec.first_line}): a column mixes types ({exc}); "
@@ -427,3 +461,15 @@ def read_part(spec: PartSpec) -> pa.Table:
             f"{spec.path} (part {spec.name}, rows from {spec.first_line}): a value no Parquet column holds ({exc}: an "
             "integer beyond 64 bits, or text with an unpaired surrogate); fix those rows, then rerun"
         ) from None
+
+
+def _column(values: list[Any], t: pa.DataType | None) -> pa.Array:
+    """``values`` as an Arrow array of type ``t`` (the input's merged type), else of the type Arrow infers."""
+    import pyarrow as pa
+
+    if t is not None:
+        try:
+            return pa.array(values, type=t)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):  # the scan missed a clash: as before, the parts are unified
+            pass
+    return pa.array(values)

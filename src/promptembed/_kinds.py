@@ -61,7 +61,8 @@ class ColumnKinds:
     that no one type holds without loss: an integer beyond 2**53 beside floats, and nested values (lists, objects)
     whose Arrow types do not merge, also inside nested values (``[2**60]`` in one row, ``[0.5]`` in another: the
     numbers under ``m[]`` are checked as a column's are). Not caught here, and so reported only when the parts are
-    unified at the end: a clash between a JSONL column and a Parquet file's nested column.
+    unified at the end: a clash between a JSONL column and a Parquet file's nested column. The type each JSONL
+    column takes in every part (:meth:`merged_type`) comes from here too.
     """
 
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -124,6 +125,39 @@ class ColumnKinds:
                 shown = " and ".join(f"{name} (first: {where})" for name, (_, where) in list(types.items())[:3])
                 return f"column {column!r} holds nested values of types that do not merge: {shown}"
         return None
+
+    def merged_type(self, column: str) -> pa.DataType:
+        """The type that holds every JSONL value of ``column`` (null when there are only nulls, or no JSONL value).
+
+        Text is ``string``; numbers ``int64``, or ``double`` where a float was seen; lists and objects the merge of
+        their values' types (an object's fields are those of all its values). Call it once :meth:`clash` passed.
+        """
+        import pyarrow as pa
+
+        kinds = self.counts.get(column, {})
+        kind = next(iter(kinds)) if len(kinds) == 1 else None
+        if kind == "str":
+            return pa.string()
+        if kind == "bool":
+            return pa.bool_()
+        if kind == "number":
+            return pa.float64() if (column, ()) in self.floats else pa.int64()
+        if kind in ("list", "object") and column in self.nested:
+            types = [pa.schema([(column, t)]) for t, _ in self.nested[column].values()]
+            return pa.unify_schemas(types, promote_options="permissive").field(column).type
+        return pa.null()
+
+    def empty_object(self, column: str, t: pa.DataType) -> str | None:
+        """Why ``column``, of merged type ``t``, cannot be written: it holds only empty objects (``{}``) somewhere."""
+        path = _empty_struct(t)
+        if path is None:
+            return None
+        at = f" at {_shown(column, path)}" if path else ""
+        first = next(iter(self.nested[column].values()))[1]
+        return (
+            f"column {column!r} holds only empty objects ({{}}){at} (first: {first}), and a Parquet column cannot hold "
+            "an object with no fields; drop that field from the input rows, or give those objects a field"
+        )
 
     def mixed(self) -> list[str]:
         """The columns that hold more than one kind."""
@@ -220,6 +254,19 @@ def _leaves(t: pa.DataType, path: _Path = ()) -> list[tuple[_Path, pa.DataType]]
     if pt.is_struct(t):
         return [leaf for f in t for leaf in _leaves(f.type, (*path, f.name))]
     return [(path, t)]
+
+
+def _empty_struct(t: pa.DataType, path: _Path = ()) -> _Path | None:
+    """The path of a struct type with no fields inside ``t`` (``None`` if there is none)."""
+    import pyarrow.types as pt
+
+    if pt.is_list(t) or pt.is_large_list(t) or pt.is_fixed_size_list(t):
+        return _empty_struct(t.value_type, (*path, None))
+    if pt.is_struct(t):
+        if t.num_fields == 0:
+            return path
+        return next((p for f in t if (p := _empty_struct(f.type, (*path, f.name))) is not None), None)
+    return None
 
 
 def _big_int_paths(value: Any, int_paths: set[_Path]) -> set[_Path]:

@@ -128,11 +128,11 @@ class OutputFolder:
     def unify_parts(self, names: list[str], vector_column: str, dimension: int) -> None:
         """Give every part one schema: the same columns in the same order, with the same types.
 
-        Parts are read from JSONL by value, so one part's column can be all nulls (type null) or hold integers where
-        another's holds floats, a column can be missing from a part, and a part whose rows were all skipped has no
-        vector column. Readers of the folder (``pyarrow.parquet.read_table``, DuckDB, Ray Data) take one file's
-        schema for all, so they would fail or drop columns. Each part that differs from the union of the parts'
-        schemas (nulls and missing columns filled, integers widened) is rewritten atomically.
+        JSONL parts take the types of the whole JSONL input, but a CSV or Parquet file's column can be missing from
+        other files, be null in one and text in another, or hold integers of another width; and a part whose rows
+        were all skipped has no vector column. Readers of the folder (``pyarrow.parquet.read_table``, DuckDB, Ray
+        Data) take one file's schema for all, so they would fail or drop columns. Each part that differs from the
+        union of the parts' schemas (nulls and missing columns filled, integers widened) is rewritten atomically.
 
         Raises:
             InputError: Two parts' columns cannot share a type (nested values of other kinds).
