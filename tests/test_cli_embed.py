@@ -47,7 +47,7 @@ def _corpus(folder: Path, n_jsonl: int = 25) -> dict[str, tuple[str, str | None]
 
 
 def _read(out: Path) -> pa.Table:
-    parts = [pq.read_table(p) for p in sorted(out.glob("part-*.parquet"))]
+    parts = [pq.read_table(pa.OSFile(os.fsencode(p))) for p in sorted(out.glob("part-*.parquet"))]
     return pa.concat_tables(parts, promote_options="permissive")  # files with other columns: nulls
 
 
@@ -479,6 +479,43 @@ def test_a_csv_header_that_names_a_column_twice_fails(
         "its own name" in capsys.readouterr().err
     )
     assert not (tmp_path / "out").exists()
+
+
+def test_file_names_that_are_not_utf8_are_written_with_escapes_and_a_resume_matches_them(
+    tmp_path: Path, tiny_bert_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = os.fsencode(tmp_path / "in")
+    os.mkdir(folder)
+    rows = [{"text": "Mars is red"}, {"text": None}, {"text": "Venus is hot"}, {"text": "Earth is blue"}]
+    try:  # a Latin-1 'café.jsonl' copied from an older system: it stopped the job at _job.json (UnicodeEncodeError)
+        with open(os.path.join(folder, b"caf\xe9.jsonl"), "w", encoding="utf-8") as f:
+            f.write("".join(json.dumps(r) + "\n" for r in rows))
+    except OSError:
+        pytest.skip("this file system takes UTF-8 names only")
+    with open(os.path.join(folder, b"\xe9t\xe9.parquet"), "wb") as f:  # pyarrow opens a path by its UTF-8 text
+        pq.write_table(pa.table({"text": ["Jupiter is big"]}), f)
+    out = Path(os.fsdecode(os.fsencode(tmp_path) + b"/vecs-\xe9"))
+    argv = ["embed", os.fsdecode(folder), "-o", str(out), "--model", str(tiny_bert_dir), "--part-rows", "2",
+            "--on-bad-row", "skip"]  # fmt: skip
+    assert main(argv) == 0
+    assert "rows embedded into 3 parts in " in (printed := capsys.readouterr().out) and "vecs-\\xe9 (" in printed
+    names = [f"{tmp_path}/in/caf\\xe9.jsonl", f"{tmp_path}/in/\\xe9t\\xe9.parquet"]
+    job = json.loads((out / "_job.json").read_text(encoding="utf-8"))
+    assert [i["path"] for i in job["inputs"]] == names
+    manifest = json.loads((out / "_manifest.json").read_text(encoding="utf-8"))
+    assert [p["file"] for p in manifest["parts"]] == [names[0], *names]
+    assert manifest["skipped_rows"] == [
+        {"row": "caf\\xe9.jsonl line 2", "reason": "column 'text' is NoneType (None), not str"}
+    ]
+    texts = ["Mars is red", "Venus is hot", "Earth is blue", "Jupiter is big"]
+    assert _read(out).column("text").to_pylist() == texts
+    (out / "_manifest.json").unlink()  # killed before its last parts: the rerun finds the same job and resumes it
+    (out / "part-00000-000001.parquet").unlink()
+    (out / "part-00001-000000.parquet").unlink()
+    assert main(argv) == 0
+    manifest = json.loads((out / "_manifest.json").read_text(encoding="utf-8"))
+    assert manifest["resumed_parts"] == ["part-00000-000000"] and manifest["rows"] == 4
+    assert _read(out).column("text").to_pylist() == texts
 
 
 def test_an_input_inside_the_output_is_refused_before_anything_is_deleted(

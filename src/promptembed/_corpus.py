@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -22,7 +23,7 @@ from promptembed.errors import ConfigError, InputError
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["PartSpec", "find_inputs", "plan_parts", "read_part", "scan"]
+__all__ = ["PartSpec", "find_inputs", "open_native", "path_text", "plan_parts", "read_part", "scan"]
 
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".csv": "csv"}
 
@@ -48,6 +49,22 @@ class PartSpec:
     def n_good(self) -> int:
         """Rows this part contributes to the output."""
         return self.n_rows - len(self.skip)
+
+
+def path_text(path: str | os.PathLike[str]) -> str:
+    r"""A path as text that UTF-8 can hold (JSON files, messages), with ``\xe9`` escapes for bytes that are not UTF-8.
+
+    A name copied from an older system (Latin-1 ``café.jsonl``) reaches Python with surrogates in it, which no UTF-8
+    file or console can take. Each run of a job writes the same text for the same file, so a resume matches it.
+    """
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def open_native(path: str | os.PathLike[str]) -> pa.NativeFile:
+    """A file opened for pyarrow to read, by its bytes: pyarrow's own path handling takes UTF-8 names only."""
+    import pyarrow as pa
+
+    return pa.OSFile(os.fsencode(path))
 
 
 def find_inputs(path: str | Path, *, exclude: Path | None = None) -> list[Path]:
@@ -348,7 +365,7 @@ def scan(
         expect: Each column's kind: a JSONL row with a value of another kind is a bad row.
     """
     for fi, path in enumerate(files):
-        rel = path.relative_to(root).as_posix() if path != root else path.name
+        rel = path_text(path.relative_to(root).as_posix() if path != root else path.name)
         fmt = FORMATS[path.suffix.lower()]
         if fmt == "parquet":
             yield from _scan_parquet(fi, path, rel, job, part_rows, kinds)
@@ -392,31 +409,32 @@ def _scan_parquet(
 ) -> Iterator[PartSpec]:
     import pyarrow.parquet as pq
 
-    pf = pq.ParquetFile(path)
-    job.check_columns(pf.schema_arrow.names)
-    cols = [c for c in (job.column, job.title_column, job.id_column) if c]
-    total = pf.metadata.num_rows
-    if kinds is not None and total:
-        for f in pf.schema_arrow:
-            kind = arrow_kind(f.type)
-            if kind is not None:
-                kinds.add(f.name, kind, f"{rel} (Parquet: {f.type})", total, whole_file=True)
-    batches = pf.iter_batches(batch_size=part_rows, columns=list(dict.fromkeys(cols)))
-    buffer: list[dict[str, Any]] = []
-    start = 0
-    for k in range((total + part_rows - 1) // part_rows):
-        while len(buffer) < min(part_rows, total - start):
-            buffer.extend(next(batches).to_pylist())
-        rows, buffer = buffer[:part_rows], buffer[part_rows:]
-        skip, bad = [], []
-        for i, row in enumerate(rows):
-            problem = _row_problem(row, job)
-            if problem is not None:
-                skip.append(i)
-                bad.append(_bad(job, f"{rel} row", start + i + 1, row, problem))
-        yield PartSpec(f"part-{fi:05d}-{k:06d}", str(path), "parquet", start, len(rows), start + 1, tuple(skip),
-                       tuple(bad))  # fmt: skip
-        start += len(rows)
+    with open_native(path) as source:
+        pf = pq.ParquetFile(source)
+        job.check_columns(pf.schema_arrow.names)
+        cols = [c for c in (job.column, job.title_column, job.id_column) if c]
+        total = pf.metadata.num_rows
+        if kinds is not None and total:
+            for f in pf.schema_arrow:
+                kind = arrow_kind(f.type)
+                if kind is not None:
+                    kinds.add(f.name, kind, f"{rel} (Parquet: {f.type})", total, whole_file=True)
+        batches = pf.iter_batches(batch_size=part_rows, columns=list(dict.fromkeys(cols)))
+        buffer: list[dict[str, Any]] = []
+        start = 0
+        for k in range((total + part_rows - 1) // part_rows):
+            while len(buffer) < min(part_rows, total - start):
+                buffer.extend(next(batches).to_pylist())
+            rows, buffer = buffer[:part_rows], buffer[part_rows:]
+            skip, bad = [], []
+            for i, row in enumerate(rows):
+                problem = _row_problem(row, job)
+                if problem is not None:
+                    skip.append(i)
+                    bad.append(_bad(job, f"{rel} row", start + i + 1, row, problem))
+            yield PartSpec(f"part-{fi:05d}-{k:06d}", str(path), "parquet", start, len(rows), start + 1, tuple(skip),
+                           tuple(bad))  # fmt: skip
+            start += len(rows)
 
 
 def read_part(spec: PartSpec) -> pa.Table:
@@ -426,21 +444,22 @@ def read_part(spec: PartSpec) -> pa.Table:
     if spec.fmt == "parquet":
         import pyarrow.parquet as pq
 
-        pf = pq.ParquetFile(spec.path)
-        tables, seen = [], 0
-        for g in range(pf.metadata.num_row_groups):
-            size = pf.metadata.row_group(g).num_rows
-            if seen + size > spec.start and seen < spec.start + spec.n_rows:
-                tables.append((seen, pf.read_row_group(g)))
-            seen += size
+        with open_native(spec.path) as source:
+            pf = pq.ParquetFile(source)
+            tables, seen = [], 0
+            for g in range(pf.metadata.num_row_groups):
+                size = pf.metadata.row_group(g).num_rows
+                if seen + size > spec.start and seen < spec.start + spec.n_rows:
+                    tables.append((seen, pf.read_row_group(g)))
+                seen += size
         table = pa.concat_tables([t for _, t in tables]).slice(spec.start - tables[0][0], spec.n_rows)
         keep = sorted(set(range(spec.n_rows)) - set(spec.skip))
         return table if len(keep) == spec.n_rows else table.take(pa.array(keep, type=pa.int64()))
-    skip = set(spec.skip)
+    skip, shown = set(spec.skip), path_text(spec.path)
     with open(spec.path, "rb") as f:
         f.seek(spec.start)
-        lines = _Lines(f, spec.path)
-        rows_iter = _jsonl_rows(lines, spec.path) if spec.fmt == "jsonl" else _csv_rows(lines, list(spec.header))
+        lines = _Lines(f, shown)
+        rows_iter = _jsonl_rows(lines, shown) if spec.fmt == "jsonl" else _csv_rows(lines, list(spec.header))
         rows: list[dict[str, Any]] = []
         for i, (_, _, row) in enumerate(rows_iter):
             if i == spec.n_rows:
@@ -453,12 +472,12 @@ def read_part(spec: PartSpec) -> pa.Table:
         return pa.table({k: _column([r.get(k) for r in rows], types.get(k)) for k in names})
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         raise InputError(
-            f"{spec.path} (part {spec.name}, rows from {spec.first_line}): a column mixes types ({exc}); "
+            f"{shown} (part {spec.name}, rows from {spec.first_line}): a column mixes types ({exc}); "
             "give each column one type"
         ) from None
     except (OverflowError, UnicodeEncodeError) as exc:  # the scan makes such rows bad rows: a file changed since
         raise InputError(
-            f"{spec.path} (part {spec.name}, rows from {spec.first_line}): a value no Parquet column holds ({exc}: an "
+            f"{shown} (part {spec.name}, rows from {spec.first_line}): a value no Parquet column holds ({exc}: an "
             "integer beyond 64 bits, or text with an unpaired surrogate); fix those rows, then rerun"
         ) from None
 

@@ -141,12 +141,16 @@ class OutputFolder:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
+        from promptembed._corpus import open_native
         from promptembed._tables import vector_array
 
         if not names:  # an empty input: no part to unify
             return
         paths = [self.path / f"{n}.parquet" for n in names]
-        schemas = [pq.read_schema(p) for p in paths]
+        schemas = []
+        for p in paths:
+            with open_native(p) as source:
+                schemas.append(pq.read_schema(source))
         vector = next((s.field(vector_column) for s in schemas if vector_column in s.names), None)
         if vector is None:  # every row of every part was skipped
             vector = pa.field(vector_column, vector_array(np.zeros((0, dimension), dtype=np.float32)).type)
@@ -174,7 +178,8 @@ class OutputFolder:
         for path, schema in zip(paths, schemas, strict=True):
             if schema.remove_metadata().equals(target):
                 continue
-            table = pq.read_table(path)
+            with open_native(path) as source:
+                table = pq.read_table(source)
             try:
                 columns = [
                     table.column(f.name).cast(f.type)
@@ -191,11 +196,17 @@ class OutputFolder:
             _fsync_write(path, lambda f, t=fixed: pq.write_table(t, f))
 
     def write_json(self, name: str, data: dict[str, Any]) -> None:
-        """Write a JSON file atomically."""
+        """Write a JSON file atomically (as UTF-8; text that UTF-8 cannot hold, a lone surrogate, as JSON escapes)."""
         text = json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n"
-        _fsync_write(self.path / name, lambda f: f.write(text.encode("utf-8")))
+        try:
+            raw = text.encode("utf-8")
+        except UnicodeEncodeError:  # e.g. a model path given by a name that is not UTF-8 (input paths: path_text)
+            raw = (json.dumps(data, indent=2, default=str) + "\n").encode("ascii")
+        _fsync_write(self.path / name, lambda f: f.write(raw))
 
 
 def spec_dict(spec: PartSpec) -> dict[str, Any]:
     """JSON-ready part summary for the manifest."""
-    return {"name": spec.name, "file": spec.path, "rows": spec.n_good, "skipped": len(spec.skip)}
+    from promptembed._corpus import path_text
+
+    return {"name": spec.name, "file": path_text(spec.path), "rows": spec.n_good, "skipped": len(spec.skip)}

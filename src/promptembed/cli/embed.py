@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from promptembed._corpus import PartSpec, find_inputs, plan_parts, read_part
+from promptembed._corpus import PartSpec, find_inputs, path_text, plan_parts, read_part
 from promptembed._output import EMBEDDER_FILE, JOB_FILE, MANIFEST_FILE, OutputFolder, spec_dict
 from promptembed._tables import TableJob, embed_table
 from promptembed.errors import ConfigError, MissingExtraError, PromptEmbedError
@@ -266,7 +266,7 @@ def _run(args: argparse.Namespace) -> int:
                "max_batch_tokens": args.max_batch_tokens, "engine": args.engine,
                "trust_remote_code": args.trust_remote_code, "allow_pickle": False}  # fmt: skip
     job_info = {
-        "inputs": [{"path": str(f), "bytes": f.stat().st_size, "mtime_ns": f.stat().st_mtime_ns} for f in files],
+        "inputs": [{"path": path_text(f), "bytes": f.stat().st_size, "mtime_ns": f.stat().st_mtime_ns} for f in files],
         "job": {k: getattr(job, k) for k in TableJob.__dataclass_fields__ if k != "group_column"},  # as before it
         "embedder": {k: v for k, v in options.items() if k not in _SPEED_ONLY},
         "part_rows": args.part_rows,
@@ -327,7 +327,7 @@ def _run(args: argparse.Namespace) -> int:
     }
     out.write_json(MANIFEST_FILE, manifest)
     print(
-        f"{manifest['rows']} rows embedded into {len(specs)} parts in {out.path} "
+        f"{manifest['rows']} rows embedded into {len(specs)} parts in {path_text(out.path)} "
         f"({MANIFEST_FILE}, {JOB_FILE}, {EMBEDDER_FILE})"
     )
     if skipped:
