@@ -10,20 +10,20 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from promptembed._kinds import ColumnKinds, arrow_kind, check_clash, check_kinds
+from promptembed._parquet import RowRanges, open_native, path_text
 from promptembed._tables import BadRow, TableJob, bad_value
 from promptembed.errors import ConfigError, InputError
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["PartSpec", "find_inputs", "open_native", "path_text", "plan_parts", "read_part", "scan"]
+__all__ = ["PartReader", "PartSpec", "find_inputs", "plan_parts", "read_part", "scan"]
 
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".csv": "csv"}
 
@@ -49,22 +49,6 @@ class PartSpec:
     def n_good(self) -> int:
         """Rows this part contributes to the output."""
         return self.n_rows - len(self.skip)
-
-
-def path_text(path: str | os.PathLike[str]) -> str:
-    r"""A path as text that UTF-8 can hold (JSON files, messages), with ``\xe9`` escapes for bytes that are not UTF-8.
-
-    A name copied from an older system (Latin-1 ``café.jsonl``) reaches Python with surrogates in it, which no UTF-8
-    file or console can take. Each run of a job writes the same text for the same file, so a resume matches it.
-    """
-    return os.fsencode(path).decode("utf-8", "backslashreplace")
-
-
-def open_native(path: str | os.PathLike[str]) -> pa.NativeFile:
-    """A file opened for pyarrow to read, by its bytes: pyarrow's own path handling takes UTF-8 names only."""
-    import pyarrow as pa
-
-    return pa.OSFile(os.fsencode(path))
 
 
 def find_inputs(path: str | Path, *, exclude: Path | None = None) -> list[Path]:
@@ -438,23 +422,45 @@ def _scan_parquet(
 
 
 def read_part(spec: PartSpec) -> pa.Table:
-    """The good rows of one part, every column kept (JSONL/CSV values as parsed; Parquet types as stored)."""
-    import pyarrow as pa
+    """The good rows of one part (see :class:`PartReader`, which reads parts one after another)."""
+    with PartReader() as reader:
+        return reader.read(spec)
 
-    if spec.fmt == "parquet":
-        import pyarrow.parquet as pq
 
-        with open_native(spec.path) as source:
-            pf = pq.ParquetFile(source)
-            tables, seen = [], 0
-            for g in range(pf.metadata.num_row_groups):
-                size = pf.metadata.row_group(g).num_rows
-                if seen + size > spec.start and seen < spec.start + spec.n_rows:
-                    tables.append((seen, pf.read_row_group(g)))
-                seen += size
-        table = pa.concat_tables([t for _, t in tables]).slice(spec.start - tables[0][0], spec.n_rows)
+class PartReader:
+    """Reads parts: the good rows of each, every column kept (JSONL/CSV values as parsed; Parquet types as stored).
+
+    Parquet parts are read a row range at a time (:class:`~promptembed._parquet.RowRanges`), so the parts of a file
+    read in order decode each row once, and memory holds about one part.
+    """
+
+    def __init__(self) -> None:
+        self._parquet = RowRanges()
+
+    def __enter__(self) -> PartReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the Parquet file read last."""
+        self._parquet.close()
+
+    def read(self, spec: PartSpec) -> pa.Table:
+        """The good rows of ``spec``'s part."""
+        import pyarrow as pa
+
+        if spec.fmt != "parquet":
+            return _read_text_part(spec)
+        table = self._parquet.read(spec.path, spec.start, spec.n_rows)
         keep = sorted(set(range(spec.n_rows)) - set(spec.skip))
         return table if len(keep) == spec.n_rows else table.take(pa.array(keep, type=pa.int64()))
+
+
+def _read_text_part(spec: PartSpec) -> pa.Table:
+    import pyarrow as pa
+
     skip, shown = set(spec.skip), path_text(spec.path)
     with open(spec.path, "rb") as f:
         f.seek(spec.start)

@@ -141,7 +141,7 @@ class OutputFolder:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        from promptembed._corpus import open_native
+        from promptembed._parquet import open_native
         from promptembed._tables import vector_array
 
         if not names:  # an empty input: no part to unify
@@ -207,6 +207,6 @@ class OutputFolder:
 
 def spec_dict(spec: PartSpec) -> dict[str, Any]:
     """JSON-ready part summary for the manifest."""
-    from promptembed._corpus import path_text
+    from promptembed._parquet import path_text
 
     return {"name": spec.name, "file": path_text(spec.path), "rows": spec.n_good, "skipped": len(spec.skip)}

@@ -15,8 +15,9 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from promptembed._corpus import PartSpec, find_inputs, path_text, plan_parts, read_part
+from promptembed._corpus import PartReader, PartSpec, find_inputs, plan_parts, read_part
 from promptembed._output import EMBEDDER_FILE, JOB_FILE, MANIFEST_FILE, OutputFolder, spec_dict
+from promptembed._parquet import path_text
 from promptembed._tables import TableJob, embed_table
 from promptembed.errors import ConfigError, MissingExtraError, PromptEmbedError
 
@@ -102,11 +103,11 @@ def _embed_in_process(
 ) -> dict[str, Any]:
     from promptembed.embedder import PromptEmbedder
 
-    with PromptEmbedder(**{**options, "show_progress_bar": False}) as emb:
+    with PromptEmbedder(**{**options, "show_progress_bar": False}) as emb, PartReader() as reader:
         info = _describe(emb, options, job, weights)
         out.check_embedder(info)
         for spec in specs:
-            table = read_part(spec)
+            table = reader.read(spec)
             if spec.n_good:  # a part whose rows were all skipped is written as read: no rows
                 table, _ = embed_table(emb, table, job)
             out.write_part(spec.name, table)
