@@ -86,6 +86,23 @@ def test_model_replaced_under_the_same_path_misses(tiny_gemma_dir: Path, tiny_be
     assert not np.allclose(new, old)
 
 
+def test_model_rebuilt_in_place_while_an_embedder_holds_it_loads_anew(tiny_gemma_dir: Path, tmp_path: Path) -> None:
+    from promptembed.testing import build_tiny_embeddinggemma
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_gemma_dir, model)
+    with PromptEmbedder(model=model) as held:  # still open: the registry holds the old model under this path
+        old = held.embed_documents(TEXTS)
+        shutil.rmtree(model)
+        build_tiny_embeddinggemma(model, seed=1)  # a finetune saved over the folder
+        with PromptEmbedder(model=model) as emb, PromptEmbedder(model=model) as again:  # emb got the held model
+            new = emb.embed_documents(TEXTS)
+            assert again._require() is emb._require()  # an unchanged folder still shares one loaded model
+            assert emb._require() is not held._require()
+    np.testing.assert_allclose(new, SentenceTransformer(str(model), device="cpu").encode_document(TEXTS), atol=2e-6)
+    assert not np.allclose(new, old)
+
+
 def test_corrupt_file_is_detected_and_rebuilt(tiny_gemma_dir: Path, tmp_path: Path) -> None:
     with PromptEmbedder(model=tiny_gemma_dir, cache_dir=tmp_path) as emb:
         good = emb.embed_documents(TEXTS)

@@ -6,8 +6,10 @@ sentence-transformers internals.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -119,6 +121,31 @@ def read_model_type(
     value = _first_config(source, is_local, trust_remote_code=trust_remote_code, revision=revision, options=options)
     model_type = value.get("model_type")
     return model_type if isinstance(model_type, str) else None
+
+
+def folder_stamp(source: str) -> str:
+    """A digest of a local model folder's files as they are now: names, sizes and modification times.
+
+    Part of the shared model's identity, so that a folder rebuilt in place (a finetune saved over it) loads anew
+    instead of being served from the model another embedder still holds. It reads no file: the folder and its
+    module subfolders are listed (a finetune's ``checkpoint-*`` folders and hidden entries are left out).
+    """
+    root = Path(source)
+    found: list[str] = []
+    try:
+        for entry in sorted(os.scandir(root), key=lambda e: e.name):
+            if entry.name.startswith(".") or entry.name.startswith("checkpoint-"):
+                continue
+            entries = [entry]
+            if entry.is_dir(follow_symlinks=True):
+                entries = sorted(os.scandir(entry.path), key=lambda e: e.name)
+            for item in entries:
+                if item.is_file(follow_symlinks=True):
+                    st = item.stat(follow_symlinks=True)
+                    found.append(f"{os.path.relpath(item.path, root)}\0{st.st_size}\0{st.st_mtime_ns}")
+    except OSError:  # unreadable: loading says why
+        return ""
+    return hashlib.sha256("\n".join(found).encode("utf-8", "surrogateescape")).hexdigest()[:16]
 
 
 def checkpoint_dtype(

@@ -76,7 +76,7 @@ def open_model(
         )
     identity = options.identity()
     if is_local:  # where hub downloads go, and whether to download, cannot change a local folder's model
-        identity.update(cache_folder=None, local_files_only=False)
+        identity.update(cache_folder=None, local_files_only=False, folder_stamp=_loading.folder_stamp(source))
     key = _registry.ModelKey(
         source=source,
         revision=revision,

@@ -88,6 +88,7 @@ class ModelKey:
     backend: str = "torch"
     cache_folder: str | None = None
     max_seq_length: int | None = None
+    folder_stamp: str | None = None  # a local folder's files as they are now: a folder rebuilt in place loads anew
 
 
 @dataclass
