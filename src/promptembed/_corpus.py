@@ -8,16 +8,15 @@ parts.
 
 from __future__ import annotations
 
-import csv
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 from promptembed._kinds import ColumnKinds, arrow_kind, check_clash, check_kinds
 from promptembed._parquet import RowRanges, open_native, path_text
 from promptembed._tables import BadRow, TableJob, bad_value
+from promptembed._textrows import Invalid, Lines, csv_header, csv_rows, jsonl_rows
 from promptembed.errors import ConfigError, InputError
 
 if TYPE_CHECKING:
@@ -76,164 +75,8 @@ def find_inputs(path: str | Path, *, exclude: Path | None = None) -> list[Path]:
     return files
 
 
-def _without_bom(cell: str) -> str:
-    """A CSV's first header cell without the UTF-8 byte-order mark of Excel's exports.
-
-    ``csv`` reads the quotes after the mark (``\ufeff"text"``) as part of the cell, so they go too.
-    """
-    if not cell.startswith("\ufeff"):
-        return cell
-    cell = cell[1:]
-    if len(cell) >= 2 and cell[0] == cell[-1] == '"':
-        cell = cell[1:-1].replace('""', '"')
-    return cell
-
-
-class _Lines:
-    """Decoded lines of a binary file that remember the byte offset after the last line handed out.
-
-    ``lf`` says whether the file has LF line ends: a line handed out so far ended with one, or reading started after
-    the first line (which ``readline`` ends only at an LF).
-    """
-
-    def __init__(self, f: IO[bytes], where: str) -> None:
-        self._f, self.pos, self.line, self._where = f, f.tell(), 0, where
-        self.lf = self.pos > 0
-
-    def __iter__(self) -> _Lines:
-        return self
-
-    def __next__(self) -> str:
-        raw = self._f.readline()
-        if not raw:
-            raise StopIteration
-        self.pos += len(raw)
-        self.line += 1
-        self.lf = self.lf or raw.endswith(b"\n")
-        try:
-            return raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise InputError(
-                f"{self._where}: line {self.line} is not UTF-8 ({exc.reason}); re-encode the file"
-            ) from None
-
-
-def _jsonl_rows(lines: _Lines, where: str) -> Iterator[tuple[int, int, object]]:
-    """(byte offset, line number, parsed value or an error string) for each non-blank line."""
-    while True:
-        pos = lines.pos
-        try:
-            text = next(lines)
-        except StopIteration:
-            return
-        if lines.line == 1:
-            text = text.removeprefix("\ufeff")  # the UTF-8 byte-order mark some editors write
-        if not text.strip():
-            continue
-        try:
-            yield pos, lines.line, json.loads(text)
-        except json.JSONDecodeError as exc:
-            yield pos, lines.line, _Invalid(f"not valid JSON ({exc.msg})")
-
-
-@dataclass(frozen=True)
-class _Invalid:
-    reason: str
-
-
-#: The longest CSV cell read (csv's default limit, 131072 characters, is less than a long document).
-CSV_FIELD_LIMIT = 2**31 - 1
-
-
-def _csv_reader(lines: _Lines) -> Iterator[list[str]]:
-    """A strict ``csv`` reader: a cell that is not valid CSV is an error for its row, not a silently mangled value."""
-    if csv.field_size_limit() < CSV_FIELD_LIMIT:
-        csv.field_size_limit(CSV_FIELD_LIMIT)
-    return csv.reader(lines, strict=True)
-
-
-def _csv_next(reader: Iterator[list[str]], lines: _Lines, row: str) -> list[str] | _Invalid:
-    """The next CSV row, or why it is not valid CSV.
-
-    A CR inside an unquoted cell of a file with LF (or CRLF) line ends is that row's problem (a bad row); in a file
-    without any LF, csv reads the whole file as one line, so it is an error for the file.
-
-    Raises:
-        InputError: A quoted cell that never closes (the rest of the file would be one cell), or a file with lone CR
-            line ends (old Mac style), which csv cannot read at all: one line naming the file and row.
-        StopIteration: The end of the file.
-    """
-    try:
-        return next(reader)
-    except csv.Error as exc:
-        if "unexpected end of data" in str(exc):
-            raise InputError(
-                f"{lines._where}: {row} opens a quoted cell that never closes, so the rest of the file would be one "
-                'cell; fix the stray " (or double it: "" inside a quoted cell)'
-            ) from None
-        if "new-line character" in str(exc):
-            if lines.lf:
-                return _Invalid("has a carriage return (CR) inside an unquoted cell; quote that cell or remove the CR")
-            raise InputError(
-                f"{lines._where}: {row} cannot be read as CSV ({exc}); the file ends its lines with a lone CR "
-                "(old Mac style): convert them to LF or CRLF"
-            ) from None
-        return _Invalid(f"is not valid CSV ({exc})")
-
-
-def _csv_rows(lines: _Lines, header: list[str]) -> Iterator[tuple[int, int, object]]:
-    """(byte offset, data row number, cells by column or an error) for each row; blank lines are not rows.
-
-    Blank lines are skipped and not counted, as ``csv.DictReader`` and pandas do, so ``row 3`` is the third row
-    that has cells (pandas' index 2).
-    """
-    reader = _csv_reader(lines)
-    n = 0
-    while True:
-        pos = lines.pos
-        try:
-            cells = _csv_next(reader, lines, f"row {n + 1}")
-        except StopIteration:
-            return
-        if cells == []:  # a blank line
-            continue
-        n += 1
-        if isinstance(cells, _Invalid):
-            yield pos, n, cells
-        elif len(cells) != len(header):
-            yield pos, n, _Invalid(f"has {len(cells)} cells, the header has {len(header)}")
-        else:
-            yield pos, n, dict(zip(header, cells, strict=True))
-
-
-def _csv_header(lines: _Lines, rel: str) -> list[str]:
-    """A CSV file's header: its first line that is not blank (``[]`` for a file of blank lines only).
-
-    Raises:
-        InputError: The header is not valid CSV, or names a column twice (a row would keep one of the cells).
-    """
-    reader = _csv_reader(lines)
-    header: list[str] = []
-    while not header:
-        try:
-            head = _csv_next(reader, lines, "the header")
-        except StopIteration:
-            return []
-        if isinstance(head, _Invalid):
-            raise InputError(f"{rel}: the header {head.reason}; fix the file's first line")
-        header = head
-    header[0] = _without_bom(header[0])
-    twice = sorted({name for name in header if header.count(name) > 1})
-    if twice:
-        raise InputError(
-            f"{rel}: the header names the column(s) {twice} more than once ({header}), so each row would keep only "
-            "one of their cells; give every column its own name"
-        )
-    return header
-
-
 def _row_problem(value: object, job: TableJob) -> str | None:
-    if isinstance(value, _Invalid):
+    if isinstance(value, Invalid):
         return value.reason
     if not isinstance(value, dict):
         return f"is a JSON {type(value).__name__}, not an object"
@@ -355,14 +198,14 @@ def scan(
             yield from _scan_parquet(fi, path, rel, job, part_rows, kinds)
             continue
         with path.open("rb") as f:
-            lines = _Lines(f, rel)
+            lines = Lines(f, rel)
             header: list[str] = []
             if fmt == "csv":
-                header = _csv_header(lines, rel)
+                header = csv_header(lines, rel)
                 if not header:  # an empty file, or blank lines only
                     continue
                 job.check_columns(header)
-            rows = _jsonl_rows(lines, rel) if fmt == "jsonl" else _csv_rows(lines, header)
+            rows = jsonl_rows(lines, rel) if fmt == "jsonl" else csv_rows(lines, header)
             where = f"{rel} {'line' if fmt == 'jsonl' else 'row'}"
             k, start, first, n, skip, bad, total = 0, 0, 0, 0, [], [], 0
             for pos, number, row in rows:
@@ -464,8 +307,8 @@ def _read_text_part(spec: PartSpec) -> pa.Table:
     skip, shown = set(spec.skip), path_text(spec.path)
     with open(spec.path, "rb") as f:
         f.seek(spec.start)
-        lines = _Lines(f, shown)
-        rows_iter = _jsonl_rows(lines, shown) if spec.fmt == "jsonl" else _csv_rows(lines, list(spec.header))
+        lines = Lines(f, shown)
+        rows_iter = jsonl_rows(lines, shown) if spec.fmt == "jsonl" else csv_rows(lines, list(spec.header))
         rows: list[dict[str, Any]] = []
         for i, (_, _, row) in enumerate(rows_iter):
             if i == spec.n_rows:
