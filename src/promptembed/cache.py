@@ -8,8 +8,10 @@ config and backend options), the resolved prompt text and the role (so a query v
 same text never collide, also on a ``Router`` model whose query and document routes share a prompt),
 ``truncate_dim``, normalization, and the text. Vectors are stored as float32, before any output
 quantization (``precision=``), which is applied after the cache. Each row carries a checksum; a row that fails it is
-a miss and is rewritten. A file that is not a readable SQLite database is moved aside (the newest such copy is
-kept, older ones deleted) and rebuilt.
+a miss and is rewritten. A file SQLite reports as damaged (SQLITE_CORRUPT, SQLITE_NOTADB, or a quick check that is
+not ok) is moved aside (the newest such copy is kept, older ones deleted) and rebuilt; any other failure to open it
+(a full disk, too many open files, a lock held for a minute) raises :class:`~promptembed.errors.CacheError` naming
+the fix and leaves the file as it is. An existing cache in a folder this process cannot write is opened read-only.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from promptembed._cache_open import cannot_open, connect_read_only, is_corrupt
 from promptembed.errors import CacheError
 
 __all__ = ["VectorCache", "cached_compute", "cached_embed", "model_fingerprint", "weights_fingerprint"]
@@ -102,6 +105,9 @@ def model_fingerprint(model: Any) -> str:
 class VectorCache:
     """Vectors on disk under ``folder`` (one SQLite file).
 
+    An existing cache in a folder (or a file) this process cannot write is opened read-only (``read_only`` is then
+    true): lookups use it, new vectors are not stored, :meth:`clear` raises :class:`CacheError`.
+
     Example:
         >>> import tempfile, numpy as np
         >>> from promptembed.cache import VectorCache
@@ -120,9 +126,13 @@ class VectorCache:
             raise CacheError(f"Cannot create the cache folder {self.folder}: {exc}; pass a writable cache_dir") from exc
         self.path = self.folder / _FILE
         self._local = threading.local()
-        self._open_checked()
+        self.read_only = False
+        self._warned_read_only = False
+        self._open()
 
     def _connect(self) -> sqlite3.Connection:
+        if self.read_only:
+            return connect_read_only(self.path)
         conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA busy_timeout=60000")
@@ -130,18 +140,57 @@ class VectorCache:
         conn.execute(_SCHEMA)
         return conn
 
-    def _open_checked(self) -> None:
+    def _open(self) -> None:
+        """Open the cache and check it.
+
+        A file that SQLite reports as corrupt or not a database is moved aside and rebuilt. Any other failure (a
+        full disk, too many open files, a read-only folder without a cache in it, a lock held for a minute) raises
+        :class:`CacheError` and leaves the files as they are. An existing cache whose folder is not writable is
+        opened read-only.
+        """
         try:
+            exists = self.path.exists()
+            if not exists and not os.access(self.folder, os.W_OK):
+                raise CacheError(
+                    f"Cannot create the vector cache {self.path}: its folder is read-only; pass a writable cache_dir"
+                )
+            self.read_only = exists and not (os.access(self.folder, os.W_OK) and os.access(self.path, os.W_OK))
             conn = self._connect()
-            ok = conn.execute("PRAGMA quick_check").fetchone()
-            if ok is None or ok[0] != "ok":
-                raise sqlite3.DatabaseError(f"quick_check: {ok}")
-            conn.close()
+            try:
+                ok = conn.execute("PRAGMA quick_check").fetchone()
+                if ok is None or ok[0] != "ok":
+                    damaged = sqlite3.DatabaseError(f"quick_check: {ok}")
+                    damaged.sqlite_errorcode, damaged.sqlite_errorname = sqlite3.SQLITE_CORRUPT, "SQLITE_CORRUPT"
+                    raise damaged
+            finally:
+                conn.close()
         except sqlite3.DatabaseError as exc:
-            aside = self.path.with_name(f"{_FILE}.corrupt-{int(time.time() * 1000)}")
+            if not is_corrupt(exc):
+                raise CacheError(cannot_open(self.path, exc)) from exc
+            self._move_aside(exc)
+        except CacheError:
+            raise
+        except OSError as exc:
+            raise CacheError(cannot_open(self.path, exc)) from exc
+        if self.read_only:
             logger.warning(
-                "Vector cache %s is unreadable (%s); moved it to %s and starting a new one", self.path, exc, aside
+                "Vector cache %s is read-only (its folder or file is not writable): lookups use it, new vectors are "
+                "not stored; pass a writable cache_dir to store them",
+                self.path,
             )
+
+    def _move_aside(self, exc: sqlite3.DatabaseError) -> None:
+        """Move a corrupt cache file (and its -wal/-shm) aside, keeping the newest such copy, and start a new one."""
+        aside = self.path.with_name(f"{_FILE}.corrupt-{int(time.time() * 1000)}")
+        if self.read_only:
+            raise CacheError(
+                f"Vector cache {self.path} is corrupt ({exc}) and read-only (its folder or file is not writable), so it"
+                " cannot be rebuilt; delete it or pass a writable cache_dir"
+            ) from exc
+        logger.warning(
+            "Vector cache %s is unreadable (%s); moved it to %s and starting a new one", self.path, exc, aside
+        )
+        try:
             for suffix in ("", "-wal", "-shm"):
                 src = Path(str(self.path) + suffix)
                 if src.exists():
@@ -150,6 +199,8 @@ class VectorCache:
                 if not older.name.startswith(aside.name):
                     older.unlink(missing_ok=True)
             self._connect().close()
+        except (sqlite3.DatabaseError, OSError) as again:
+            raise CacheError(cannot_open(self.path, again)) from again
 
     @property
     def _conn(self) -> sqlite3.Connection:
@@ -183,7 +234,8 @@ class VectorCache:
                     f"SELECT key, dim, vec, crc FROM vectors WHERE key IN ({marks})", part
                 ).fetchall()
             except sqlite3.DatabaseError as exc:
-                logger.warning("Vector cache read failed (%s); computing instead", exc)
+                fix = f"; the file is damaged: delete {self.path} and a new one is built" if is_corrupt(exc) else ""
+                logger.warning("Vector cache read failed (%s); computing instead%s", exc, fix)
                 return [None] * len(keys)
             for key, dim, blob, crc in rows:
                 if zlib.crc32(bytes(key) + bytes(blob)) != crc or len(blob) != 4 * dim:
@@ -193,7 +245,15 @@ class VectorCache:
         return [found.get(k) for k in keys]
 
     def put(self, keys: Sequence[bytes], vectors: np.ndarray) -> None:
-        """Store vectors (float32 rows) under ``keys``; a write error is logged, never raised."""
+        """Store vectors (float32 rows) under ``keys``; a write error is logged, never raised.
+
+        A read-only cache stores nothing; the first such call logs a warning, later ones a debug line.
+        """
+        if self.read_only:
+            log = logger.debug if self._warned_read_only else logger.warning
+            self._warned_read_only = True
+            log("Vector cache %s is read-only: %d vectors were computed but not stored", self.path, len(keys))
+            return
         rows = []
         for key, vec in zip(keys, np.asarray(vectors, dtype="<f4"), strict=True):
             blob = vec.tobytes()
@@ -217,9 +277,15 @@ class VectorCache:
         (a warning says so); the rows are gone at once either way.
 
         Raises:
-            CacheError: Nothing could be deleted (the database is read-only, or another process held its write lock
-                for over a minute).
+            CacheError: Nothing could be deleted (the cache was opened read-only because its folder or file is not
+                writable, or another process held its write lock for over a minute).
         """
+        if self.read_only:
+            raise CacheError(
+                f"Cannot clear the vector cache {self.path}: it is read-only (its folder or file is not writable); "
+                "nothing was deleted. Make the folder writable, or delete the folder's vectors.sqlite3 files as a "
+                "user who can"
+            )
         conn = self._conn
         try:
             conn.execute("PRAGMA secure_delete=OFF")  # zeroing every freed page would need the cache's size again

@@ -1,0 +1,198 @@
+"""Opening the vector cache: only a damaged file is moved aside; every other failure leaves it and says the fix.
+
+A full disk, too many open files, a read-only folder or a lock held too long say nothing about the file: the cache
+used to move a healthy file aside as ``.corrupt-*`` (its vectors lost) and raise a raw ``sqlite3`` error.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from promptembed.cache import VectorCache
+from promptembed.errors import CacheError
+
+
+def _keys(n: int, prefix: str = "") -> list[bytes]:
+    return [
+        VectorCache.key(model="m", dtype="float32", prompt="", truncate_dim=None, normalize=True, text=f"{prefix}{i}")
+        for i in range(n)
+    ]
+
+
+def _vectors(n: int, dim: int = 4) -> np.ndarray:
+    return np.arange(n * dim, dtype=np.float32).reshape(n, dim)
+
+
+def _filled(folder: Path, n: int = 3, dim: int = 4) -> list[bytes]:
+    """A healthy cache in ``folder`` holding ``n`` vectors, closed and checkpointed (one file, no -wal)."""
+    cache = VectorCache(folder)
+    keys = _keys(n)
+    cache.put(keys, _vectors(n, dim))
+    cache.close()
+    conn = sqlite3.connect(folder / "vectors.sqlite3")
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()  # the last connection to close removes the -wal and -shm files
+    assert [p.name for p in folder.iterdir()] == ["vectors.sqlite3"]
+    return keys
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def _fail_every_statement(monkeypatch: pytest.MonkeyPatch, name: str, message: str) -> None:
+    """Make each SQLite connection's statements fail as SQLite fails with result code ``name``."""
+    real_connect = sqlite3.connect
+
+    class Failing(sqlite3.Connection):
+        def execute(self, *args: Any, **kwargs: Any) -> sqlite3.Cursor:
+            exc = sqlite3.OperationalError(message)
+            exc.sqlite_errorcode = getattr(sqlite3, name)
+            exc.sqlite_errorname = name
+            raise exc
+
+    monkeypatch.setattr(sqlite3, "connect", lambda *a, **kw: real_connect(*a, factory=Failing, **kw))
+
+
+@pytest.mark.parametrize(
+    ("name", "message", "fix"),
+    [
+        ("SQLITE_FULL", "database or disk is full", "the disk is full; free disk space"),
+        ("SQLITE_IOERR_SHMSIZE", "disk I/O error", "a disk I/O error, often a full disk; free disk space"),
+        ("SQLITE_BUSY", "database is locked", "another process held its lock for over a minute; retry"),
+        (
+            "SQLITE_READONLY",
+            "attempt to write a readonly database",
+            "the file or its folder is read-only; pass a writable cache_dir",
+        ),
+    ],
+)
+def test_a_failure_that_is_not_corruption_leaves_a_healthy_cache_and_names_the_fix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, message: str, fix: str
+) -> None:
+    keys = _filled(tmp_path)
+    before = _snapshot(tmp_path)
+    with monkeypatch.context() as patch:
+        _fail_every_statement(patch, name, message)
+        with pytest.raises(CacheError, match=re.escape(f"({name}: {message}): {fix}")) as raised:
+            VectorCache(tmp_path)
+    assert str(tmp_path / "vectors.sqlite3") in str(raised.value)
+    assert "the file was left as it is" in str(raised.value)
+    assert _snapshot(tmp_path) == before  # not moved aside as .corrupt-*
+    cache = VectorCache(tmp_path)  # once the disk has space again, every vector is still there
+    np.testing.assert_array_equal(np.stack(cache.get(keys)), _vectors(3))  # type: ignore[arg-type]
+    cache.close()
+
+
+_OUT_OF_FILES = """
+import os, resource, sys
+from promptembed.cache import VectorCache
+from promptembed.errors import CacheError
+resource.setrlimit(resource.RLIMIT_NOFILE, (64, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+held = []
+try:
+    while True:
+        held.append(os.open(os.devnull, os.O_RDONLY))
+except OSError:
+    pass
+os.close(held.pop())  # one descriptor left: enough for the database file, not for its -wal and -shm files
+try:
+    VectorCache(sys.argv[1])
+except CacheError as exc:
+    print("CacheError:", exc)
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_NOFILE is POSIX")
+def test_too_many_open_files_leaves_the_cache_and_says_to_raise_the_limit(tmp_path: Path) -> None:
+    keys = _filled(tmp_path)
+    before = _snapshot(tmp_path)
+    run = subprocess.run([sys.executable, "-c", _OUT_OF_FILES, str(tmp_path)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr  # it raised OSError, from renaming the healthy file as corrupt
+    assert run.stdout.startswith("CacheError: Cannot open the vector cache"), run.stdout
+    assert "raise the open-file limit (ulimit -n" in run.stdout
+    assert _snapshot(tmp_path) == before
+    cache = VectorCache(tmp_path)
+    np.testing.assert_array_equal(np.stack(cache.get(keys)), _vectors(3))  # type: ignore[arg-type]
+    cache.close()
+
+
+def _deny_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make every path look unwritable to ``os.access``, as a read-only folder does (tests may run as root)."""
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: not mode & os.W_OK and real_access(path, mode, **kw))
+
+
+@pytest.mark.parametrize("shm", ["can be created", "cannot be created"])
+def test_a_cache_in_a_read_only_folder_is_read_and_never_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, shm: str
+) -> None:
+    keys = _filled(tmp_path)
+    before = (tmp_path / "vectors.sqlite3").read_bytes()
+    _deny_writes(monkeypatch)
+    opened: list[str] = []
+    real_connect = sqlite3.connect
+
+    class NoShm(sqlite3.Connection):  # a read-only folder holds no -shm file and none can be created there
+        def execute(self, *args: Any, **kwargs: Any) -> sqlite3.Cursor:
+            exc = sqlite3.OperationalError("unable to open database file")
+            exc.sqlite_errorcode, exc.sqlite_errorname = sqlite3.SQLITE_CANTOPEN, "SQLITE_CANTOPEN"
+            raise exc
+
+    def connect(database: Any, *args: Any, **kwargs: Any) -> sqlite3.Connection:
+        opened.append(str(database))
+        if shm == "cannot be created" and "immutable" not in str(database):
+            kwargs["factory"] = NoShm
+        conn: sqlite3.Connection = real_connect(database, *args, **kwargs)
+        return conn
+
+    monkeypatch.setattr(sqlite3, "connect", connect)
+    with caplog.at_level("WARNING", "promptembed"):
+        cache = VectorCache(tmp_path)
+    assert cache.read_only
+    assert opened and all("mode=ro" in uri for uri in opened)
+    assert any("immutable=1" in uri for uri in opened) == (shm == "cannot be created")
+    assert "is read-only (its folder or file is not writable): lookups use it, new vectors are not stored" in (
+        caplog.text
+    )
+    np.testing.assert_array_equal(np.stack(cache.get(keys)), _vectors(3))  # type: ignore[arg-type]
+    caplog.clear()
+    with caplog.at_level("WARNING", "promptembed"):
+        cache.put(_keys(2, prefix="new"), _vectors(2))  # logged, never raised
+    assert "is read-only: 2 vectors were computed but not stored" in caplog.text
+    assert cache.get(_keys(2, prefix="new")) == [None, None] and len(cache) == 3
+    with pytest.raises(CacheError, match=re.escape("it is read-only (its folder or file is not writable)")):
+        cache.clear()
+    assert len(cache) == 3
+    cache.close()
+    assert (tmp_path / "vectors.sqlite3").read_bytes() == before
+    assert not list(tmp_path.glob("vectors.sqlite3.corrupt-*"))
+
+
+def test_a_read_only_folder_without_a_cache_raises_cache_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _deny_writes(monkeypatch)
+    with pytest.raises(CacheError, match=re.escape("its folder is read-only; pass a writable cache_dir")):
+        VectorCache(tmp_path)
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="chmod does not stop root writing")
+def test_a_cache_in_a_folder_chmod_read_only_is_read(tmp_path: Path) -> None:
+    keys = _filled(tmp_path)
+    tmp_path.chmod(0o555)  # no -wal or -shm can be created here: SQLite opens the file immutable
+    try:
+        cache = VectorCache(tmp_path)
+        assert cache.read_only
+        np.testing.assert_array_equal(np.stack(cache.get(keys)), _vectors(3))  # type: ignore[arg-type]
+        cache.close()
+    finally:
+        tmp_path.chmod(0o755)
