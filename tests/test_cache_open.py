@@ -196,3 +196,44 @@ def test_a_cache_in_a_folder_chmod_read_only_is_read(tmp_path: Path) -> None:
         cache.close()
     finally:
         tmp_path.chmod(0o755)
+
+
+def test_opening_a_cache_does_not_read_the_whole_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # PRAGMA quick_check read every page at each open: 7 s for a 400 MiB cache not in the page cache
+    keys = _filled(tmp_path)
+    statements: list[str] = []
+    real_connect = sqlite3.connect
+
+    def traced(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        conn: sqlite3.Connection = real_connect(*args, **kwargs)
+        conn.set_trace_callback(statements.append)
+        return conn
+
+    monkeypatch.setattr(sqlite3, "connect", traced)
+    for _ in range(2):
+        cache = VectorCache(tmp_path)
+        assert all(v is not None for v in cache.get(keys))
+        cache.close()
+    assert statements
+    assert [s for s in statements if re.search(r"quick_check|integrity_check", s, re.IGNORECASE)] == []
+
+
+def test_a_cache_damaged_past_its_header_never_gives_a_wrong_vector(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    n, dim = 2000, 64
+    keys = _filled(tmp_path, n, dim)
+    db = tmp_path / "vectors.sqlite3"
+    data = bytearray(db.read_bytes())
+    page = int.from_bytes(data[16:18], "big")
+    for start in range(4 * page, len(data) - page, 3 * page):  # every third page after the first four
+        data[start : start + page] = b"\xa5" * page
+    db.write_bytes(bytes(data))
+    with caplog.at_level("WARNING", "promptembed"):
+        cache = VectorCache(tmp_path)  # the header and the schema are fine: it opens
+        got = cache.get(keys)
+    want = _vectors(n, dim)
+    assert any(v is None for v in got)
+    assert all(v is None or np.array_equal(v, want[i]) for i, v in enumerate(got))
+    assert "the file is damaged: delete" in caplog.text or "failed its checksum" in caplog.text
+    cache.close()
