@@ -45,8 +45,10 @@ def _filled(folder: Path, n: int = 3, dim: int = 4) -> list[bytes]:
     return keys
 
 
-def _snapshot(folder: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+def _snapshot(folder: Path) -> tuple[list[str], bytes]:
+    """The folder's files (less SQLite's -wal/-shm companions, which any reader may create) and the database bytes."""
+    names = sorted(p.name for p in folder.iterdir() if not p.name.endswith(("-wal", "-shm")))
+    return names, (folder / "vectors.sqlite3").read_bytes()
 
 
 def _fail_every_statement(monkeypatch: pytest.MonkeyPatch, name: str, message: str) -> None:
