@@ -96,10 +96,9 @@ def test_a_failure_that_is_not_corruption_leaves_a_healthy_cache_and_names_the_f
 
 
 _OUT_OF_FILES = """
-import os, resource, sys
+import os, sys
 from promptembed.cache import VectorCache
 from promptembed.errors import CacheError
-resource.setrlimit(resource.RLIMIT_NOFILE, (64, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
 held = []
 try:
     while True:
@@ -118,8 +117,17 @@ except CacheError as exc:
 def test_too_many_open_files_leaves_the_cache_and_says_to_raise_the_limit(tmp_path: Path) -> None:
     keys = _filled(tmp_path)
     before = _snapshot(tmp_path)
-    run = subprocess.run([sys.executable, "-c", _OUT_OF_FILES, str(tmp_path)], capture_output=True, text=True)
-    assert run.returncode == 0, run.stderr  # it raised OSError, from renaming the healthy file as corrupt
+    import resource
+
+    def limit() -> None:  # in the child, before Python starts: the script itself imports nothing that opens files
+        resource.setrlimit(resource.RLIMIT_NOFILE, (64, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+
+    run = subprocess.run(
+        [sys.executable, "-c", _OUT_OF_FILES, str(tmp_path)], capture_output=True, text=True, preexec_fn=limit
+    )
+    # it raised OSError, from renaming the healthy file as corrupt; then ImportError, importing resource with no
+    # file descriptor left to open its extension module
+    assert run.returncode == 0, run.stderr
     assert run.stdout.startswith("CacheError: Cannot open the vector cache"), run.stdout
     assert "raise the open-file limit (ulimit -n" in run.stdout
     assert _snapshot(tmp_path) == before
@@ -146,8 +154,9 @@ def test_a_cache_in_a_read_only_folder_is_read_and_never_written(
 
     class NoShm(sqlite3.Connection):  # a read-only folder holds no -shm file and none can be created there
         def execute(self, *args: Any, **kwargs: Any) -> sqlite3.Cursor:
-            exc = sqlite3.OperationalError("unable to open database file")
-            exc.sqlite_errorcode, exc.sqlite_errorname = sqlite3.SQLITE_CANTOPEN, "SQLITE_CANTOPEN"
+            exc = sqlite3.OperationalError("attempt to write a readonly database")  # what SQLite 3.40 says there
+            exc.sqlite_errorcode = sqlite3.SQLITE_READONLY_DIRECTORY
+            exc.sqlite_errorname = "SQLITE_READONLY_DIRECTORY"
             raise exc
 
     def connect(database: Any, *args: Any, **kwargs: Any) -> sqlite3.Connection:
@@ -187,17 +196,50 @@ def test_a_read_only_folder_without_a_cache_raises_cache_error(tmp_path: Path, m
     assert not list(tmp_path.iterdir())
 
 
-@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="chmod does not stop root writing")
+_READ_IN_A_CHMOD_FOLDER = """
+import sys
+import numpy as np
+from promptembed.cache import VectorCache
+keys = [bytes.fromhex(k) for k in sys.argv[2:]]
+cache = VectorCache(sys.argv[1])
+got = cache.get(keys)
+print("read_only", cache.read_only, "hits", sum(v is not None for v in got))
+np.testing.assert_array_equal(np.stack(got), np.arange(12, dtype=np.float32).reshape(3, 4))
+"""
+
+
+def _as_a_user_chmod_binds() -> list[str] | None:
+    """A command prefix under which chmod binds (root without CAP_DAC_OVERRIDE), or ``None`` if there is none."""
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return []
+    import shutil
+
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        return None
+    caps = "-dac_override,-dac_read_search"
+    return [setpriv, f"--bounding-set={caps}", f"--inh-caps={caps}", "--"]
+
+
 def test_a_cache_in_a_folder_chmod_read_only_is_read(tmp_path: Path) -> None:
+    # A cache closed cleanly has no -shm file, and SQLite answers mode=ro in a folder it cannot write with
+    # SQLITE_READONLY_DIRECTORY: that raised CacheError instead of opening the cache read-only (immutable).
+    prefix = _as_a_user_chmod_binds()
+    if prefix is None:
+        pytest.skip("running as root without setpriv: chmod does not stop root writing")
     keys = _filled(tmp_path)
-    tmp_path.chmod(0o555)  # no -wal or -shm can be created here: SQLite opens the file immutable
+    tmp_path.chmod(0o555)
     try:
-        cache = VectorCache(tmp_path)
-        assert cache.read_only
-        np.testing.assert_array_equal(np.stack(cache.get(keys)), _vectors(3))  # type: ignore[arg-type]
-        cache.close()
+        run = subprocess.run(
+            [*prefix, sys.executable, "-c", _READ_IN_A_CHMOD_FOLDER, str(tmp_path), *(k.hex() for k in keys)],
+            capture_output=True,
+            text=True,
+        )
     finally:
         tmp_path.chmod(0o755)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip() == "read_only True hits 3"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["vectors.sqlite3"]  # nothing written beside it
 
 
 def test_opening_a_cache_does_not_read_the_whole_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,6 +13,11 @@ import os
 import sqlite3
 from pathlib import Path
 
+try:  # imported now: with no file descriptor left, importing the extension module would fail itself
+    import resource
+except ImportError:  # pragma: no cover - Windows
+    resource = None  # type: ignore[assignment]
+
 __all__ = ["cannot_open", "connect_read_only", "is_corrupt"]
 
 # Only these mean the file itself is damaged. Every other error while opening (a full disk, too many open files, a
@@ -49,8 +54,8 @@ def is_corrupt(exc: sqlite3.DatabaseError) -> bool:
 
 def _near_the_open_file_limit() -> bool:
     """Whether this process has (almost) no file descriptor left, on systems that list them in /proc/self/fd."""
-    import resource
-
+    if resource is None:  # pragma: no cover - Windows
+        return False
     try:
         used = len(os.listdir("/proc/self/fd"))
     except OSError as exc:
@@ -99,7 +104,8 @@ def connect_read_only(path: Path) -> sqlite3.Connection:
     except sqlite3.OperationalError as exc:
         if conn is not None:
             conn.close()
-        if getattr(exc, "sqlite_errorcode", 0) & 0xFF != sqlite3.SQLITE_CANTOPEN:
+        # no -shm file and none can be made: SQLite says CANTOPEN, or READONLY_DIRECTORY for a folder it cannot write
+        if getattr(exc, "sqlite_errorcode", 0) & 0xFF not in (sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY):
             raise
         conn = sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True, timeout=60.0, isolation_level=None)
     return conn
