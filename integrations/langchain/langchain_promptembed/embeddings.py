@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any, Literal
 
 from langchain_core.embeddings import Embeddings
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from promptembed import ConfigError, PromptEmbedder
 from promptembed.compat import (
@@ -103,8 +103,9 @@ class PromptEmbeddings(BaseModel, Embeddings):
     prompt_name: str | None = None
     """A named task prompt (e.g. ``"Clustering"``, ``"STS"``) used for queries AND documents instead of the
     query/document prompts; for non-retrieval uses."""
-    trust_remote_code: bool = False
-    """Run code shipped with a hub model; only for code you have read or a publisher you trust."""
+    trust_remote_code: bool | None = None
+    """Run code shipped with a hub model; only for code you have read or a publisher you trust. ``None``: as
+    ``model_kwargs["trust_remote_code"]`` says, else ``False``."""
     show_progress_bar: bool | None = None
     """Progress bar while embedding (``None``: only for 1,000 texts or more, unless ``show_progress`` is set)."""
     allow_pickle: bool = False
@@ -127,6 +128,15 @@ class PromptEmbeddings(BaseModel, Embeddings):
             if unknown:
                 raise ValueError(f"Unknown field(s) {unknown} for PromptEmbeddings; valid fields are {valid}")
         return data
+
+    @field_validator("encode_kwargs", "query_encode_kwargs", mode="after")
+    @classmethod
+    def _ranges_as_lists(cls, value: dict[str, Any]) -> dict[str, Any]:
+        """``quantization_ranges`` given as an array, kept as lists: they dump to JSON, and a changed value shows."""
+        ranges = value.get("quantization_ranges") if isinstance(value, dict) else None
+        if hasattr(ranges, "tolist"):
+            return {**value, "quantization_ranges": ranges.tolist()}
+        return value
 
     def __init__(self, **data: Any) -> None:
         """Validate the fields and load (or share) the model."""
@@ -160,13 +170,10 @@ class PromptEmbeddings(BaseModel, Embeddings):
                 f"prompt_name={self.prompt_name!r} and model_kwargs default_prompt_name={default_prompt_name!r} "
                 "disagree; pass it one way only"
             )
-        # A field at its default means "not set": PromptEmbeddings(**emb.model_dump()) passes every field, so
-        # device=None or trust_remote_code=False must not then disagree with the same option in model_kwargs.
-        fields = type(self).model_fields
+        # None means "not set": PromptEmbeddings(**emb.model_dump()) passes every field, so device=None or
+        # trust_remote_code=None must not then disagree with the same option given in model_kwargs
         ours = {
-            k: getattr(self, k)
-            for k in _MODEL_FIELDS
-            if k in self.model_fields_set and getattr(self, k) not in (None, fields[k].default)
+            k: getattr(self, k) for k in _MODEL_FIELDS if k in self.model_fields_set and getattr(self, k) is not None
         }
         if self.cache_folder is not None:
             ours["cache_folder"] = self.cache_folder

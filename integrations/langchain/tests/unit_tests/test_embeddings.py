@@ -13,7 +13,7 @@ from langchain_promptembed import PromptEmbeddings
 from pydantic import ValidationError
 from sentence_transformers import SentenceTransformer
 
-from promptembed import InputError, PromptEmbedder, PromptError
+from promptembed import ConfigError, InputError, PromptEmbedder, PromptError
 
 QUERIES = ["Which planet is known as the Red Planet?", "Where did Amelia Earhart first fly?"]
 DOCS = ["Mars is red.", "", "Venus is Earth's twin because of its similar size."]
@@ -131,6 +131,22 @@ def test_a_dump_rebuilds_with_options_given_the_stock_way_and_keeps_unset_fields
     finally:
         for emb in built:
             emb.close()
+
+
+def test_an_explicit_trust_remote_code_false_still_disagrees_with_model_kwargs(tiny_gemma_dir: Path) -> None:
+    with pytest.raises(ConfigError, match=re.escape("trust_remote_code=False and model_kwargs trust_remote_code=True")):
+        PromptEmbeddings(
+            model_name=str(tiny_gemma_dir), trust_remote_code=False, model_kwargs={"trust_remote_code": True}
+        )
+
+
+def test_quantization_ranges_given_as_an_array_dump_to_json_and_rebuild(tiny_gemma_dir: Path) -> None:
+    with PromptEmbeddings(model_name=str(tiny_gemma_dir)) as plain:
+        dim = len(plain.embed_query("x"))
+    enc = {"precision": "int8", "quantization_ranges": np.stack([np.full(dim, -0.5), np.full(dim, 0.5)])}
+    with PromptEmbeddings(model_name=str(tiny_gemma_dir), query_encode_kwargs=enc) as emb:
+        with PromptEmbeddings.model_validate_json(emb.model_dump_json()) as again:  # raised a serialization error
+            assert again.embed_query("red planet") == emb.embed_query("red planet")
 
 
 def test_a_dump_rebuilds_an_equal_embedder_and_the_repr_hides_a_token(tiny_gemma_dir: Path) -> None:
