@@ -169,7 +169,7 @@ def test_rerun_with_other_options_is_refused(
     assert main(["embed", str(src), "-o", str(out), "--model", str(tiny_bert_dir)]) == 1
     err = capsys.readouterr().err
     assert re.search(
-        r"holds an unfinished job with other embedder, inputs, job, model_weights_sha256, part_rows; rerun with the",
+        r"holds an unfinished job with other embedder, inputs, job, model_weights_sha256, part_rows, plan; rerun with",
         err,
     )
 
@@ -187,6 +187,23 @@ def test_a_resume_after_new_weights_were_saved_under_the_model_path_is_refused(
     argv = ["embed", str(tmp_path / "in"), "-o", str(out), "--model", str(tiny_bert_dir)]
     assert main(argv) == 1  # resuming would mix two models' vectors in one output
     assert "holds an unfinished job with other model_weights_sha256; rerun with the same" in capsys.readouterr().err
+
+
+def test_a_resume_of_a_job_whose_input_was_cut_into_parts_another_way_is_refused(
+    tmp_path: Path, tiny_bert_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = _finished_job(tmp_path, tiny_bert_dir)
+    (out / "_manifest.json").unlink()  # as if killed after its last part
+    job = json.loads((out / "_job.json").read_text())
+    job["plan"] = "0123456789abcdef"  # a version that cut the same input elsewhere (a CSV's blank lines were rows)
+    (out / "_job.json").write_text(json.dumps(job))
+    argv = ["embed", str(tmp_path / "in"), "-o", str(out), "--model", str(tiny_bert_dir)]
+    assert main(argv) == 1  # resuming kept the old parts and cut the rest anew: rows between the cuts were lost
+    assert (
+        "holds an unfinished job whose input was cut into parts another way (by another promptembed version); its "
+        "parts cannot be resumed: pass --overwrite to start over" in capsys.readouterr().err
+    )
+    assert main([*argv, "--overwrite"]) == 0
 
 
 def test_a_checkpoint_saved_beside_the_model_does_not_stop_a_resume(tmp_path: Path, tiny_bert_dir: Path) -> None:

@@ -76,6 +76,11 @@ class OutputFolder:
                 before = json.loads((p / JOB_FILE).read_text(encoding="utf-8"))
                 if before != job_info:
                     changed = sorted(k for k in set(before) | set(job_info) if before.get(k) != job_info.get(k))
+                    if changed == ["plan"]:
+                        raise ConfigError(
+                            f"--output {p} holds an unfinished job whose input was cut into parts another way (by "
+                            "another promptembed version); its parts cannot be resumed: pass --overwrite to start over"
+                        )
                     raise ConfigError(
                         f"--output {p} holds an unfinished job with other {', '.join(changed)}; rerun with the same "
                         "input and options to resume it, or pass --overwrite to start over"

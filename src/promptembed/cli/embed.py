@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
+import json
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -266,16 +267,20 @@ def _run(args: argparse.Namespace) -> int:
                "normalize": True, "prompts": None, "revision": args.revision, "batch_size": args.batch_size,
                "max_batch_tokens": args.max_batch_tokens, "engine": args.engine,
                "trust_remote_code": args.trust_remote_code, "allow_pickle": False}  # fmt: skip
+    specs = plan_parts(files, job, args.part_rows, root=root if root.is_dir() else root.parent)
     job_info = {
         "inputs": [{"path": path_text(f), "bytes": f.stat().st_size, "mtime_ns": f.stat().st_mtime_ns} for f in files],
         "job": {k: getattr(job, k) for k in TableJob.__dataclass_fields__ if k != "group_column"},  # as before it
         "embedder": {k: v for k, v in options.items() if k not in _SPEED_ONLY},
         "part_rows": args.part_rows,
+        # where each part starts and how many rows it has: a promptembed that cuts the same input another way (a
+        # CSV's blank lines once counted as rows) must not resume this job, or rows between the old and new cuts
+        # would be lost
+        "plan": hashlib.sha256(json.dumps([[s.name, s.start, s.n_rows] for s in specs]).encode()).hexdigest()[:16],
     }
     if args.model is not None and Path(args.model).is_dir():  # new weights saved under the same path: another job
         job_info["model_weights_sha256"] = _weights_sha256(args.model)
     out = OutputFolder(Path(args.output).resolve())
-    specs = plan_parts(files, job, args.part_rows, root=root if root.is_dir() else root.parent)
     with contextlib.ExitStack() as keep:
         if root.is_relative_to(out.path):
             raise ConfigError(f"The input {root} lies inside --output {out.path}; choose an output folder elsewhere")
