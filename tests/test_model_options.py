@@ -120,6 +120,41 @@ def test_hugging_face_auto_dtype_loads_the_checkpoints_dtype_as_sentence_transfo
         assert emb.dtype == "float32"  # saved in float32
 
 
+def test_auto_dtype_reads_a_router_models_routes_and_keeps_gemma_out_of_float16(
+    tiny_bert_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import torch
+    from sentence_transformers.base.modules import Router, Transformer
+    from sentence_transformers.sentence_transformer.modules import Pooling
+
+    from promptembed.testing import build_tiny_embeddinggemma
+
+    # a Router whose routes hold the Transformers (their config.json in route subfolders), saved in float16: the
+    # checkpoint's dtype was not found there, so model_kwargs dtype "auto" gave float32 where sentence-transformers
+    # loads float16
+    hf = tmp_path / "hf"
+    inner = SentenceTransformer(str(tiny_bert_dir), device="cpu")[0]
+    inner.auto_model.half().save_pretrained(str(hf))
+    inner.tokenizer.save_pretrained(str(hf))
+    routes = [[Transformer(str(hf), max_seq_length=32), Pooling(32)] for _ in range(2)]
+    router = tmp_path / "router"
+    SentenceTransformer(
+        modules=[Router.for_query_document(query_modules=routes[0], document_modules=routes[1])], device="cpu"
+    ).save(str(router))
+    with PromptEmbedder(model=router, device="cpu", model_kwargs={"torch_dtype": "auto"}) as emb:
+        assert emb.dtype == "float16"
+    # a Gemma-family checkpoint saved in float16 overflows there: "auto" keeps promptembed's safe dtype, and says so
+    gemma = tmp_path / "gemma16"
+    SentenceTransformer(str(build_tiny_embeddinggemma(tmp_path / "gemma")), device="cpu").to(torch.float16).save(
+        str(gemma)
+    )
+    with caplog.at_level("WARNING", "promptembed"):
+        emb = PromptEmbedder(model=gemma, device="cpu", model_kwargs={"torch_dtype": "auto"})  # was a ConfigError
+    with emb:
+        assert emb.dtype == "float32"
+    assert "was saved in float16, which overflows in a gemma3_text model" in caplog.text
+
+
 def test_pickle_through_model_kwargs_names_allow_pickle(tiny_bert_dir: Path) -> None:
     with pytest.raises(ConfigError, match=re.escape("pass allow_pickle=True instead")):
         PromptEmbedder(model=tiny_bert_dir, model_kwargs={"use_safetensors": False})

@@ -167,15 +167,18 @@ def _first_config(
     """The transformers config of the model's first module as a dict (empty if it cannot be read)."""
     if is_local:
         root = Path(source)
-        candidates = [root / "config.json"]
-        modules = root / "modules.json"
-        if modules.exists():
-            try:
-                for entry in json.loads(modules.read_text(encoding="utf-8")):
-                    candidates.insert(0, root / str(entry.get("path", "")) / "config.json")
-            except (OSError, ValueError, AttributeError):
-                pass
-        for cfg in candidates:
+        folders: list[Path] = []
+        try:  # the modules in order; a Router's routes (in subfolders named by its router_config.json) in its place
+            for entry in json.loads((root / "modules.json").read_text(encoding="utf-8")):
+                folder = root / str(entry.get("path", ""))
+                router = folder / "router_config.json"
+                if router.is_file():
+                    folders += [folder / name for name in json.loads(router.read_text(encoding="utf-8"))["types"]]
+                folders.append(folder)
+        except (OSError, ValueError, AttributeError, KeyError, TypeError):
+            pass
+        folders.append(root)
+        for cfg in (folder / "config.json" for folder in folders):
             if cfg.is_file():
                 try:
                     value = json.loads(cfg.read_text(encoding="utf-8"))

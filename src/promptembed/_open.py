@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,8 @@ from promptembed._modelopts import ModelOptions
 from promptembed.errors import ConfigError
 
 __all__ = ["Opened", "open_model"]
+
+logger = logging.getLogger("promptembed")
 
 
 @dataclass
@@ -65,9 +68,18 @@ def open_model(
     if dtype == "auto" and model_kwargs_dtype == "auto" and options.backend == "torch":
         # Hugging Face's dtype="auto", asked for explicitly: the dtype the checkpoint was saved in, as
         # sentence-transformers loads it (promptembed's own "auto" is the device's safe dtype instead)
-        dtype = _loading.checkpoint_dtype(
+        saved = _loading.checkpoint_dtype(
             source, is_local, trust_remote_code=trust_remote_code, revision=revision, options=options
         )
+        if saved == "float16" and model_type in _loading.FP16_UNSAFE_MODEL_TYPES:
+            logger.warning(
+                "%s was saved in float16, which overflows in a %s model: model_kwargs dtype 'auto' loads it in "
+                "promptembed's safe dtype for the device instead (float32 on a CPU, bfloat16 on most GPUs)",
+                source,
+                model_type,
+            )
+        else:
+            dtype = saved
     resolved_dtype = _loading.resolve_dtype(dtype, resolved_device, model_type, options.backend)
     if pool_devices is not None and resolved_dtype == "int8":
         raise ConfigError(
