@@ -93,7 +93,7 @@ def main() -> None:
         ]
         base_ndcg = evaluate_retrieval(base, queries, d.corpus, relevant, name="test").ndcg_at_10
         conditions = {
-            "real-e2": (real, 2), "real-e4": (real, 4), "real-e8": (real, 8),
+            "real-e2": (real, 2), "real-e4": (real, 4), "real-e8": (real, 8), "real-e16": (real, 16),
             "pseudo-e2": (pseudo, 2), "pseudo+real-e2": (pseudo + real, 2),
         }  # fmt: skip
         for name, (rows, epochs) in conditions.items():

@@ -745,8 +745,8 @@ def test_a_row_without_the_id_or_title_field_has_a_null_one_also_where_no_row_of
     (tmp_path / "in" / "b.csv").unlink()
     assert main([*argv[:-4], "--id-column", "ident", "-o", str(tmp_path / "typo")]) == 1
     assert (
-        "promptembed: error: id_column='ident' is not a field of any input row; their fields are ['text', 'title']"
-        in capsys.readouterr().err
+        "promptembed: error: id_column='ident' is not a field of any input row; their fields are ['text', 'title'] "
+        "(--id-column)" in capsys.readouterr().err
     )
     assert not (tmp_path / "typo").exists()
 

@@ -124,7 +124,8 @@ def plan_parts(files: list[Path], job: TableJob, part_rows: int, *, root: Path) 
         for option, column in (("id_column", job.id_column), ("title_column", job.title_column)):
             if column is not None and column not in kinds.names:
                 raise ConfigError(
-                    f"{option}={column!r} is not a field of any input row; their fields are {list(kinds.names)}"
+                    f"{option}={column!r} is not a field of any input row; their fields are {list(kinds.names)} "
+                    f"(--{option.replace('_', '-')})"
                 )
     mixed = kinds.mixed()
     if mixed:
