@@ -29,8 +29,9 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from promptembed._extras import require_module
 from promptembed._tables import OnBadRow, TableJob, embed_table
-from promptembed.errors import ConfigError, MissingExtraError
+from promptembed.errors import ConfigError
 from promptembed.prompts import Role
 
 if TYPE_CHECKING:
@@ -51,13 +52,9 @@ _PRECISIONS = ("float32",)
 def require_ray() -> Any:
     """Import ``ray`` and Ray Data, or raise :class:`MissingExtraError` with the pip command."""
     for name in ("ray", "ray.data", "pyarrow"):
-        try:
-            importlib.import_module(name)
-        except ImportError as exc:
-            raise MissingExtraError(
-                f"promptembed.ray needs the [ray] extra (missing: {name}); install it with: "
-                "pip install 'promptembed[ray]'"
-            ) from exc
+        require_module(
+            name, needed_by="promptembed.ray needs the [ray] extra", install="pip install 'promptembed[ray]'"
+        )
     return importlib.import_module("ray")
 
 

@@ -228,6 +228,27 @@ def test_missing_extra_names_the_pip_command(monkeypatch: pytest.MonkeyPatch) ->
         import promptembed.finetune  # noqa: F401
 
 
+def test_an_extra_that_is_installed_but_fails_to_import_is_not_called_missing(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from promptembed import MissingExtraError
+
+    # datasets installed, but pyarrow beneath it built for another numpy: the message said "missing: datasets"
+    (tmp_path / "broken_extra_pkg.py").write_text("raise ImportError('pyarrow requires NumPy 2.0')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import promptembed._extras as extras
+
+    with pytest.raises(MissingExtraError) as raised:
+        extras.require_module("broken_extra_pkg", needed_by="X needs the [train] extra", install="pip install y")
+    assert "missing" not in str(raised.value)
+    assert (
+        "X needs the [train] extra, and broken_extra_pkg is installed but fails to import (ImportError: pyarrow "
+        "requires NumPy 2.0); fix that install" in str(raised.value)
+    )
+    with pytest.raises(MissingExtraError, match=re.escape("X needs it (missing: no_such_pkg_xyz); install it with")):
+        extras.require_module("no_such_pkg_xyz", needed_by="X needs it", install="pip install z")
+
+
 @pytest.mark.gpu
 def test_finetune_on_cuda_evaluates_on_the_gpu(docs: Path, tmp_path: Path, tiny_bert_dir: Path) -> None:
     """On CUDA the corpus embeddings made once for both evaluations meet query embeddings on the GPU (the first GPU

@@ -252,3 +252,9 @@ def test_wheels_install_into_a_fresh_venv_and_embed(dist_dir: Path, tmp_path: Pa
         assert vector == pytest.approx(core, abs=2e-6), name
     version = _run([str(venv / "bin" / "promptembed"), "--version"], what="promptembed --version", env=env)
     assert version.split() == ["promptembed", PROJECTS[0].version]
+    # the corpus command with no extra installed (it needed pyarrow, which only the [ray] extra brought)
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text('{"text": "Mars is red."}\n{"text": "Venus is hot."}\n', encoding="utf-8")
+    cli = [str(venv / "bin" / "promptembed"), "embed", str(corpus), "-o", str(tmp_path / "vectors")]
+    _run(cli, what="promptembed embed in the fresh venv", env=env)
+    assert json.loads((tmp_path / "vectors" / "_manifest.json").read_text(encoding="utf-8"))["rows"] == 2

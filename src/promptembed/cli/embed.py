@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from promptembed._corpus import PartReader, PartSpec, find_inputs, plan_parts, read_part
+from promptembed._extras import require_module
 from promptembed._output import EMBEDDER_FILE, JOB_FILE, MANIFEST_FILE, OutputFolder, spec_dict
 from promptembed._parquet import path_text
 from promptembed._tables import TableJob, embed_table
-from promptembed.errors import ConfigError, MissingExtraError, PromptEmbedError
+from promptembed.errors import ConfigError, PromptEmbedError
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -232,12 +233,7 @@ _SPEED_ONLY = ("device", "batch_size", "max_batch_tokens", "engine")
 
 
 def _run(args: argparse.Namespace) -> int:
-    try:
-        import pyarrow  # noqa: F401
-    except ImportError as exc:
-        raise MissingExtraError(
-            "promptembed embed writes Parquet and needs pyarrow: pip install pyarrow (or 'promptembed[ray]')"
-        ) from exc
+    require_module("pyarrow", needed_by="promptembed embed writes Parquet with pyarrow", install="pip install pyarrow")
     from tqdm.auto import tqdm
 
     started = time.time()

@@ -12,19 +12,13 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-
-from promptembed.errors import MissingExtraError
+from promptembed._extras import require_module
 
 _REQUIRED = ("datasets", "accelerate", "bm25s", "pypdf", "matplotlib")
 for _name in _REQUIRED:
-    try:
-        importlib.import_module(_name)
-    except ImportError as _exc:
-        raise MissingExtraError(
-            f"promptembed.finetune needs the [train] extra (missing: {_name}); "
-            "install it with: pip install 'promptembed[train]'"
-        ) from _exc
+    require_module(
+        _name, needed_by="promptembed.finetune needs the [train] extra", install="pip install 'promptembed[train]'"
+    )
 
 from promptembed.finetune.api import finetune  # noqa: E402
 from promptembed.finetune.chunking import Chunk, chunk_documents  # noqa: E402
