@@ -35,14 +35,13 @@ def main() -> None:
 
     import torch
     from datasets import Dataset
-    from finetune_domains import DOMAINS
+    from finetune_domains import DOMAINS, training_chunks
     from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
     from sentence_transformers import SentenceTransformerTrainingArguments as Args
     from sentence_transformers.base.sampler import BatchSamplers
     from sentence_transformers.sentence_transformer import losses
 
     from promptembed import _loading
-    from promptembed.finetune import chunk_documents, load_documents
     from promptembed.finetune._steps import split_chunks
     from promptembed.finetune.evaluate import evaluate_retrieval
     from promptembed.finetune.pairs import generate_pairs
@@ -58,12 +57,7 @@ def main() -> None:
         return SentenceTransformer(str(_loading.default_model_path()), device="cpu")
 
     base = fresh()
-    docs = load_documents([d.docs], progress=False).documents
-    chunks = chunk_documents(docs, tokenizer=base.tokenizer, max_tokens=252, progress=False)  # as finetune()
-    unique: dict[str, Any] = {}
-    for c in chunks:
-        unique.setdefault(" ".join(c.text.split()), c)
-    chunks = list(unique.values())
+    chunks = training_chunks(d.docs, base.tokenizer)  # as finetune()
     train_chunks, _ = split_chunks(chunks, 0.1, 0)
     made = generate_pairs(
         train_chunks, strategies=["sentence", "keyphrase"], max_per_chunk=3, corpus=chunks, seed=0, progress=False

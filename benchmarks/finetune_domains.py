@@ -21,6 +21,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
 
@@ -46,6 +47,17 @@ class Domain:
     relevant: dict[str, set[str]]
     distractor_docs: list[Path]  # documents whose chunks join the test corpus as distractors
     versions: str
+
+
+def training_chunks(docs: Path, tokenizer: Any) -> list[Any]:
+    """The domain documents' chunks as ``finetune()`` makes them: read, chunked to 252 tokens, duplicates dropped."""
+    from promptembed.finetune import chunk_documents, load_documents
+
+    loaded = load_documents([docs], progress=False).documents
+    unique: dict[str, Any] = {}
+    for c in chunk_documents(loaded, tokenizer=tokenizer, max_tokens=252, progress=False):
+        unique.setdefault(" ".join(c.text.split()), c)
+    return list(unique.values())
 
 
 def zaragoza(root: Path = CACHE / "zaragoza") -> Domain:

@@ -85,7 +85,7 @@ def main() -> None:
     import torch
     import torch.nn.functional as F
     from datasets import Dataset
-    from finetune_domains import DOMAINS
+    from finetune_domains import DOMAINS, training_chunks
     from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
     from sentence_transformers import SentenceTransformerTrainingArguments as Args
     from sentence_transformers.base.sampler import BatchSamplers, DefaultBatchSampler
@@ -93,7 +93,6 @@ def main() -> None:
     from sentence_transformers.util import cos_sim, pairwise_cos_sim
 
     from promptembed import _loading
-    from promptembed.finetune import chunk_documents, load_documents
     from promptembed.finetune._steps import split_chunks
     from promptembed.finetune.evaluate import evaluate_retrieval
     from promptembed.finetune.pairs import generate_pairs
@@ -195,12 +194,7 @@ def main() -> None:
             _, questions, distractors = _prepare(a.domain, Path(tmp))
             queries, corpus, relevant = load_eval_queries(questions, distractors)
     model = SentenceTransformer(str(_loading.default_model_path()), device="cpu")
-    docs = load_documents([domain.docs], progress=False).documents
-    chunks = chunk_documents(docs, tokenizer=model.tokenizer, max_tokens=252, progress=False)  # as finetune()
-    unique: dict[str, object] = {}
-    for c in chunks:
-        unique.setdefault(" ".join(c.text.split()), c)
-    chunks = list(unique.values())
+    chunks = training_chunks(domain.docs, model.tokenizer)  # as finetune()
     if a.chunk_fraction < 1.0:
         keep = set(random.Random(1000 + a.seed).sample(range(len(chunks)), round(len(chunks) * a.chunk_fraction)))
         chunks = [c for i, c in enumerate(chunks) if i in keep]
