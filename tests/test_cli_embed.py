@@ -200,8 +200,8 @@ def test_a_resume_of_a_job_whose_input_was_cut_into_parts_another_way_is_refused
     argv = ["embed", str(tmp_path / "in"), "-o", str(out), "--model", str(tiny_bert_dir)]
     assert main(argv) == 1  # resuming kept the old parts and cut the rest anew: rows between the cuts were lost
     assert (
-        "holds an unfinished job whose input was cut into parts another way (by another promptembed version); its "
-        "parts cannot be resumed: pass --overwrite to start over" in capsys.readouterr().err
+        "holds an unfinished job whose input was cut into parts another way (probably by another promptembed "
+        "version); its parts cannot be resumed: pass --overwrite to start over" in capsys.readouterr().err
     )
     assert main([*argv, "--overwrite"]) == 0
 

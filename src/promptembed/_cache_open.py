@@ -104,8 +104,10 @@ def connect_read_only(path: Path) -> sqlite3.Connection:
     except sqlite3.OperationalError as exc:
         if conn is not None:
             conn.close()
-        # no -shm file and none can be made: SQLite says CANTOPEN, or READONLY_DIRECTORY for a folder it cannot write
-        if getattr(exc, "sqlite_errorcode", 0) & 0xFF not in (sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY):
+        # no -shm file and none can be made: SQLite says CANTOPEN, or READONLY_DIRECTORY for a folder it cannot
+        # write (not the other READONLY codes: CANTINIT means a -shm exists that another process may be writing)
+        code = getattr(exc, "sqlite_errorcode", 0)
+        if code & 0xFF != sqlite3.SQLITE_CANTOPEN and code != sqlite3.SQLITE_READONLY_DIRECTORY:
             raise
         conn = sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True, timeout=60.0, isolation_level=None)
     return conn

@@ -25,12 +25,14 @@ def require_module(name: str, *, needed_by: str, install: str) -> ModuleType:
     try:
         return importlib.import_module(name)
     except ImportError as exc:
-        missing = isinstance(exc, ModuleNotFoundError) and exc.name is not None and name.startswith(exc.name)
+        top = exc.name if isinstance(exc, ModuleNotFoundError) else None
+        missing = top is not None and (name == top or name.startswith(top + "."))
         if missing:
             message = f"{needed_by} (missing: {name}); install it with: {install}"
         else:  # installed, but it (or something it imports) fails: "missing" would send the user the wrong way
             message = (
-                f"{needed_by}, and {name} is installed but fails to import ({type(exc).__name__}: {exc}); fix that "
-                f"install (versions that do not fit together are the usual cause), e.g. with: {install}"
+                f"{needed_by}, and {name} is installed but fails to import ({type(exc).__name__}: {exc}); versions "
+                "that do not fit together are the usual cause: run `pip check`, then reinstall the package it names "
+                "(pip install --upgrade --force-reinstall PACKAGE)"
             )
         raise MissingExtraError(message) from exc

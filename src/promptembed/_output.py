@@ -78,8 +78,9 @@ class OutputFolder:
                     changed = sorted(k for k in set(before) | set(job_info) if before.get(k) != job_info.get(k))
                     if changed == ["plan"]:
                         raise ConfigError(
-                            f"--output {p} holds an unfinished job whose input was cut into parts another way (by "
-                            "another promptembed version); its parts cannot be resumed: pass --overwrite to start over"
+                            f"--output {p} holds an unfinished job whose input was cut into parts another way "
+                            "(probably by another promptembed version); its parts cannot be resumed: pass --overwrite "
+                            "to start over"
                         )
                     raise ConfigError(
                         f"--output {p} holds an unfinished job with other {', '.join(changed)}; rerun with the same "

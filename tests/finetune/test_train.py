@@ -243,7 +243,8 @@ def test_an_extra_that_is_installed_but_fails_to_import_is_not_called_missing(
     assert "missing" not in str(raised.value)
     assert (
         "X needs the [train] extra, and broken_extra_pkg is installed but fails to import (ImportError: pyarrow "
-        "requires NumPy 2.0); fix that install" in str(raised.value)
+        "requires NumPy 2.0); versions that do not fit together are the usual cause: run `pip check`"
+        in str(raised.value)
     )
     with pytest.raises(MissingExtraError, match=re.escape("X needs it (missing: no_such_pkg_xyz); install it with")):
         extras.require_module("no_such_pkg_xyz", needed_by="X needs it", install="pip install z")

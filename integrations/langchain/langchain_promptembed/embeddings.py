@@ -35,6 +35,19 @@ _TOKEN_KEYS = ("token", "use_auth_token")
 _MODEL_FIELDS = ("device", "dtype", "truncate_dim", "prompts", "trust_remote_code", "allow_pickle", "cache_dir")
 
 
+def _plain_ranges(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` with its ``quantization_ranges`` (an array, or a list of arrays) as nested lists of floats."""
+    ranges = kwargs.get("quantization_ranges") if isinstance(kwargs, dict) else None
+    if ranges is None or isinstance(ranges, str):
+        return kwargs
+    try:
+        import numpy as np
+
+        return {**kwargs, "quantization_ranges": np.asarray(ranges, dtype=float).tolist()}
+    except (TypeError, ValueError):  # not numbers: the core names the problem when the embedder is built
+        return kwargs
+
+
 class PromptEmbeddings(BaseModel, Embeddings):
     """Sentence-transformers embeddings with the model's own query and document prompts applied.
 
@@ -132,11 +145,8 @@ class PromptEmbeddings(BaseModel, Embeddings):
     @field_validator("encode_kwargs", "query_encode_kwargs", mode="after")
     @classmethod
     def _ranges_as_lists(cls, value: dict[str, Any]) -> dict[str, Any]:
-        """``quantization_ranges`` given as an array, kept as lists: they dump to JSON, and a changed value shows."""
-        ranges = value.get("quantization_ranges") if isinstance(value, dict) else None
-        if hasattr(ranges, "tolist"):
-            return {**value, "quantization_ranges": ranges.tolist()}
-        return value
+        """``quantization_ranges`` given as an array (or a list of arrays), kept as lists: they dump to JSON."""
+        return _plain_ranges(value)
 
     def __init__(self, **data: Any) -> None:
         """Validate the fields and load (or share) the model."""
@@ -158,7 +168,12 @@ class PromptEmbeddings(BaseModel, Embeddings):
             yield name, value
 
     def _settings(self) -> str:
-        return repr(self.model_dump())
+        # the ranges as lists: an array assigned later (emb.encode_kwargs = {...}) is not validated, and numpy's repr
+        # of a long array elides the values that changed
+        dumped = self.model_dump()
+        for name in ("encode_kwargs", "query_encode_kwargs"):
+            dumped[name] = _plain_ranges(dumped[name])
+        return repr(dumped)
 
     def _build(self) -> None:
         """Set up both sides from the fields as they are now (the model is loaded once and shared)."""

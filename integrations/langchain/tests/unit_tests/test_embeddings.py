@@ -143,10 +143,15 @@ def test_an_explicit_trust_remote_code_false_still_disagrees_with_model_kwargs(t
 def test_quantization_ranges_given_as_an_array_dump_to_json_and_rebuild(tiny_gemma_dir: Path) -> None:
     with PromptEmbeddings(model_name=str(tiny_gemma_dir)) as plain:
         dim = len(plain.embed_query("x"))
-    enc = {"precision": "int8", "quantization_ranges": np.stack([np.full(dim, -0.5), np.full(dim, 0.5)])}
-    with PromptEmbeddings(model_name=str(tiny_gemma_dir), query_encode_kwargs=enc) as emb:
-        with PromptEmbeddings.model_validate_json(emb.model_dump_json()) as again:  # raised a serialization error
-            assert again.embed_query("red planet") == emb.embed_query("red planet")
+    low, high = np.full(dim, -0.5), np.full(dim, 0.5)
+    for ranges in (np.stack([low, high]), [low, high]):  # an array, or a list of arrays
+        enc = {"precision": "int8", "quantization_ranges": ranges}
+        with PromptEmbeddings(model_name=str(tiny_gemma_dir), query_encode_kwargs=enc) as emb:
+            before = emb.embed_query("red planet")
+            with PromptEmbeddings.model_validate_json(emb.model_dump_json()) as again:  # a serialization error
+                assert again.embed_query("red planet") == before
+            emb.query_encode_kwargs = {"precision": "int8", "quantization_ranges": [low * 2, high * 2]}
+            assert emb.embed_query("red planet") != before  # ranges assigned later apply
 
 
 def test_a_dump_rebuilds_an_equal_embedder_and_the_repr_hides_a_token(tiny_gemma_dir: Path) -> None:
