@@ -43,6 +43,7 @@ __all__ = [
     "init_options",
     "merge_options",
     "normalize_with_truncation",
+    "plain_ranges",
     "side_options",
 ]
 
@@ -158,7 +159,7 @@ def encode_options(kwargs: Mapping[str, Any] | None, *, where: str) -> EncodeOpt
         raise ConfigError(f"{where} must be a dict of SentenceTransformer.encode keyword arguments, got {kwargs!r}")
     known: dict[str, Any] = {}
     forward: dict[str, Any] = {}
-    for key, value in kwargs.items():
+    for key, value in plain_ranges(kwargs).items():
         if key in _ENCODE_REFUSED:
             raise ConfigError(f"{where}[{key!r}] is not supported: {_ENCODE_REFUSED[key]}")
         if key in _ENCODE_KNOWN:
@@ -218,8 +219,7 @@ def side_options(
     for key, value in (
         ("batch_size", enc.batch_size),
         ("precision", enc.precision),
-        # as a list: the adapters key shared sides on repr(options), and a long array's repr elides values
-        ("quantization_ranges", getattr(enc.quantization_ranges, "tolist", lambda: enc.quantization_ranges)()),
+        ("quantization_ranges", enc.quantization_ranges),  # lists (encode_options): repr(options) keys the sides
         ("truncate_dim", enc.truncate_dim),
         ("show_progress_bar", enc.show_progress_bar),
     ):
@@ -232,6 +232,23 @@ def side_options(
     if enc.forward_kwargs:
         options["forward_kwargs"] = dict(enc.forward_kwargs)
     return options
+
+
+def plain_ranges(kwargs: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``kwargs`` with its ``quantization_ranges`` (an array, or a list of arrays) as nested lists of floats.
+
+    Lists dump to JSON, and their ``repr`` (which adapters compare and key shared sides on) shows every value, where a
+    long array's elides some. Ranges that are not numbers are left for the core to name the problem.
+    """
+    ranges = kwargs.get("quantization_ranges") if isinstance(kwargs, Mapping) else None
+    if ranges is None or isinstance(ranges, str):
+        return kwargs
+    import numpy as np
+
+    try:
+        return {**kwargs, "quantization_ranges": np.asarray(ranges, dtype=float).tolist()}
+    except (TypeError, ValueError):
+        return kwargs
 
 
 def build_embedder(options: Mapping[str, Any], *, where: str, not_in_where: Collection[str] = ()) -> PromptEmbedder:

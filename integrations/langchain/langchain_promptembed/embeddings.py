@@ -22,6 +22,7 @@ from promptembed.compat import (
     encode_options,
     init_options,
     merge_options,
+    plain_ranges,
     side_options,
 )
 
@@ -33,19 +34,6 @@ _BUILD_LOCK = threading.RLock()
 #: Our own fields that are also ``SentenceTransformer(...)`` options (given either way, but not two ways).
 _TOKEN_KEYS = ("token", "use_auth_token")
 _MODEL_FIELDS = ("device", "dtype", "truncate_dim", "prompts", "trust_remote_code", "allow_pickle", "cache_dir")
-
-
-def _plain_ranges(kwargs: dict[str, Any]) -> dict[str, Any]:
-    """``kwargs`` with its ``quantization_ranges`` (an array, or a list of arrays) as nested lists of floats."""
-    ranges = kwargs.get("quantization_ranges") if isinstance(kwargs, dict) else None
-    if ranges is None or isinstance(ranges, str):
-        return kwargs
-    try:
-        import numpy as np
-
-        return {**kwargs, "quantization_ranges": np.asarray(ranges, dtype=float).tolist()}
-    except (TypeError, ValueError):  # not numbers: the core names the problem when the embedder is built
-        return kwargs
 
 
 class PromptEmbeddings(BaseModel, Embeddings):
@@ -146,7 +134,7 @@ class PromptEmbeddings(BaseModel, Embeddings):
     @classmethod
     def _ranges_as_lists(cls, value: dict[str, Any]) -> dict[str, Any]:
         """``quantization_ranges`` given as an array (or a list of arrays), kept as lists: they dump to JSON."""
-        return _plain_ranges(value)
+        return dict(plain_ranges(value))
 
     def __init__(self, **data: Any) -> None:
         """Validate the fields and load (or share) the model."""
@@ -172,7 +160,7 @@ class PromptEmbeddings(BaseModel, Embeddings):
         # of a long array elides the values that changed
         dumped = self.model_dump()
         for name in ("encode_kwargs", "query_encode_kwargs"):
-            dumped[name] = _plain_ranges(dumped[name])
+            dumped[name] = plain_ranges(dumped[name])
         return repr(dumped)
 
     def _build(self) -> None:
