@@ -81,8 +81,9 @@ class PromptEmbedder:
             else sentence-transformers' loop; ``"sentence-transformers"``: always sentence-transformers' own
             ``encode`` loop; ``"compile"``: the token-budget engine with the model compiled by ``torch.compile``,
             once per loaded model at its first batch of two or more texts. Opt-in: it pays off for large models on a
-            GPU (2.9x the uncompiled engine for EmbeddingGemma-300M on an H100, both at ``max_batch_tokens=65536``,
-            after a first call that compiled for 138 s) and not for small ones or on a CPU (benchmarks/GPU.md).
+            GPU (2.9x the uncompiled engine for EmbeddingGemma-300M on an H100, at the default budget and at
+            ``max_batch_tokens=65536``, after a first call that compiled for 107-138 s) and not for small ones or on
+            a CPU (benchmarks/GPU.md).
             All give the vectors of ``SentenceTransformer.encode_query``/``encode_document`` (``"compile"`` to
             float rounding).
         prompts: Prompt name -> text entries that replace or extend the model's saved prompts.
