@@ -9,13 +9,21 @@ import os
 import re
 import shutil
 import socket
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from promptembed.finetune.distributed import is_main_process
 
-__all__ = ["LEFTOVER_IDLE_S", "restore_interrupted_overwrite", "saving_folder", "start_or_resume", "sweep_leftovers"]
+__all__ = [
+    "LEFTOVER_IDLE_S",
+    "publish",
+    "restore_interrupted_overwrite",
+    "saving_folder",
+    "start_or_resume",
+    "sweep_leftovers",
+]
 
 logger = logging.getLogger("promptembed")
 
@@ -109,3 +117,29 @@ def start_or_resume(work_dir: Path, run: dict[str, Any]) -> None:
             shutil.rmtree(work_dir)
     work_dir.mkdir(exist_ok=True)
     marker.write_text(json.dumps(run, default=str), encoding="utf-8")
+
+
+def publish(tmp: Path, output: Path) -> None:
+    """Rename the finished model folder ``tmp`` to ``output``, replacing an existing one without a gap.
+
+    The previous model is renamed aside first (``.<name>.old-<pid>``, which :func:`restore_interrupted_overwrite`
+    puts back if the process dies between the two renames) and deleted only once the new one is in place.
+    """
+    if not output.exists():
+        tmp.rename(output)
+        return
+    old = output.parent / f".{output.name}.old-{os.getpid()}"
+    try:
+        output.rename(old)
+        tmp.rename(output)
+    except BaseException:  # interrupted between the two renames: the previous model goes back
+        if old.exists() and not output.exists():
+            old.rename(output)
+        raise
+    try:  # ".old-" names only a whole model between the two renames, which a rerun may restore
+        trash = Path(tempfile.mkdtemp(prefix=f".{output.name}.trash-", dir=output.parent))
+        old.rename(trash / "model")
+        old = trash
+    except OSError:
+        pass  # the new model is in place: deleting the old one is best effort
+    shutil.rmtree(old, ignore_errors=True)

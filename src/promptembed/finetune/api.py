@@ -5,10 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import numbers
-import os
 import shutil
-import tempfile
 import time
 import warnings
 from collections.abc import Sequence
@@ -16,11 +13,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from promptembed import _loading
-from promptembed._inputs import check_int
 from promptembed.errors import ConfigError
+from promptembed.finetune._options import check_options
 from promptembed.finetune._steps import (
     BaseEncoder,
-    EvalSet,
     cap_pairs,
     chunk_budget,
     load_eval_queries,
@@ -29,20 +25,22 @@ from promptembed.finetune._steps import (
     stage,
     write_rows,
 )
-from promptembed.finetune._workdir import restore_interrupted_overwrite, saving_folder, start_or_resume, sweep_leftovers
+from promptembed.finetune._workdir import (
+    publish,
+    restore_interrupted_overwrite,
+    saving_folder,
+    start_or_resume,
+    sweep_leftovers,
+)
 from promptembed.finetune.chunking import Chunk, chunk_documents
 from promptembed.finetune.distributed import is_main_process, share_outcome, world_size
 from promptembed.finetune.documents import load_documents
 from promptembed.finetune.evaluate import RetrievalMetrics, evaluate_retrieval
-from promptembed.finetune.heldout import (
-    SPECIALIZATION_LIMIT,
-    SPECIALIZATION_MIN_QUERIES,
-    heldout_queries,
-)
-from promptembed.finetune.negatives import margin_rows, mine_chunk_negatives
-from promptembed.finetune.pairs import DEFAULT_STRATEGIES, Pair, check_strategies, generate_pairs
+from promptembed.finetune.heldout import KEYWORD_EVAL, SPECIALIZATION_LIMIT, evaluation_sets
+from promptembed.finetune.negatives import add_negatives
+from promptembed.finetune.pairs import DEFAULT_STRATEGIES, Pair, generate_pairs
 from promptembed.finetune.report import build_report, peak_rss_mb, write_card, write_reports
-from promptembed.finetune.result import KEYWORD_EVAL, FinetuneResult, FinetuneWorseWarning, headline, result_from_rank0
+from promptembed.finetune.result import FinetuneResult, FinetuneWorseWarning, headline, result_from_rank0
 from promptembed.finetune.supervision import load_supervision
 from promptembed.finetune.teacher import load_teacher
 from promptembed.finetune.teacher_eval import evaluate_teacher
@@ -57,18 +55,6 @@ from promptembed.finetune.train import (
 __all__ = ["FinetuneResult", "FinetuneWorseWarning", "finetune", "load_eval_queries"]
 
 logger = logging.getLogger("promptembed")
-
-
-#: The trainer's learning-rate schedules that need nothing more than the steps (transformers' others need an
-#: evaluation strategy or extra arguments this helper does not set).
-LR_SCHEDULERS = (
-    "linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup", "inverse_sqrt",
-)  # fmt: skip
-
-#: The ``loss=`` values :func:`finetune` takes.
-LOSSES = ("auto", "mnrl", "cached_mnrl", "gist", "cosent")
-#: The ``train_dtype=`` values :func:`finetune` takes.
-TRAIN_DTYPES = ("auto", "bfloat16", "float32")
 
 
 def finetune(
@@ -143,8 +129,9 @@ def finetune(
             ``benchmarks/FINETUNE.md``).
         batch_size: Training batch size (in-batch negatives for MNRL).
         learning_rate: Peak learning rate.
-        lr_scheduler: A transformers schedule of :data:`LR_SCHEDULERS` (``"linear"``, ``"cosine"``,
-            ``"constant_with_warmup"``, ...); the others need an evaluation strategy this helper does not set.
+        lr_scheduler: A transformers schedule of :data:`~promptembed.finetune._options.LR_SCHEDULERS`
+            (``"linear"``, ``"cosine"``, ``"constant_with_warmup"``, ...); the others need an evaluation strategy this
+            helper does not set.
         warmup_ratio: Share of the steps spent warming up the learning rate.
         loss: ``"auto"`` (MNRL for pairs/triplets, CoSENT for scored pairs, margin-MSE with a teacher), or one
             explicitly: ``"mnrl"``, ``"cached_mnrl"``, ``"gist"`` (GISTEmbed: MNRL that leaves out in-batch
@@ -174,41 +161,13 @@ def finetune(
 
     config["teacher"] = None if teacher is None else str(teacher if isinstance(teacher, str | Path) else type(teacher))
     config["llm"] = None if llm is None else type(llm).__name__
-    if not 0.0 <= interpolate <= 1.0:
-        raise ConfigError(f"interpolate={interpolate} must be in [0, 1] (1 = the finetuned weights, 0 = the base)")
-    if epochs != "auto" and (isinstance(epochs, str) or not 0 < epochs < float("inf")):
-        raise ConfigError(f"epochs={epochs!r} must be a positive finite number or 'auto' (two for a small set)")
-    if train_dtype not in TRAIN_DTYPES:
-        raise ConfigError(f"Unknown train_dtype={train_dtype!r}; use one of {', '.join(map(repr, TRAIN_DTYPES))}")
-    if loss not in LOSSES:
-        raise ConfigError(f"Unknown loss={loss!r}; use one of {', '.join(map(repr, LOSSES))}")
-    if hard_negatives < 0:
-        raise ConfigError(f"hard_negatives={hard_negatives} must be 0 (in-batch negatives only) or more")
     pair_strategies = [*strategies, "llm"] if llm is not None and "llm" not in strategies else list(strategies)
-    try:  # before any model is loaded
-        check_strategies(pair_strategies, llm)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
-    if llm_concurrency is not None and llm_concurrency < 1:
-        raise ConfigError(f"llm_concurrency={llm_concurrency} must be at least 1 (1: one LLM call at a time)")
-    if max_train_pairs is not None and max_train_pairs < 2:
-        raise ConfigError(f"max_train_pairs={max_train_pairs} must be at least 2, or None for no cap")
-    # the trainer's own options, checked before documents are read, pairs made (LLM calls) and models loaded
-    check_int("batch_size", batch_size, minimum=1)
-    check_int("seed", seed, minimum=0)
-    if seed >= 2**32:
-        raise ConfigError(f"seed={seed} must be below 2**32 (numpy's and torch's seeds are 32-bit)")
-    if max_steps is not None:
-        check_int("max_steps", max_steps, minimum=1)
-    if isinstance(learning_rate, bool) or not isinstance(learning_rate, numbers.Real) or not 0 < learning_rate < 1:
-        raise ConfigError(f"learning_rate={learning_rate!r} must be a number in (0, 1), e.g. 2e-5")
-    learning_rate = float(learning_rate)
-    if lr_scheduler not in LR_SCHEDULERS:
-        raise ConfigError(f"Unknown lr_scheduler={lr_scheduler!r}; use one of {', '.join(map(repr, LR_SCHEDULERS))}")
-    if isinstance(teacher, str | Path):  # a missing path or a pickle-only folder fails now, not after the pairs
-        teacher_source, teacher_is_local = _loading.resolve_source(teacher)
-        if teacher_is_local:
-            _loading.check_weights_safe(teacher_source, allow_pickle=False)
+    learning_rate = check_options(
+        interpolate=interpolate, epochs=epochs, train_dtype=train_dtype, loss=loss, hard_negatives=hard_negatives,
+        pair_strategies=pair_strategies, llm=llm, llm_concurrency=llm_concurrency, max_train_pairs=max_train_pairs,
+        batch_size=batch_size, seed=seed, max_steps=max_steps, learning_rate=learning_rate, lr_scheduler=lr_scheduler,
+        teacher=teacher,
+    )  # fmt: skip
     started, cpu_started = time.time(), time.process_time()
     timings: dict[str, float] = {}
     output = Path(output).resolve()
@@ -307,60 +266,21 @@ def finetune(
             if kind != "pairs" or len(pairs) != len(rows):
                 raise ConfigError("teacher= works with generated pairs only (not with a supervision file)")
             teacher_model = load_teacher(teacher, device=device)
-        if n_negatives and kind == "pairs" and len(pairs) == len(rows) and len(train_chunks) > 2:
-            # Negatives come from training chunks only: held-out text never enters training, not even as a negative.
-            train_index = {c.id: i for i, c in enumerate(train_chunks)}
-            chunk_vectors = encoder.embed_documents([c.text for c in train_chunks])
-            query_vectors = encoder.embed_queries([p.query for p in pairs])
-            found = mine_chunk_negatives(
-                query_vectors, chunk_vectors, [train_index[p.chunk_id] for p in pairs], num_negatives=n_negatives,
-                range_min=0, range_max=50, relative_margin=negative_margin,
+        if n_negatives and kind == "pairs" and len(pairs) == len(rows):
+            rows, origins, kind = add_negatives(
+                rows, origins, pairs, train_chunks, encoder, num_negatives=n_negatives, margin=negative_margin,
+                teacher=teacher_model, progress=progress,
             )  # fmt: skip
-            negatives = [[train_chunks[i].text for i in got] for got in found]
-            if teacher_model is not None:
-                rows, kept = margin_rows(rows, negatives, teacher_model, progress=progress)
-                kind = "margin_mse"
-            else:
-                kept = [i for i, n in enumerate(negatives) if len(n) == n_negatives]
-                rows = [{**rows[i], **{f"negative_{j + 1}": t for j, t in enumerate(negatives[i])}} for i in kept]
-                kind = "triplets"
-            origins = [origins[i] for i in kept]
-            if len(rows) < 2:
-                raise ConfigError("Too few pairs had hard negatives; lower negative_margin or hard_negatives")
-        elif teacher_model is not None:
-            raise ConfigError("A teacher needs at least 3 chunks to mine negatives from; give more documents")
-        elif n_negatives:
-            logger.warning(
-                "hard negatives skipped: %d training chunks leave none to mine from (give more documents)",
-                len(train_chunks),
-            )
     chosen_loss = (
         ("cosent" if kind == "scored" else "margin_mse" if kind == "margin_mse" else "mnrl") if loss == "auto" else loss
     )
     if kind == "margin_mse" and chosen_loss != "margin_mse":
         raise ConfigError(f"loss={loss!r} cannot train on teacher margins; use loss='auto' with teacher=")
 
-    evals: dict[str, EvalSet] = {}
     corpus_vectors: dict[str, Any] = {}
-    guard_skipped: str | None = None  # why the second guard could not run, when it could not
     with stage(timings, "evaluation"):
-        if held_chunks:
-            held = heldout_queries(held_chunks, chunks, seed=seed + 1)
-            if held[0]:
-                evals["heldout_pseudo_queries"] = held
-                keywords = heldout_queries(held_chunks, chunks, seed=seed + 2, generator="keyphrase")
-                if len(keywords[0]) >= SPECIALIZATION_MIN_QUERIES:  # the second guard (FinetuneResult.specialized)
-                    evals[KEYWORD_EVAL] = keywords
-                elif real_questions is None:  # with real questions the keyword check has nothing to say
-                    guard_skipped = (
-                        f"{len(keywords[0])} held-out keyword queries, fewer than the {SPECIALIZATION_MIN_QUERIES} "
-                        "the worse-than-base keyword check needs (give more documents, or eval_queries= / "
-                        "--eval-queries)"
-                    )
-                    if is_main_process():  # once, not on every DDP rank
-                        logger.warning("keyword check skipped: %s", guard_skipped)
-        if real_questions is not None:
-            evals["eval_queries"] = real_questions
+        # guard_skipped: why the second guard could not run, when it could not
+        evals, guard_skipped = evaluation_sets(held_chunks, chunks, seed=seed, real_questions=real_questions)
         if not evals:
             raise ConfigError(
                 "Nothing to evaluate on: give more documents (for held-out chunks) or eval_queries= (--eval-queries)"
@@ -473,24 +393,7 @@ def finetune(
             report["specialization"] = {"evaluation": KEYWORD_EVAL, "skipped": guard_skipped}
         write_reports(tmp, report)
         write_rows(tmp, rows, origins, held_chunks)
-        if output.exists():
-            old = output.parent / f".{output.name}.old-{os.getpid()}"
-            try:
-                output.rename(old)
-                tmp.rename(output)
-            except BaseException:  # interrupted between the two renames: the previous model goes back
-                if old.exists() and not output.exists():
-                    old.rename(output)
-                raise
-            try:  # ".old-" names only a whole model between the two renames, which a rerun may restore
-                trash = Path(tempfile.mkdtemp(prefix=f".{output.name}.trash-", dir=output.parent))
-                old.rename(trash / "model")
-                old = trash
-            except OSError:
-                pass  # the new model is in place: deleting the old one is best effort
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(output)
+        publish(tmp, output)
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         share_outcome(f"rank 0 failed to save the model: {exc!r}")  # the other ranks raise it too

@@ -13,12 +13,30 @@ training (benchmarks/FINETUNE.md: issue #16's run-5 configuration rose here whil
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from promptembed.finetune.chunking import Chunk, split_sentences
+from promptembed.finetune.distributed import is_main_process
 
-__all__ = ["SPECIALIZATION_LIMIT", "SPECIALIZATION_MIN_QUERIES", "heldout_queries", "specialization"]
+if TYPE_CHECKING:
+    from promptembed.finetune._steps import EvalSet
+
+__all__ = [
+    "KEYWORD_EVAL",
+    "SPECIALIZATION_LIMIT",
+    "SPECIALIZATION_MIN_QUERIES",
+    "evaluation_sets",
+    "heldout_queries",
+    "specialization",
+]
+
+logger = logging.getLogger("promptembed")
+
+#: The held-out keyword queries of the second guard (:attr:`FinetuneResult.specialized`).
+KEYWORD_EVAL = "heldout_keyword_queries"
 
 _MIN_WORDS = 5
 
@@ -111,3 +129,34 @@ def heldout_queries(
             queries[qid] = pair.query
             relevant[qid] = {pair.chunk_id}
     return queries, texts, relevant
+
+
+def evaluation_sets(
+    held_chunks: Sequence[Chunk], chunks: Sequence[Chunk], *, seed: int, real_questions: EvalSet | None
+) -> tuple[dict[str, EvalSet], str | None]:
+    """The sets a finetune is evaluated on, and why the keyword check cannot run (``None`` when it can).
+
+    Held-out pseudo-queries (``heldout_pseudo_queries``), held-out keyword queries for the second guard when there
+    are at least :data:`SPECIALIZATION_MIN_QUERIES` of them (:data:`KEYWORD_EVAL`), and the user's real questions
+    (``eval_queries``) when given.
+    """
+    evals: dict[str, EvalSet] = {}
+    skipped: str | None = None
+    if held_chunks:
+        held = heldout_queries(held_chunks, chunks, seed=seed + 1)
+        if held[0]:
+            evals["heldout_pseudo_queries"] = held
+            keywords = heldout_queries(held_chunks, chunks, seed=seed + 2, generator="keyphrase")
+            if len(keywords[0]) >= SPECIALIZATION_MIN_QUERIES:  # the second guard (FinetuneResult.specialized)
+                evals[KEYWORD_EVAL] = keywords
+            elif real_questions is None:  # with real questions the keyword check has nothing to say
+                skipped = (
+                    f"{len(keywords[0])} held-out keyword queries, fewer than the {SPECIALIZATION_MIN_QUERIES} "
+                    "the worse-than-base keyword check needs (give more documents, or eval_queries= / "
+                    "--eval-queries)"
+                )
+                if is_main_process():  # once, not on every DDP rank
+                    logger.warning("keyword check skipped: %s", skipped)
+    if real_questions is not None:
+        evals["eval_queries"] = real_questions
+    return evals, skipped

@@ -11,12 +11,22 @@ the positive does are not taught as wrong.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-__all__ = ["margin_rows", "mine_chunk_negatives"]
+from promptembed.errors import ConfigError
+
+if TYPE_CHECKING:
+    from promptembed.finetune._steps import BaseEncoder
+    from promptembed.finetune.chunking import Chunk
+    from promptembed.finetune.pairs import Pair
+
+__all__ = ["add_negatives", "margin_rows", "mine_chunk_negatives"]
+
+logger = logging.getLogger("promptembed")
 
 
 def mine_chunk_negatives(
@@ -100,3 +110,55 @@ def margin_rows(
         item["label"] = [float(s[0] - s[j + 1]) for j in range(n)]
         out.append(item)
     return out, index
+
+
+def add_negatives(
+    rows: list[dict[str, Any]],
+    origins: list[dict[str, str]],
+    pairs: Sequence[Pair],
+    train_chunks: Sequence[Chunk],
+    encoder: BaseEncoder,
+    *,
+    num_negatives: int,
+    margin: float,
+    teacher: Any = None,
+    progress: bool = False,
+) -> tuple[list[dict[str, Any]], list[dict[str, str]], str]:
+    """Mine ``num_negatives`` per generated pair: triplet rows, or margin-MSE rows scored by ``teacher``.
+
+    Negatives come from the training chunks only: held-out text never enters training, not even as a negative.
+    Pairs that find too few negatives below the false-negative ``margin`` are left out (with their origins).
+
+    Returns:
+        The new rows, their origins and their kind (``"triplets"`` or ``"margin_mse"``); the rows unchanged
+        (kind ``"pairs"``) with a warning when under three training chunks leave nothing to mine.
+
+    Raises:
+        ConfigError: A teacher with under three training chunks, or fewer than two rows left.
+    """
+    if len(train_chunks) <= 2:
+        if teacher is not None:
+            raise ConfigError("A teacher needs at least 3 chunks to mine negatives from; give more documents")
+        logger.warning(
+            "hard negatives skipped: %d training chunks leave none to mine from (give more documents)",
+            len(train_chunks),
+        )
+        return rows, origins, "pairs"
+    train_index = {c.id: i for i, c in enumerate(train_chunks)}
+    chunk_vectors = encoder.embed_documents([c.text for c in train_chunks])
+    query_vectors = encoder.embed_queries([p.query for p in pairs])
+    found = mine_chunk_negatives(
+        query_vectors, chunk_vectors, [train_index[p.chunk_id] for p in pairs], num_negatives=num_negatives,
+        range_min=0, range_max=50, relative_margin=margin,
+    )  # fmt: skip
+    negatives = [[train_chunks[i].text for i in got] for got in found]
+    if teacher is not None:
+        out, kept = margin_rows(rows, negatives, teacher, progress=progress)
+        kind = "margin_mse"
+    else:
+        kept = [i for i, n in enumerate(negatives) if len(n) == num_negatives]
+        out = [{**rows[i], **{f"negative_{j + 1}": t for j, t in enumerate(negatives[i])}} for i in kept]
+        kind = "triplets"
+    if len(out) < 2:
+        raise ConfigError("Too few pairs had hard negatives; lower negative_margin or hard_negatives")
+    return out, [origins[i] for i in kept], kind

@@ -10,13 +10,9 @@ from typing import Any
 from promptembed.errors import ConfigError
 from promptembed.finetune.distributed import share_outcome
 from promptembed.finetune.evaluate import RetrievalMetrics, gain_interval
-from promptembed.finetune.heldout import SPECIALIZATION_LIMIT, specialization
+from promptembed.finetune.heldout import KEYWORD_EVAL, SPECIALIZATION_LIMIT, specialization
 
 __all__ = ["KEYWORD_EVAL", "FinetuneResult", "FinetuneWorseWarning", "headline", "result_from_rank0"]
-
-
-#: The held-out keyword queries of the second guard (:attr:`FinetuneResult.specialized`).
-KEYWORD_EVAL = "heldout_keyword_queries"
 
 
 class FinetuneWorseWarning(UserWarning):
