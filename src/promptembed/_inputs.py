@@ -212,7 +212,7 @@ def _take(iterator: Iterator[str], n: int) -> tuple[list[str], Exception | None]
 def _embed_chunk(
     embedder: PromptEmbedder, chunk: list[str], *, role: Role | None, prompt_name: str | None
 ) -> np.ndarray:
-    from promptembed.embedder import quiet_progress
+    from promptembed._calls import quiet_progress
 
     with quiet_progress():  # the stream's own bar (progress=) counts the texts; no second bar per chunk
         if role == "query":

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import threading
@@ -15,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from promptembed import _loading, _quantize, _registry, engine
+from promptembed._calls import CallSettings, cached, compute, stop_pool
 from promptembed._inputs import check_forward_kwargs, check_options, check_texts, stream_chunks
 from promptembed._modelopts import ModelOptions, dtype_from_kwargs
 from promptembed._open import open_model
@@ -36,18 +36,6 @@ if TYPE_CHECKING:
 __all__ = ["PromptEmbedder"]
 
 logger = logging.getLogger("promptembed")
-_QUIET = threading.local()  # set by quiet_progress() in this thread: no per-call bar
-
-
-@contextlib.contextmanager
-def quiet_progress() -> Iterator[None]:
-    """No per-call progress bar in this thread while inside (``embed_stream`` shows one bar for the stream)."""
-    before = getattr(_QUIET, "on", False)
-    _QUIET.on = True
-    try:
-        yield
-    finally:
-        _QUIET.on = before
 
 
 class PromptEmbedder:
@@ -159,6 +147,9 @@ class PromptEmbedder:
         forward_kwargs: Mapping[str, Any] | None = None,
         **unknown: Any,
     ) -> None:
+        # Calls in flight, so close() from another thread never frees the model under one (see close()).
+        self._calls_lock, self._lock_pid, self._active = threading.Lock(), os.getpid(), 0
+        self._closed_parts: tuple[Any, ...] | None = None
         check_options(
             unknown,
             batch_size=batch_size,
@@ -225,16 +216,20 @@ class PromptEmbedder:
         self._cache_variant = opened.cache_variant
         if self._forward_kwargs:
             self._cache_variant += f"|forward={sorted(self._forward_kwargs.items())!r}"
-        self._truncate_dim = truncate_dim
-        self._normalize = normalize
-        self._batch_size = batch_size
-        self._max_batch_tokens = max_batch_tokens
-        self._engine = engine
+        self._settings = CallSettings(
+            truncate_dim=truncate_dim,
+            normalize=normalize,
+            batch_size=batch_size,
+            max_batch_tokens=max_batch_tokens,
+            engine=engine,
+            show_progress_bar=show_progress_bar,
+            forward_kwargs=self._forward_kwargs,
+            max_seq_length=self._max_seq_length,
+        )
         self._prompt_overrides = dict(prompts) if prompts is not None else None
         self._revision = revision
         self._trust_remote_code = trust_remote_code
         self._allow_pickle = allow_pickle
-        self._show_progress_bar = show_progress_bar
         self._cache_dir = str(cache_dir) if cache_dir is not None else None
 
     # ----------------------------------------------------------------------------------------- properties
@@ -265,7 +260,7 @@ class PromptEmbedder:
     @property
     def dimension(self) -> int:
         """Length of the returned vectors (``truncate_dim`` when set)."""
-        return self._truncate_dim or self._full_dim
+        return self._settings.truncate_dim or self._full_dim
 
     @property
     def model_dimension(self) -> int:
@@ -305,27 +300,27 @@ class PromptEmbedder:
     @property
     def truncate_dim(self) -> int | None:
         """The Matryoshka dimension kept, or ``None`` for all."""
-        return self._truncate_dim
+        return self._settings.truncate_dim
 
     @property
     def normalize(self) -> bool:
         """Whether output vectors are L2-normalized."""
-        return self._normalize
+        return self._settings.normalize
 
     @property
     def batch_size(self) -> int:
         """Texts per forward pass."""
-        return self._batch_size
+        return self._settings.batch_size
 
     @property
     def max_batch_tokens(self) -> int:
         """Token budget of one forward pass of the token-budget engine (the device's default when not given)."""
-        return self._max_batch_tokens or engine.default_max_batch_tokens(self.device)
+        return self._settings.max_batch_tokens or engine.default_max_batch_tokens(self.device)
 
     @property
     def engine(self) -> str:
         """``"auto"``, ``"compile"`` (the token-budget engine, compiled) or ``"sentence-transformers"``."""
-        return self._engine
+        return self._settings.engine
 
     @property
     def closed(self) -> bool:
@@ -346,16 +341,16 @@ class PromptEmbedder:
             "dtype": self._requested_dtype,
             "precision": self._precision,
             "quantization_ranges": _quantize.ranges_as_list(self._ranges),
-            "truncate_dim": self._truncate_dim,
-            "normalize": self._normalize,
-            "batch_size": self._batch_size,
-            "max_batch_tokens": self._max_batch_tokens,
-            "engine": self._engine,
+            "truncate_dim": self._settings.truncate_dim,
+            "normalize": self._settings.normalize,
+            "batch_size": self._settings.batch_size,
+            "max_batch_tokens": self._settings.max_batch_tokens,
+            "engine": self._settings.engine,
             "prompts": dict(self._prompt_overrides) if self._prompt_overrides is not None else None,
             "revision": self._revision,
             "trust_remote_code": self._trust_remote_code,
             "allow_pickle": self._allow_pickle,
-            "show_progress_bar": self._show_progress_bar,
+            "show_progress_bar": self._settings.show_progress_bar,
             "cache_dir": self._cache_dir,
             "model_kwargs": dict(options.model_kwargs) or None,
             "tokenizer_kwargs": dict(options.tokenizer_kwargs) or None,
@@ -474,86 +469,49 @@ class PromptEmbedder:
         return self._run(checked, role=None, prompts=[text] * len(checked))
 
     def _run(self, texts: list[str], *, role: Role | None, prompts: list[str]) -> np.ndarray:
-        entry = self._require()
+        with self._guard():  # what this call uses stays alive until it returns, even if close() runs meanwhile
+            entry, pool, cache = self._require(), self._pool, self._cache
+            self._active += 1
+        try:
+            return self._run_with(entry, pool, cache, texts, role=role, prompts=prompts)
+        finally:
+            with self._guard():
+                self._active -= 1
+                parts = self._closed_parts if self._active == 0 else None
+                if parts is not None:
+                    self._closed_parts = None
+            if parts is not None:  # close() ran during this call, the last one in flight: release now
+                _release(*parts)
+
+    def _run_with(
+        self,
+        entry: _registry.LoadedModel,
+        pool: dict[str, Any] | None,
+        cache: VectorCache | None,
+        texts: list[str],
+        *,
+        role: Role | None,
+        prompts: list[str],
+    ) -> np.ndarray:
         _registry.drain()  # a safe point: carry out releases queued by finalizers
         _registry.prepare_forked_child()
         if entry.unusable is not None:  # a forked child's copy of a model it must not use
             raise PromptEmbedError(entry.unusable)
-        if self._pool is not None and self._pool_pid != os.getpid():
+        if pool is not None and self._pool_pid != os.getpid():
             raise PromptEmbedError(
                 "This embedder's worker pool belongs to the parent process it was created in, and this is a forked "
                 "child; create the PromptEmbedder(device=[...]) in the child process instead."
             )
         if not texts:
             return _quantize.empty(self._precision, self.dimension)
-        if self._cache is None:
-            vectors = self._compute(entry, texts, role=role, prompts=prompts)
+        if cache is None:
+            vectors = compute(entry, texts, role=role, prompts=prompts, settings=self._settings, pool=pool)
         else:
-            vectors = self._cached(self._cache, entry, texts, role=role, prompts=prompts)
+            vectors = cached(
+                cache, entry, texts, role=role, prompts=prompts, settings=self._settings, pool=pool,
+                variant=self._cache_variant, dim=self.dimension,
+            )  # fmt: skip
         return _quantize.quantize(vectors, self._precision, self._ranges)
-
-    def _cached(
-        self,
-        cache: VectorCache,
-        entry: _registry.LoadedModel,
-        texts: list[str],
-        *,
-        role: Role | None,
-        prompts: list[str],
-    ) -> np.ndarray:
-        from promptembed.cache import cached_embed
-
-        return cached_embed(
-            cache,
-            model=_registry.fingerprint(entry),
-            dtype=self._cache_variant if role is None else f"{self._cache_variant}|role={role}",  # a Router's route
-            truncate_dim=self._truncate_dim,
-            normalize=self._normalize,
-            prompts=prompts,
-            texts=texts,
-            compute=lambda idx: self._compute(
-                entry, [texts[i] for i in idx], role=role, prompts=[prompts[i] for i in idx]
-            ),
-            dim=self.dimension,
-        )
-
-    def _compute(
-        self, entry: _registry.LoadedModel, texts: list[str], *, role: Role | None, prompts: list[str]
-    ) -> np.ndarray:
-        if getattr(_QUIET, "on", False):
-            progress = False
-        else:
-            progress = self._show_progress_bar if self._show_progress_bar is not None else len(texts) >= 1000
-        result = engine.encode(
-            entry,
-            texts,
-            prompts,
-            role=role,
-            batch_size=self._batch_size,
-            max_batch_tokens=self._max_batch_tokens,
-            engine=self._engine,
-            truncate_dim=self._truncate_dim,
-            normalize=self._normalize,
-            show_progress_bar=progress,
-            pool=self._pool,
-            forward_kwargs=self._forward_kwargs,
-        )
-        if result.truncated:
-            logger.warning(
-                "%d of %d texts are longer than the model's max_seq_length (%s tokens, prompt included) and were "
-                "truncated by the tokenizer; split long documents into chunks to embed all of their text.",
-                result.truncated,
-                len(texts),
-                self._max_seq_length,
-            )
-        vectors = result.vectors
-        if not np.isfinite(vectors).all():
-            bad = sorted({int(i) for i in np.argwhere(~np.isfinite(vectors))[:, 0]})
-            raise PromptEmbedError(
-                f"The model returned NaN or inf for texts at positions {bad[:10]} (dtype={self.dtype}); "
-                "this usually means the dtype overflows for this model: use dtype='float32'."
-            )
-        return vectors
 
     # ----------------------------------------------------------------------------------------- lifecycle
     def _require(self) -> _registry.LoadedModel:
@@ -561,22 +519,32 @@ class PromptEmbedder:
             raise PromptEmbedError("This PromptEmbedder is closed; create a new one to embed again")
         return self._entry
 
+    def _guard(self) -> threading.Lock:
+        """The lock over this embedder's state (calls in flight, close); a forked child gets a fresh one."""
+        if self._lock_pid != os.getpid():  # the parent's other threads, and any lock they held, are gone here
+            self._calls_lock, self._lock_pid, self._active = threading.Lock(), os.getpid(), 0
+        return self._calls_lock
+
     def close(self) -> None:
         """Release the shared model; the last embedder using it frees its memory (GPU memory too).
+
+        Safe to call more than once and from any thread. Calls already running (in other threads) finish first:
+        the model, worker pool and cache are released when the last of them returns; new calls raise at once.
 
         An embedder dropped without ``close()`` is released too, but later: its finalizer only queues the release
         (it must never wait for a lock), and the next embedder created, closed or embedding in the process carries
         it out.
         """
-        pool, self._pool = getattr(self, "_pool", None), None
-        if pool is not None and self._pool_pid == os.getpid():  # a forked child must not stop the parent's workers
-            _stop_pool(pool)
-        entry, self._entry = getattr(self, "_entry", None), None
-        if entry is not None:
-            _registry.release(entry)
-        cache = getattr(self, "_cache", None)
-        if cache is not None:
-            cache.close()
+        if "_calls_lock" not in self.__dict__:  # __init__ failed before anything was acquired
+            return
+        with self._guard():
+            parts = (self.__dict__.get("_pool"), self.__dict__.get("_pool_pid"), self.__dict__.get("_entry"),
+                     self.__dict__.get("_cache"))  # fmt: skip
+            self._pool = self._entry = self._cache = None
+            if self._active and any(part is not None for part in (parts[0], parts[2], parts[3])):
+                self._closed_parts = parts  # the last call in flight releases them
+                return
+        _release(*parts)
 
     def __enter__(self) -> PromptEmbedder:
         return self
@@ -586,13 +554,33 @@ class PromptEmbedder:
     ) -> None:
         self.close()
 
+    def __copy__(self) -> PromptEmbedder:
+        """A new embedder with the same options (the token included), sharing the loaded model, not a second load.
+
+        ``copy.deepcopy`` does the same: the model's weights are shared by design. Each copy is closed on its own.
+        """
+        self._require()
+        return PromptEmbedder(**self.config(), token=self._options.token)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> PromptEmbedder:
+        return self.__copy__()
+
+    def __reduce__(self) -> tuple[Any, tuple[dict[str, Any]]]:
+        """Pickle as the options (:meth:`config`), never the weights or the token: unpickling loads the model again.
+
+        A private or gated hub model needs its token again: unpickle with ``HF_TOKEN`` set, or rebuild with
+        ``PromptEmbedder(**emb.config(), token=...)``.
+        """
+        self._require()
+        return (_rebuild, (self.config(),))
+
     def __del__(self) -> None:
         # A finalizer may run at any allocation, on any thread, even inside the registry: it must never block or
         # take a lock, so it only queues the release (and the pool shutdown) for the registry's next safe point.
         try:
             pool, self._pool = self.__dict__.get("_pool"), None
             if pool is not None and self.__dict__.get("_pool_pid") == os.getpid():
-                _registry.defer(partial(_stop_pool, pool))
+                _registry.defer(partial(stop_pool, pool))
             entry, self._entry = self.__dict__.get("_entry"), None
             if entry is not None:
                 _registry.release_later(entry)
@@ -606,7 +594,16 @@ class PromptEmbedder:
         return f"PromptEmbedder(model={self._source!r}, dimension={self.dimension}, {state})"
 
 
-def _stop_pool(pool: dict[str, Any]) -> None:
-    from sentence_transformers import SentenceTransformer
+def _release(
+    pool: dict[str, Any] | None, pool_pid: int | None, entry: _registry.LoadedModel | None, cache: VectorCache | None
+) -> None:
+    if pool is not None and pool_pid == os.getpid():  # a forked child must not stop the parent's workers
+        stop_pool(pool)
+    if entry is not None:
+        _registry.release(entry)
+    if cache is not None:
+        cache.close()
 
-    SentenceTransformer.stop_multi_process_pool(pool)
+
+def _rebuild(config: dict[str, Any]) -> PromptEmbedder:
+    return PromptEmbedder(**config)

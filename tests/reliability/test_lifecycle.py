@@ -43,3 +43,76 @@ def test_gc_inside_another_models_load_finishes(
     # The finalized embedder's release was queued and has been carried out: nothing of either model is held.
     sources = {str(tiny_bert_dir.resolve()), str(tiny_gemma_dir.resolve())}
     assert not [k for k in left if k.source in sources]
+
+
+@pytest.mark.parametrize("cached", [False, True], ids=["no-cache", "cache"])
+def test_close_from_another_thread_lets_a_running_call_finish(
+    tiny_gemma_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bounded: Any, cached: bool
+) -> None:
+    """close() while a call runs in another thread: the call returns its vectors, then the model is released."""
+    import threading
+
+    from promptembed.errors import PromptEmbedError
+
+    with PromptEmbedder(model=tiny_gemma_dir) as ref:
+        expected = ref.embed_queries(["hi there"])
+    emb = PromptEmbedder(model=tiny_gemma_dir, cache_dir=tmp_path / "c" if cached else None)
+    key = emb._require().key
+    inside, go = threading.Event(), threading.Event()
+    real_drain = _registry.drain
+
+    def pausing_drain() -> None:  # the call has taken its model and waits here until close() has run
+        if threading.current_thread().name == "caller":
+            inside.set()
+            go.wait(10)
+        real_drain()
+
+    monkeypatch.setattr(_registry, "drain", pausing_drain)
+    box: dict[str, Any] = {}
+
+    def call() -> None:
+        try:
+            box["vectors"] = emb.embed_queries(["hi there"])
+        except BaseException as exc:
+            box["error"] = exc
+
+    def scenario() -> None:
+        caller = threading.Thread(target=call, name="caller")
+        caller.start()
+        assert inside.wait(10)
+        emb.close()  # returns at once; the release waits for the call in flight
+        assert emb.closed and _registry.state().refs.get(key) == 1
+        go.set()
+        caller.join(30)
+
+    bounded(scenario, timeout=60, what="close() during a call in another thread")
+    assert "error" not in box, box.get("error")
+    assert (box["vectors"] == expected).all()
+    assert key not in _registry.state().refs  # released by the call that finished last
+    with pytest.raises(PromptEmbedError, match="closed"):
+        emb.embed_queries(["again"])
+    emb.close()  # a second close is a no-op
+
+
+def test_copies_and_pickles_are_embedders_of_their_own(tiny_gemma_dir: Path) -> None:
+    """copy/deepcopy share the loaded model with a reference of their own; pickle carries the options, not weights."""
+    import copy
+    import pickle
+
+    emb = PromptEmbedder(model=tiny_gemma_dir, truncate_dim=16, prompts={"query": "q: "})
+    key = emb._require().key
+    expected = emb.embed_queries(["red planet"])
+    for make in (copy.copy, copy.deepcopy, lambda e: pickle.loads(pickle.dumps(e))):
+        other = make(emb)
+        assert other is not emb and other.config() == emb.config()
+        assert _registry.state().refs.get(key) == 2  # the same loaded model, one more reference
+        assert (other.embed_queries(["red planet"]) == expected).all()
+        other.close()
+        assert _registry.state().refs.get(key) == 1
+        assert (emb.embed_queries(["red planet"]) == expected).all()  # closing the copy left the original alone
+    emb.close()
+    assert key not in _registry.state().refs
+    from promptembed.errors import PromptEmbedError
+
+    with pytest.raises(PromptEmbedError, match="closed"):
+        copy.copy(emb)

@@ -125,8 +125,10 @@ def test_a_dump_rebuilds_with_options_given_the_stock_way_and_keeps_unset_fields
             for again in dumped:
                 built.append(again)
                 assert again.embed_query("red planet") == emb.embed_query("red planet")
-                assert again.query_embedder._show_progress_bar == emb.query_embedder._show_progress_bar
-        assert built[1].query_embedder._show_progress_bar is True and built[2].query_embedder._show_progress_bar is None
+                bar = again.query_embedder.config()["show_progress_bar"]
+                assert bar == emb.query_embedder.config()["show_progress_bar"]
+        bars = [b.query_embedder.config()["show_progress_bar"] for b in built[1:3]]
+        assert bars == [True, None]
         assert built[2].show_progress is None  # unset: a bar for 1,000 texts or more, as before the dump
     finally:
         for emb in built:
