@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -223,10 +224,13 @@ def embed_dataset(
                   trust_remote_code=trust_remote_code, show_progress_bar=False)  # fmt: skip
     try:
         schema = ds.schema(fetch_if_missing=False)
-    except Exception:  # blocks whose types do not unify (a column mixing str and numbers): the actors name the rows
+    except Exception:  # blocks whose types do not unify (a column mixing str and numbers): the blocks' checks name it
         schema = None
     if schema is not None:
         job.check_columns(list(schema.names))
+    if batch_size is not None:  # the actors' batches join blocks, which needs one type per column across blocks
+        ds = ds.map_batches(partial(_strings_only, job=job), batch_size=None, batch_format="pyarrow",
+                            zero_copy_batch=True)  # fmt: skip
     from ray.data import ActorPoolStrategy
 
     pool = (
@@ -244,6 +248,33 @@ def embed_dataset(
         num_gpus=num_gpus,
         num_cpus=num_cpus,
     )
+
+
+def _strings_only(block: pa.Table, job: TableJob) -> pa.Table:
+    """A block whose text (and title) column is not of a string type: its bad rows named (failing) or dropped.
+
+    Ray joins blocks into the actors' batches, and a column that is ``int64`` in one block and ``string`` in another
+    cannot be joined: the job would fail in Ray with Arrow's "Unable to merge" before any row is named. So each such
+    block is checked here, as the actors check their batches, and what is left is cast to ``string``.
+    """
+    import pyarrow as pa
+
+    from promptembed._tables import check_rows
+
+    columns = [c for c in (job.column, job.title_column) if c is not None and c in block.column_names]
+    if all(pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_null(t)
+           for t in (block.schema.field(c).type for c in columns)):  # fmt: skip
+        return block
+    positions = None if job.id_column else [f"{i} of a block of {block.num_rows}" for i in range(block.num_rows)]
+    good, bad = check_rows(block, job, positions=positions)  # raises on the first bad row when failing
+    if bad:
+        shown = ", ".join(f"{b.row} ({b.reason})" for b in bad[:20])
+        logger.warning("skipped %d bad row(s): %s%s", len(bad), shown, " ..." if len(bad) > 20 else "")
+    kept = block.take(pa.array(good, type=pa.int64()))
+    for name in columns:
+        index = kept.schema.get_field_index(name)
+        kept = kept.set_column(index, name, pa.array(kept.column(name).to_pylist(), type=pa.string()))
+    return kept
 
 
 def _actor_class() -> type[_EmbedBatches]:

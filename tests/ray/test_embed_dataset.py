@@ -90,6 +90,25 @@ def test_bad_row_fails_naming_id_and_column_or_is_skipped(ray_cluster: Any, tiny
     assert [r["doc_id"] for r in rows] == [f"d{i}" for i in range(10) if i != 5]
 
 
+def test_a_text_column_typed_differently_across_blocks_names_or_skips_its_bad_rows(
+    ray_cluster: Any, tiny_gemma_dir: Path
+) -> None:
+    """Blocks whose text column is int64 in one and string in another: Ray cannot join them into one batch."""
+    import pyarrow as pa
+
+    strings = pa.table({"id": [0, 1, 2], "text": TEXTS[:3]})
+    numbers = pa.table({"id": [3, 4], "text": pa.array([5, 6], type=pa.int64())})
+    ds = ray.data.from_arrow([strings, numbers, pa.table({"id": [5], "text": [TEXTS[5]]})])
+    with pytest.raises(Exception, match=re.escape("Row id=3: column 'text' is int (5), not str")):
+        embed_dataset(ds, model=tiny_gemma_dir, id_column="id", batch_size=8).take_all()
+    rows = embed_dataset(ds, model=tiny_gemma_dir, id_column="id", on_bad_row="skip", batch_size=8).take_all()
+    assert sorted(r["id"] for r in rows) == [0, 1, 2, 5]
+    with PromptEmbedder(model=tiny_gemma_dir) as emb:
+        expected = emb.embed_documents([TEXTS[0], TEXTS[1], TEXTS[2], TEXTS[5]])
+    got = _vectors(sorted(rows, key=lambda r: r["id"]), "embedding")
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+
+
 def test_options_checked_on_the_driver(ray_cluster: Any) -> None:
     ds = ray.data.from_items([{"text": "a", "vec": 1}])
     with pytest.raises(
