@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 from transformers import AutoTokenizer
 
-from promptembed.finetune import Document, chunk_documents
+from promptembed.finetune import Chunk, Document, chunk_documents
+from promptembed.finetune.chunking import split_sentences
 
 
 @pytest.fixture(scope="module")
@@ -90,3 +91,32 @@ def test_a_tilde_divider_in_plain_text_does_not_hide_the_headings_after_it(token
     txt = "# Intro\n\nFirst part.\n\n~~~~~~~~\n\n# Roofs\n\nRoof text."
     chunks = chunk_documents([Document("a.txt", txt, None, "txt")], tokenizer=tokenizer, max_tokens=200, progress=False)
     assert [c.heading_path for c in chunks] == [("Intro",), ("Roofs",)]
+
+
+@pytest.mark.parametrize(
+    ("text", "sentences"),
+    [
+        ("Крыша старая. Нужно разрешение.", ["Крыша старая.", "Нужно разрешение."]),
+        ("Η στέγη είναι παλιά. Χρειάζεται άδεια.", ["Η στέγη είναι παλιά.", "Χρειάζεται άδεια."]),
+        ("Der Zaun ist hoch. Über zwei Meter braucht es eine Genehmigung.",
+         ["Der Zaun ist hoch.", "Über zwei Meter braucht es eine Genehmigung."]),
+        ("Dach ist alt. Łatwo to naprawić!", ["Dach ist alt.", "Łatwo to naprawić!"]),
+        ("Ist das so? „Ja“, sagt er. «Ça va», dit-il. ¿Por qué? ¡Sí!",
+         ["Ist das so?", "„Ja“, sagt er.", "«Ça va», dit-il.", "¿Por qué?", "¡Sí!"]),
+        # as before: a stop before a lowercase word is no boundary; digits and ASCII quotes start one
+        ("Use e.g. tiles. 3 rows. \"Red\" ones. (Or) not.",
+         ["Use e.g. tiles.", "3 rows.", "\"Red\" ones.", "(Or) not."]),
+    ],
+)  # fmt: skip
+def test_sentences_start_with_a_capital_of_any_script(text: str, sentences: list[str]) -> None:
+    assert split_sentences(text) == sentences
+
+
+def test_the_sentence_strategy_pairs_cyrillic_text() -> None:
+    from promptembed.finetune import generate_pairs
+
+    texts = ["Крыша старая и течёт. Нужно разрешение от города. Ремонт займёт неделю."] * 3
+    chunks = [Chunk(id=f"c{i}", doc_path=f"d{i}.md", heading_path=(), text=t, title=None) for i, t in enumerate(texts)]
+    made = generate_pairs(chunks, strategies=["sentence"], filter="none", progress=False)
+    assert made.pairs, made.stats
+    assert all(p.query in split_sentences(texts[0]) for p in made.pairs)

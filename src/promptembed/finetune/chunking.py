@@ -22,7 +22,11 @@ __all__ = ["Chunk", "chunk_documents", "split_sentences"]
 
 _MD_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
 _RST_UNDERLINE = re.compile(r"^([=\-~^\"'`#*+<>_:.])\1{2,}\s*$")
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9ÅÄÖÉ])|(?<=[。！？])\s*")  # CJK: no space after
+#: A sentence boundary candidate: ., ! or ? and spaces before more text (kept only before a sentence start, see
+#: :func:`_starts_sentence`), or a CJK full stop, ! or ? (written without a space after).
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=\S)|(?<=[。！？])\s*")
+#: Opening quotes and brackets that may stand before a sentence's first letter, and Spanish's inverted ¿ and ¡.
+_OPENERS = "\"'([“‘„«‹¿¡"
 _FENCE = re.compile(r"^\s{0,3}(`{3,}|~{3,})")
 #: Chinese and Japanese characters and punctuation (not Hangul: Korean puts spaces between words).
 _CJK = re.compile(
@@ -60,6 +64,25 @@ def _flatten(para: str) -> str:
     return _WHITESPACE.sub(gap, para)
 
 
+def _starts_sentence(text: str, i: int) -> bool:
+    """Whether a sentence may start at ``text[i]``: a capital or a digit, after at most one opening quote or bracket.
+
+    A capital is an uppercase (or titlecase) letter of any script; a digit any decimal digit.
+    """
+    if text[i] in _OPENERS and i + 1 < len(text):
+        i += 1
+    char = text[i]
+    return char.isupper() or char.istitle() or char.isdecimal()
+
+
+def _sentence_ends(flat: str) -> Iterator[re.Match[str]]:
+    """The sentence boundaries of one flattened paragraph (:data:`_SENTENCE_END` where a sentence starts)."""
+    for m in _SENTENCE_END.finditer(flat):
+        if flat[m.start() - 1] in ".!?" and not _starts_sentence(flat, m.end()):
+            continue
+        yield m
+
+
 def _sentence_pieces(text: str) -> list[tuple[str, bool]]:
     """Sentences of ``text`` (see :func:`split_sentences`), each with whether a space stood before it.
 
@@ -70,7 +93,7 @@ def _sentence_pieces(text: str) -> list[tuple[str, bool]]:
     for para in re.split(r"\n\s*\n", text):
         flat = _flatten(para)
         spaced, start = True, 0
-        for m in [*_SENTENCE_END.finditer(flat), None]:
+        for m in [*_sentence_ends(flat), None]:
             sentence = flat[start : m.start() if m else len(flat)].strip()
             if sentence:
                 out.append((sentence, spaced))
@@ -80,11 +103,17 @@ def _sentence_pieces(text: str) -> list[tuple[str, bool]]:
 
 
 def split_sentences(text: str) -> list[str]:
-    r"""Split text into sentences: end punctuation followed by a capital, or a CJK full stop, ! or ? (rule-based).
+    r"""Split text into sentences: ., ! or ? then a space before a capital, or a CJK full stop, ! or ? (rule-based).
+
+    A capital is an uppercase letter of any script (Latin, Cyrillic, Greek, ...) or a digit, after at most one
+    opening quote or bracket (``"``, ``“``, ``„``, ``«``, ``(``, ``¿``, ...); a stop before a lowercase word
+    (``e.g. this``) is not a boundary.
 
     Example:
         >>> split_sentences("Roofs need permits. Carports too.\n\n屋顶需要许可。车棚也是。")
         ['Roofs need permits.', 'Carports too.', '屋顶需要许可。', '车棚也是。']
+        >>> split_sentences("Крыша старая. Нужно разрешение. «Über» zwei Meter? ¿Por qué?")
+        ['Крыша старая.', 'Нужно разрешение.', '«Über» zwei Meter?', '¿Por qué?']
     """
     return [sentence for sentence, _ in _sentence_pieces(text)]
 
