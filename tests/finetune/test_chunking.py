@@ -120,3 +120,56 @@ def test_the_sentence_strategy_pairs_cyrillic_text() -> None:
     made = generate_pairs(chunks, strategies=["sentence"], filter="none", progress=False)
     assert made.pairs, made.stats
     assert all(p.query in split_sentences(texts[0]) for p in made.pairs)
+
+
+WORDS = ["permit", "roof", "shed", "fence", "window", "drainage", "insurance", "contractor", "municipality", "facade"]
+
+
+class _CountingTokenizer:
+    """A tokenizer that counts the characters it is asked to tokenize."""
+
+    def __init__(self, tokenizer) -> None:  # type: ignore[no-untyped-def]
+        self.tokenizer, self.chars = tokenizer, 0
+
+    def __call__(self, text, **kwargs):  # type: ignore[no-untyped-def]
+        self.chars += len(text) if isinstance(text, str) else sum(map(len, text))
+        return self.tokenizer(text, **kwargs)
+
+
+def test_text_without_sentence_ends_is_cut_like_adding_one_word_at_a_time(tokenizer) -> None:  # type: ignore[no-untyped-def]
+    import random
+
+    rng = random.Random(0)
+    words = [rng.choice(WORDS) for _ in range(600)]
+    expected: list[str] = []  # the reference: add words while the text so far fits
+    part: list[str] = []
+    for word in words:
+        if part and len(tokenizer(" ".join([*part, word]), add_special_tokens=False)["input_ids"]) > 30:
+            expected.append(" ".join(part))
+            part = []
+        part.append(word)
+    expected.append(" ".join(part))
+    doc = Document("line.txt", " ".join(words), None, "txt")
+    assert [c.text for c in chunk_documents([doc], tokenizer=tokenizer, max_tokens=30, progress=False)] == expected
+
+
+def test_chunking_text_without_sentence_ends_is_linear(tokenizer) -> None:  # type: ignore[no-untyped-def]
+    import random
+
+    rng = random.Random(1)
+    text = " ".join(rng.choice(WORDS) for _ in range(20_000))  # 170 KB on one line, no sentence end
+    counting = _CountingTokenizer(tokenizer)
+    chunks = chunk_documents(
+        [Document("line.txt", text, None, "txt")], tokenizer=counting, max_tokens=50, progress=False
+    )
+    assert " ".join(c.text for c in chunks) == text
+    # each character is tokenized a few times (the whole line, a guess, the checks), not once per word of its chunk
+    assert counting.chars < 8 * len(text), counting.chars / len(text)
+
+
+def test_a_run_the_tokenizer_counts_as_one_token_is_cut_by_characters(tokenizer) -> None:  # type: ignore[no-untyped-def]
+    run = "abcdefghij" * 3000  # 30 KB without a space: one [UNK] for WordPiece
+    doc = Document("run.txt", f"Intro words here. {run} and after.", None, "txt")
+    chunks = chunk_documents([doc], tokenizer=tokenizer, max_tokens=50, progress=False)
+    assert max(len(c.text) for c in chunks) <= 50 * 16  # chunking.MAX_CHARS_PER_TOKEN
+    assert "".join(c.text for c in chunks).replace(" ", "") == doc.text.replace(" ", "")

@@ -7,6 +7,7 @@ paragraph by paragraph, then sentence by sentence, then word by word, so no chun
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import itertools
 import re
@@ -33,6 +34,12 @@ _CJK = re.compile(
     r"[\u3000-\u303f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef\U00020000-\U0003ffff]"
 )
 _WHITESPACE = re.compile(r"\s+")
+#: Characters a chunk may hold per token of its budget. A tokenizer may count a long run as one token (BERT's
+#: [UNK] for a word over 100 characters), so the token count alone would let 300 KB without a space into one chunk.
+#: Prose runs at about 4 characters a token (English, WordPiece or SentencePiece) and CJK at 1-2; 16 is four times
+#: that, so normal text never meets this bound and a chunk of the tokenizer's [UNK]s stays a readable size
+#: (4032 characters at a 252-token budget).
+MAX_CHARS_PER_TOKEN = 16
 
 
 @dataclass(frozen=True)
@@ -198,8 +205,14 @@ def chunk_documents(
         ids = tokenizer(texts, add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
         return [len(i) for i in ids]
 
+    max_chars = max_tokens * MAX_CHARS_PER_TOKEN
+
     def cut(word: str) -> list[str]:
-        """A run of text without spaces (Chinese, Japanese, a long URL) over the budget, cut at token boundaries."""
+        """A run of text without spaces (Chinese, Japanese, a long URL) over the budget, cut at token boundaries.
+
+        Pieces are at most ``max_chars`` long too: a tokenizer may count a whole run as one token (BERT's [UNK]
+        for a word over 100 characters).
+        """
         try:
             spans = tokenizer(word, add_special_tokens=False, truncation=False, verbose=False,
                               return_offsets_mapping=True)["offset_mapping"]  # fmt: skip
@@ -210,6 +223,7 @@ def chunk_documents(
             starts = list(range(step, len(word), step))
         bounds = [0, *starts, len(word)]
         pieces = [word[a:b] for a, b in itertools.pairwise(bounds) if word[a:b].strip()]
+        pieces = [piece[k : k + max_chars] for piece in pieces for k in range(0, len(piece), max_chars)]
         return [part for piece in pieces for part in cut_half(piece)]
 
     def cut_half(piece: str) -> list[str]:
@@ -218,11 +232,26 @@ def chunk_documents(
             return [piece]
         return cut_half(piece[: len(piece) // 2]) + cut_half(piece[len(piece) // 2 :])
 
+    def word_sizes(words: list[str]) -> list[int]:
+        """Each word's tokens in one tokenization of the words joined by spaces (an estimate of a word's share)."""
+        text = " ".join(words)
+        try:
+            spans = tokenizer(text, add_special_tokens=False, truncation=False, verbose=False,
+                              return_offsets_mapping=True)["offset_mapping"]  # fmt: skip
+        except (NotImplementedError, KeyError, TypeError):  # a slow tokenizer has no offsets: about 4 characters
+            return [max(1, len(w) // 4) for w in words]
+        starts = list(itertools.accumulate((len(w) + 1 for w in words[:-1]), initial=0))
+        sizes = [0] * len(words)
+        for start, _ in spans:
+            sizes[max(0, bisect.bisect_right(starts, start) - 1)] += 1
+        return sizes
+
+    packer = _Packer(max_tokens, max_chars, n_tokens, sizes_of, cut, word_sizes)
     chunks: list[Chunk] = []
     for doc in tqdm(documents, desc="chunking", unit="doc", disable=not progress):
         position = 0
         for heading_path, body in _sections(doc):
-            for text in _pack(body, max_tokens, n_tokens, sizes_of, cut):
+            for text in packer.pack(body):
                 digest = hashlib.sha1(f"{doc.path}\x00{position}\x00{text}".encode()).hexdigest()[:16]
                 chunks.append(
                     Chunk(id=digest, doc_path=doc.path, heading_path=heading_path, text=text, title=doc.title)
@@ -231,45 +260,122 @@ def chunk_documents(
     return chunks
 
 
-def _pack(body: str, budget: int, n_tokens: Any, sizes_of: Any, cut: Any) -> Iterator[str]:
-    pieces: list[tuple[str, int, bool]] = []  # text, tokens, whether a space stood before it
-    sentences = _sentence_pieces(body)
-    for start in range(0, len(sentences), 512):  # one tokenizer call per 512 sentences (fast on huge files)
-        batch = sentences[start : start + 512]
-        for (sentence, spaced), size in zip(batch, sizes_of([t for t, _ in batch]), strict=True):
-            if size <= budget:
-                pieces.append((sentence, size, spaced))
-                continue
-            part: list[tuple[str, bool]] = []  # an over-long sentence: split by words
-            for i, word in enumerate(sentence.split()):
-                word_spaced = spaced if i == 0 else True
-                if len(word) * 4 > budget and n_tokens(word) > budget:  # (a character is at most 4 byte tokens)
-                    _flush(part, pieces, n_tokens)
-                    # the pieces of a run without spaces follow each other without one
-                    pieces.extend((piece, n_tokens(piece), word_spaced and k == 0) for k, piece in enumerate(cut(word)))
-                    continue
-                if part and n_tokens(_join([*part, (word, True)])) > budget:
-                    _flush(part, pieces, n_tokens)
-                part.append((word, word_spaced))
-            _flush(part, pieces, n_tokens)
-    current: list[tuple[str, bool]] = []
-    used = 0
-    for text, size, spaced in pieces:
-        if current and used + size + 1 > budget:
+class _Packer:
+    """Packs a section body into chunk texts: whole sentences while they fit, over-long ones split by words.
+
+    Every chunk fits ``budget`` tokens and ``max_chars`` characters.
+    """
+
+    def __init__(self, budget: int, max_chars: int, n_tokens: Any, sizes_of: Any, cut: Any, word_sizes: Any) -> None:
+        self.budget, self.max_chars = budget, max_chars
+        self.n_tokens, self.sizes_of, self.cut, self.word_sizes = n_tokens, sizes_of, cut, word_sizes
+
+    def pack(self, body: str) -> Iterator[str]:
+        budget, n_tokens = self.budget, self.n_tokens
+        pieces: list[tuple[str, int, bool]] = []  # text, tokens, whether a space stood before it
+        sentences = _sentence_pieces(body)
+        for start in range(0, len(sentences), 512):  # one tokenizer call per 512 sentences (fast on huge files)
+            batch = sentences[start : start + 512]
+            for (sentence, spaced), size in zip(batch, self.sizes_of([t for t, _ in batch]), strict=True):
+                if size <= budget and len(sentence) <= self.max_chars:
+                    pieces.append((sentence, size, spaced))
+                else:  # an over-long sentence: split by words
+                    pieces.extend(self._words(sentence, spaced))
+        current: list[tuple[str, bool]] = []
+        used = chars = 0
+        for text, size, spaced in pieces:
+            if current and (used + size + 1 > budget or chars + len(text) + 1 > self.max_chars):
+                yield from _checked(current, budget, n_tokens)
+                current, used, chars = [], 0, 0
+            current.append((text, spaced))
+            used += size + (1 if len(current) > 1 else 0)
+            chars += len(text) + (1 if len(current) > 1 else 0)
+        if current:
             yield from _checked(current, budget, n_tokens)
-            current, used = [], 0
-        current.append((text, spaced))
-        used += size + (1 if len(current) > 1 else 0)
-    if current:
-        yield from _checked(current, budget, n_tokens)
+
+    def _words(self, sentence: str, spaced: bool) -> Iterator[tuple[str, int, bool]]:
+        """An over-long sentence's pieces: runs of words packed to the budget; a word over it cut up (:func:`cut`)."""
+        words = sentence.split()
+        run = 0  # where the run of words that are not over the budget began
+        for i, word in enumerate([*words, None]):
+            huge = word is not None and (
+                len(word) > self.max_chars
+                or (len(word) * 4 > self.budget and self.n_tokens(word) > self.budget)  # a character: <= 4 byte tokens
+            )
+            if word is None or huge:
+                yield from self._run(words[run:i], spaced if run == 0 else True)
+                run = i + 1
+            if word is not None and huge:  # the pieces of a run without spaces follow each other without one
+                word_spaced = spaced if i == 0 else True
+                yield from ((p, self.n_tokens(p), word_spaced and k == 0) for k, p in enumerate(self.cut(word)))
+
+    def _run(self, words: list[str], spaced: bool) -> Iterator[tuple[str, int, bool]]:
+        """Words packed greedily: each piece takes words while the words joined by spaces fit the budget.
+
+        Tokenizing the growing piece at each word would cost time quadratic in a piece's length (35 s for 400 KB
+        of text without a sentence end). Instead each piece's end is guessed from one tokenization of all the words
+        and checked by tokenizing the piece: usually two tokenizer calls a piece, then a galloping search where
+        the guess was off. The pieces are those of adding one word at a time as long as adding a word never makes
+        the count smaller (true of tokenizers that split at spaces before anything else).
+        """
+        if not words:
+            return
+        sizes = self.word_sizes(words)
+        tokens = list(itertools.accumulate(sizes, initial=0))
+        chars = list(itertools.accumulate((len(w) + 1 for w in words), initial=0))
+        counted: dict[tuple[int, int], int] = {}
+
+        def fits(s: int, j: int) -> bool:  # words[s : j + 1] joined
+            text = " ".join(words[s : j + 1])
+            if len(text) > self.max_chars:
+                return False
+            counted[(s, j)] = self.n_tokens(text)
+            return counted[(s, j)] <= self.budget
+
+        s, n = 0, len(words)
+        while s < n:
+            by_tokens = bisect.bisect_right(tokens, tokens[s] + self.budget)
+            guess = min(by_tokens, bisect.bisect_right(chars, chars[s] + self.max_chars)) - 2
+            end = _last_true(lambda j, s=s: fits(s, j), s, n, guess)
+            text = " ".join(words[s : end + 1])
+            size = counted[(s, end)] if (s, end) in counted else self.n_tokens(text)
+            yield text, size, spaced if s == 0 else True
+            s = end + 1
 
 
-def _flush(part: list[tuple[str, bool]], pieces: list[tuple[str, int, bool]], n_tokens: Any) -> None:
-    """Move the words gathered in ``part`` into ``pieces`` as one piece."""
-    if part:
-        text = _join(part)
-        pieces.append((text, n_tokens(text), part[0][1]))
-        part.clear()
+def _last_true(ok: Any, lo: int, hi: int, guess: int) -> int:
+    """The largest ``j`` in ``[lo, hi)`` with ``ok(j)``, given ``ok(lo)`` (not called) and ``ok`` true then false.
+
+    Galloping search from ``guess``: two calls when the guess is right, about ``2 log2(miss)`` when it is off by
+    ``miss``.
+    """
+    good, bad = lo, hi  # ok(good) holds; bad is past the end or the smallest index seen failing
+    guess = min(max(guess, lo), hi - 1)
+    if guess > lo:
+        if ok(guess):
+            good = guess
+        else:
+            bad = guess
+    step = 1
+    if bad == hi:  # upwards from the good guess
+        while good + step < hi:
+            if not ok(good + step):
+                bad = good + step
+                break
+            good, step = good + step, step * 2
+    else:  # downwards from the bad guess
+        while bad - step > good:
+            if ok(bad - step):
+                good = bad - step
+                break
+            bad, step = bad - step, step * 2
+    while bad - good > 1:
+        mid = (good + bad) // 2
+        if ok(mid):
+            good = mid
+        else:
+            bad = mid
+    return good
 
 
 def _checked(parts: list[tuple[str, bool]], budget: int, n_tokens: Any) -> Iterator[str]:
