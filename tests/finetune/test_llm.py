@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -219,3 +221,31 @@ def test_bad_retry_and_concurrency_values_are_refused() -> None:
         llm_queries("a passage", lambda p: "1. q", max_retries=-1)
     with pytest.raises(ValueError, match=r"concurrency=0 must be at least 1"):
         llm_queries_batch(PASSAGES, lambda p: "1. q", concurrency=0)
+
+
+def test_an_llm_that_cannot_be_called_is_refused_before_any_work(tmp_path: Path) -> None:
+    from promptembed.errors import ConfigError
+    from promptembed.finetune import finetune
+
+    with pytest.raises(ConfigError, match=re.escape("llm='gpt-4o-mini' is neither a LangChain chat model")):
+        finetune([tmp_path / "no-docs-read"], output=tmp_path / "m", llm="gpt-4o-mini", progress=False)
+    assert not (tmp_path / "m").exists()
+
+
+def test_an_llm_that_answers_no_passage_stops_with_its_first_error() -> None:
+    from promptembed.errors import ConfigError
+
+    def no_key(prompt: str) -> list[str]:
+        raise RuntimeError("invalid API key")
+
+    chunks = [Chunk("c0", "a", (), "A carport needs a building permit. Small carports may be exempt.", None)]
+    with pytest.raises(ConfigError, match=re.escape("for any of the 1 passages; the first failure: RuntimeError: inv")):
+        generate_pairs(chunks, strategies=["sentence", "llm"], llm=no_key, filter="none", progress=False)
+    with pytest.raises(ConfigError, match=re.escape("the first failure: an answer with no usable query: 'Sorry:'")):
+        generate_pairs(chunks, strategies=["llm"], llm=lambda p: "Sorry:", filter="none", progress=False)
+    # one passage answered: the run goes on with what the LLM gave
+    two = [*chunks, Chunk("c1", "b", (), "Heat pumps lower energy bills.", None)]
+    made = generate_pairs(
+        two, strategies=["llm"], llm=lambda p: "carport permit" if "carport" in p else "", filter="none", progress=False
+    )
+    assert [p.query for p in made.pairs] == ["carport permit"]

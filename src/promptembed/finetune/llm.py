@@ -81,7 +81,9 @@ def _clean(items: list[str]) -> list[str]:
     return out
 
 
-def llm_queries(chunk_text: str, llm: Any, *, n: int = 3, max_retries: int = 2) -> list[str]:
+def llm_queries(
+    chunk_text: str, llm: Any, *, n: int = 3, max_retries: int = 2, failures: list[str] | None = None
+) -> list[str]:
     """Ask ``llm`` for up to ``n`` queries for a passage, in at most ``1 + max_retries`` calls.
 
     An LLM failure never raises: it costs the passage its queries, with a warning.
@@ -92,6 +94,7 @@ def llm_queries(chunk_text: str, llm: Any, *, n: int = 3, max_retries: int = 2) 
             prompt and returning a list of strings or a string.
         n: Queries wanted.
         max_retries: Extra attempts after an error or an unusable answer.
+        failures: A list to append each failed attempt to (the error, or the unusable answer's start).
     """
     if max_retries < 0:
         raise ValueError(f"max_retries={max_retries} must be 0 or more")
@@ -104,10 +107,11 @@ def llm_queries(chunk_text: str, llm: Any, *, n: int = 3, max_retries: int = 2) 
                 answer = llm(prompt)
             queries = _queries(answer)
         except Exception as exc:  # an LLM failure costs this chunk its LLM queries, not the run
-            _log_failure(attempt, max_retries, exc)
+            _log_failure(attempt, max_retries, exc, failures)
             continue
         if queries:
             return queries[:n]
+        _note_unusable(answer, failures)
     return []
 
 
@@ -119,6 +123,7 @@ def llm_queries_batch(
     max_retries: int = 2,
     concurrency: int | None = None,
     progress: bool = False,
+    failures: list[str] | None = None,
 ) -> list[list[str]]:
     """:func:`llm_queries` for many passages, up to ``concurrency`` calls at a time; results in input order.
 
@@ -138,6 +143,7 @@ def llm_queries_batch(
             plain callable (it may not be thread-safe, as a local model is not); give a number to call a thread-safe
             callable from that many threads.
         progress: Show a progress bar.
+        failures: A list to append each failed attempt to (the error, or the unusable answer's start).
 
     Raises:
         ValueError: ``concurrency`` below 1 or ``max_retries`` below 0.
@@ -154,15 +160,16 @@ def llm_queries_batch(
     try:
         if concurrency == 1:
             for i, text in enumerate(texts):
-                out[i] = llm_queries(text, llm, n=n, max_retries=max_retries)
+                out[i] = llm_queries(text, llm, n=n, max_retries=max_retries, failures=failures)
                 bar.update()
         elif runnable:
-            _batch_rounds(texts, llm, out, n, max_retries, concurrency, bar)
+            _batch_rounds(texts, llm, out, n, max_retries, concurrency, bar, failures)
         else:
             pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="promptembed-llm")
             try:
                 futures = {
-                    pool.submit(llm_queries, t, llm, n=n, max_retries=max_retries): i for i, t in enumerate(texts)
+                    pool.submit(llm_queries, t, llm, n=n, max_retries=max_retries, failures=failures): i
+                    for i, t in enumerate(texts)
                 }
                 for future in as_completed(futures):
                     out[futures[future]] = future.result()
@@ -182,7 +189,14 @@ def llm_queries_batch(
 
 
 def _batch_rounds(
-    texts: Sequence[str], llm: Any, out: list[list[str]], n: int, max_retries: int, concurrency: int, bar: Any
+    texts: Sequence[str],
+    llm: Any,
+    out: list[list[str]],
+    n: int,
+    max_retries: int,
+    concurrency: int,
+    bar: Any,
+    failures: list[str] | None,
 ) -> None:
     """Rounds of ``llm.batch_as_completed``: the passages with no usable answer yet go again, ``max_retries`` times."""
     bound = (getattr(llm, "config", None) or {}).get("max_concurrency")  # a limit set with llm.with_config(...)
@@ -202,8 +216,10 @@ def _batch_rounds(
                 if isinstance(answer, Exception):
                     raise answer
                 out[i] = _queries(answer)[:n]
+                if not out[i]:
+                    _note_unusable(answer, failures)
             except Exception as exc:  # as in llm_queries: costs this passage its queries, not the run
-                _log_failure(attempt, max_retries, exc)
+                _log_failure(attempt, max_retries, exc, failures)
             if out[i] or attempt == max_retries:
                 bar.update()
             else:
@@ -211,8 +227,16 @@ def _batch_rounds(
         pending = sorted(retry)
 
 
-def _log_failure(attempt: int, max_retries: int, exc: Exception) -> None:
+def _log_failure(attempt: int, max_retries: int, exc: Exception, failures: list[str] | None) -> None:
     logger.warning("LLM call failed (attempt %d of %d): %s: %s", attempt + 1, 1 + max_retries, type(exc).__name__, exc)
+    if failures is not None:
+        failures.append(f"{type(exc).__name__}: {exc}")
+
+
+def _note_unusable(answer: Any, failures: list[str] | None) -> None:
+    if failures is not None:
+        text = str(getattr(answer, "content", answer))
+        failures.append(f"an answer with no usable query: {text[:120]!r}")
 
 
 def _queries(answer: Any) -> list[str]:

@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from tqdm.auto import tqdm
 
+from promptembed.errors import ConfigError
 from promptembed.finetune.chunking import Chunk, split_sentences
 from promptembed.finetune.questions import sentence_to_question
 
@@ -273,13 +274,18 @@ def _retrievable_model(
 
 
 def check_strategies(strategies: Sequence[str], llm: Any) -> None:
-    """Raise ``ValueError`` for unknown pair strategies, none, or ``"llm"`` without an LLM."""
+    """Raise ``ValueError`` for unknown or no pair strategies, ``"llm"`` without an LLM, or an LLM it cannot call."""
     unknown = [s for s in strategies if s not in STRATEGIES]
     if unknown or not strategies or isinstance(strategies, str):
         raise ValueError(f"Unknown pair strategies {unknown or strategies!r}; choose from {list(STRATEGIES)}")
     if "llm" in strategies and llm is None:
         raise ValueError(
             "The 'llm' strategy needs llm= (--llm in the CLI): a LangChain chat model or a callable str -> list[str]"
+        )
+    if llm is not None and not callable(llm) and not hasattr(llm, "invoke"):
+        raise ValueError(
+            f"llm={llm!r} is neither a LangChain chat model (a Runnable with .invoke) nor a callable; pass the model "
+            "object (e.g. ChatOpenAI(model='gpt-4o-mini')) or a function taking the prompt and returning queries"
         )
 
 
@@ -321,6 +327,8 @@ def generate_pairs(
     Raises:
         ValueError: Unknown strategy or filter, bad ``max_per_chunk``/``top_k``, ``filter="model"`` without an
             embedder, ``"llm"`` without ``llm``, or chunks missing from ``corpus``.
+        ConfigError: The LLM gave no usable query for any chunk (every call failed or answered nothing usable);
+            the message names the first failure.
     """
     check_strategies(strategies, llm)
     if llm_concurrency is not None and llm_concurrency < 1:
@@ -347,7 +355,15 @@ def generate_pairs(
     if "llm" in strategies:
         from promptembed.finetune.llm import llm_queries_batch
 
-        written = llm_queries_batch([c.text for c in chunks], llm, concurrency=llm_concurrency, progress=progress)
+        failures: list[str] = []
+        written = llm_queries_batch(
+            [c.text for c in chunks], llm, concurrency=llm_concurrency, progress=progress, failures=failures
+        )
+        if chunks and not any(written):  # a wrong model name, key or endpoint: every call fails alike
+            raise ConfigError(
+                f"The LLM gave no usable query for any of the {len(chunks)} passages; the first failure: "
+                f"{failures[0] if failures else 'none recorded'}. Fix llm= (--llm) or drop the 'llm' strategy"
+            )
     candidates: list[Pair] = []
     for i, chunk in enumerate(tqdm(chunks, desc="generating pairs", unit="chunk", disable=not progress)):
         found = _candidates(chunk, strategies, idf, rng)
