@@ -116,14 +116,15 @@ def finetune(
         teacher: A stronger model (folder, hub id or instance of a sentence-transformers bi-encoder or
             ``CrossEncoder``): it scores (query, positive, mined negatives) and the student learns its margins
             with margin-MSE (GPL's recipe), keeping its own prompts; the teacher is evaluated too.
-        strategies: Pair strategies (see :mod:`promptembed.finetune.pairs`).
+        strategies: A list of pair strategy names (see :mod:`promptembed.finetune.pairs`), e.g.
+            ``["sentence", "keyphrase"]``; a single str is refused (it is not split at commas as the CLI's).
         max_pairs_per_chunk: Cap of generated pairs per chunk.
         max_train_pairs: Cap of training pairs (each chunk's first pair first), so large corpora train in bounded
             time; None: no cap.
         filter: Keep a generated pair only if its chunk is found for its query: ``"bm25"``, ``"model"`` (the base
             model, round-trip filtering), ``"both"`` or ``"none"``.
         filter_top_k: ... within the top ``filter_top_k`` chunks.
-        heldout_fraction: Share of chunks kept out of training for evaluation.
+        heldout_fraction: Share of chunks kept out of training for evaluation, in [0, 1).
         epochs: Training epochs; ``"auto"``: two when the training set is small (under
             :data:`~promptembed.finetune.train.SMALL_TRAINING_SET` rows, 1500), else one (measured on two domains,
             ``benchmarks/FINETUNE.md``).
@@ -132,14 +133,14 @@ def finetune(
         lr_scheduler: A transformers schedule of :data:`~promptembed.finetune._options.LR_SCHEDULERS`
             (``"linear"``, ``"cosine"``, ``"constant_with_warmup"``, ...); the others need an evaluation strategy this
             helper does not set.
-        warmup_ratio: Share of the steps spent warming up the learning rate.
+        warmup_ratio: Share of the steps spent warming up the learning rate, in [0, 1).
         loss: ``"auto"`` (MNRL for pairs/triplets, CoSENT for scored pairs, margin-MSE with a teacher), or one
             explicitly: ``"mnrl"``, ``"cached_mnrl"``, ``"gist"`` (GISTEmbed: MNRL that leaves out in-batch
             negatives a frozen copy of the base model scores above the positive), ``"cosent"``. (Cached) MNRL
             trains at similarity scale 30 (:data:`~promptembed.finetune.train.MNRL_SCALE`).
         hard_negatives: Negatives mined per pair with the base model (0: in-batch negatives only); never the
             pair's own chunk, never within ``negative_margin`` of the positive's score. With a teacher: 1 if 0.
-        negative_margin: Relative margin protecting against false negatives.
+        negative_margin: Relative margin protecting against false negatives, in [0, 1).
         interpolate: WiSE-FT: final weights ``interpolate * finetuned + (1 - interpolate) * base`` (1: no mixing).
         train_dtype: Training precision: ``"auto"`` (bf16 mixed precision on a CUDA GPU that supports it and on a
             CPU with AMX, float32 elsewhere), ``"bfloat16"`` (bf16 mixed precision, also on a CPU with only
@@ -161,10 +162,12 @@ def finetune(
 
     config["teacher"] = None if teacher is None else str(teacher if isinstance(teacher, str | Path) else type(teacher))
     config["llm"] = None if llm is None else type(llm).__name__
-    pair_strategies = [*strategies, "llm"] if llm is not None and "llm" not in strategies else list(strategies)
-    learning_rate = check_options(
+    pair_strategies, learning_rate = check_options(
+        strategies=strategies, max_pairs_per_chunk=max_pairs_per_chunk, filter=filter, filter_top_k=filter_top_k,
+        heldout_fraction=heldout_fraction, warmup_ratio=warmup_ratio, negative_margin=negative_margin,
+        save_steps=save_steps,
         interpolate=interpolate, epochs=epochs, train_dtype=train_dtype, loss=loss, hard_negatives=hard_negatives,
-        pair_strategies=pair_strategies, llm=llm, llm_concurrency=llm_concurrency, max_train_pairs=max_train_pairs,
+        llm=llm, llm_concurrency=llm_concurrency, max_train_pairs=max_train_pairs,
         batch_size=batch_size, seed=seed, max_steps=max_steps, learning_rate=learning_rate, lr_scheduler=lr_scheduler,
         teacher=teacher,
     )  # fmt: skip

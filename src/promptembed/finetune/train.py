@@ -215,7 +215,7 @@ def train_model(
         per_device_train_batch_size=batch_size,
         learning_rate=learning_rate,
         lr_scheduler_type=lr_scheduler,
-        warmup_steps=warmup_ratio,  # a float below 1 is a ratio of the total steps (Transformers v5)
+        warmup_steps=float(warmup_ratio),  # a float below 1 is a ratio of the total steps (Transformers v5)
         seed=seed,
         data_seed=seed,
         bf16=train_in_bf16(train_dtype, str(model.device)),
