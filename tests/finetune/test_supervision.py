@@ -81,3 +81,19 @@ def test_bad_files_say_what_is_wrong(tmp_path: Path) -> None:
         load_supervision(extra)
     with pytest.raises(ValueError, match=re.escape("unsupported supervision file type '.xlsx'; use .csv or .jsonl")):
         load_supervision(tmp_path / "x.xlsx")
+
+
+def test_raw_line_and_paragraph_separators_stay_inside_a_row(tmp_path: Path) -> None:
+    rows = [
+        {"query": "Permit?", "positive": "A carport\u2028needs one.\u2029Ask\x85the city."},
+        {"query": "b", "positive": "c"},
+    ]
+    jsonl = tmp_path / "raw.jsonl"  # as json.dumps(ensure_ascii=False) writes them: the separators unescaped
+    jsonl.write_text("".join(json.dumps(r, ensure_ascii=False) + "\r\n" for r in rows), encoding="utf-8")
+    csv_file = tmp_path / "raw.csv"  # unquoted in a CSV cell
+    csv_file.write_text(
+        "query,positive\nPermit?,A carport\u2028needs one.\u2029Ask\x85the city.\nb,c\n", encoding="utf-8"
+    )
+    expected = [{"anchor": r["query"], "positive": r["positive"]} for r in rows]
+    assert load_supervision(jsonl).rows == expected
+    assert load_supervision(csv_file).rows == expected

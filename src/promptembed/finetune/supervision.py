@@ -17,6 +17,7 @@ otherwise ``pairs``. Other columns are ignored. Errors name the file, the row an
 from __future__ import annotations
 
 import csv
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,13 +63,15 @@ def _rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
         ) from None
     out: list[tuple[int, dict[str, Any]]] = []
     if suffix == ".csv":
-        reader = csv.DictReader(text.splitlines(keepends=True))
+        # lines end at \n, \r\n or \r only (as csv wants): str.splitlines() also splits inside a cell at U+2028,
+        # U+2029, NEL and other characters a JSON or CSV writer leaves raw
+        reader = csv.DictReader(io.StringIO(text, newline=""))
         for row in reader:
             if None in row:
                 raise ValueError(f"{path}: row {reader.line_num} has more cells than the header {reader.fieldnames}")
             out.append((reader.line_num, dict(row)))
         return out
-    for n, line in enumerate(text.splitlines(), start=1):
+    for n, line in enumerate(text.split("\n"), start=1):  # JSON Lines end at \n (a \r before it is whitespace)
         if line.strip():
             try:
                 row = json.loads(line)
