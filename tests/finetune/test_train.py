@@ -165,7 +165,7 @@ def test_bad_output_checked_before_training(
 ) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
-    with pytest.raises(ConfigError, match="Cannot create the output's parent folder"):
+    with pytest.raises(ConfigError, match="a-file, which is a file, not a folder"):
         finetune([docs], output=blocker / "sub" / "model", base=tiny_bert_dir, progress=False)
     with pytest.raises(ConfigError, match="a-file is a file; give a folder path"):  # not "pass overwrite=True"
         finetune([docs], output=blocker, base=tiny_bert_dir, progress=False)
@@ -178,6 +178,16 @@ def test_bad_output_checked_before_training(
     monkeypatch.setattr(shutil, "disk_usage", lambda _: shutil._ntuple_diskusage(10, 10, 0))  # type: ignore[attr-defined]
     with pytest.raises(ConfigError, match="Only 0 MB free next to"):
         finetune([docs], output=tmp_path / "m", base=tiny_bert_dir, progress=False)
+
+
+def test_an_output_under_a_file_is_refused_before_any_document_is_read(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    # no documents there: a run that got past the output checks would fail on them instead
+    with pytest.raises(
+        ConfigError, match=re.escape(f"Output {blocker / 'model'} lies under {blocker}, which is a file")
+    ):
+        finetune([tmp_path / "never-read"], output=blocker / "model", progress=False)
 
 
 _KILLABLE = """

@@ -98,6 +98,9 @@ _MODEL_MARKERS = ("modules.json", "config_sentence_transformers.json")
 
 def preflight(output: Path, overwrite: bool, base_source: str, docs: Sequence[str | Path] = ()) -> None:
     parent = output.parent
+    existing = next((p for p in output.parents if p.exists()), None)  # the nearest folder (or file) that exists
+    if existing is not None and not existing.is_dir():
+        raise ConfigError(f"Output {output} lies under {existing}, which is a file, not a folder; choose another path")
     if output.exists() and not output.is_dir():
         raise ConfigError(f"Output {output} is a file; give a folder path")
     if output.exists() and not overwrite:
