@@ -51,3 +51,34 @@ def test_a_bad_option_is_named_before_any_document_is_read(
     with pytest.raises(ConfigError, match=re.escape(message)):
         finetune([tmp_path / "never-read"], output=tmp_path / "m", progress=False, **options)
     assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize(
+    ("loss", "rows", "message"),
+    [
+        ("cosent", None, "loss='cosent' trains on scored pairs (text1,text2,score) and pairs made from documents have"),
+        ("cosent", [{"anchor": "q", "positive": "p"}] * 2, "and a supervision file of pairs have no scores"),
+        ("mnrl", [{"text1": "a", "text2": "b", "score": 0.5}] * 2, "loss='mnrl' trains on (anchor,positive) pairs"),
+        ("cached_mnrl", [{"text1": "a", "text2": "b", "score": 0.5}] * 2, "loss='cached_mnrl' trains on (anchor"),
+        ("gist", [{"text1": "a", "text2": "b", "score": 0.5}] * 2, "loss='gist' trains on (anchor,positive) pairs"),
+    ],
+)  # fmt: skip
+def test_a_loss_that_cannot_train_on_the_rows_is_refused_before_any_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, loss: str, rows: list[dict[str, Any]] | None, message: str
+) -> None:
+    import json
+
+    import sentence_transformers
+
+    def no_model(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr(sentence_transformers, "SentenceTransformer", no_model)
+    options: dict[str, Any] = {"loss": loss}
+    docs = [tmp_path / "never-read"]
+    if rows is not None:
+        options["supervision"] = tmp_path / "sup.jsonl"
+        options["supervision"].write_text("".join(json.dumps(r) + "\n" for r in rows))
+        docs = [] if "score" in rows[0] else docs
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        finetune(docs, output=tmp_path / "m", progress=False, **options)

@@ -12,7 +12,7 @@ from promptembed._inputs import check_int
 from promptembed.errors import ConfigError
 from promptembed.finetune.pairs import check_strategies
 
-__all__ = ["FILTERS", "LOSSES", "LR_SCHEDULERS", "TRAIN_DTYPES", "check_options"]
+__all__ = ["FILTERS", "LOSSES", "LR_SCHEDULERS", "TRAIN_DTYPES", "check_loss", "check_options"]
 
 #: The trainer's learning-rate schedules that need nothing more than the steps (transformers' others need an
 #: evaluation strategy or extra arguments this helper does not set).
@@ -129,3 +129,27 @@ def check_options(
         if teacher_is_local:
             _loading.check_weights_safe(teacher_source, allow_pickle=False)
     return pair_strategies, float(learning_rate)
+
+
+def check_loss(loss: str, supervision_kind: str | None, *, teacher: bool) -> None:
+    """Raise :class:`ConfigError` when ``loss`` cannot train on the rows this run will have.
+
+    ``supervision_kind`` is the supervision file's kind (``"pairs"``, ``"triplets"``, ``"scored"``), or None for
+    pairs made from documents only. Checked once the file is read, before any document or model.
+    """
+    if loss == "auto":
+        return
+    if teacher:
+        raise ConfigError(f"loss={loss!r} cannot train on teacher margins; use loss='auto' with teacher= (margin-MSE)")
+    scored = supervision_kind == "scored"
+    if loss == "cosent" and not scored:
+        what = "pairs made from documents" if supervision_kind is None else f"a supervision file of {supervision_kind}"
+        raise ConfigError(
+            f"loss='cosent' trains on scored pairs (text1,text2,score) and {what} have no scores; use loss='auto' "
+            "(MNRL), or a supervision file with a score column"
+        )
+    if loss != "cosent" and scored:
+        raise ConfigError(
+            f"loss={loss!r} trains on (anchor,positive) pairs, not on scored pairs (text1,text2,score); use "
+            "loss='auto' or loss='cosent' with a scored supervision file"
+        )

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from promptembed import _loading
 from promptembed.errors import ConfigError
-from promptembed.finetune._options import check_options
+from promptembed.finetune._options import check_loss, check_options
 from promptembed.finetune._steps import (
     BaseEncoder,
     cap_pairs,
@@ -196,6 +196,7 @@ def finetune(
         )
     if sup is not None and teacher is not None:
         raise ConfigError("teacher= works with generated pairs only (not with a supervision file)")
+    check_loss(loss, None if sup is None else sup.kind, teacher=teacher is not None)
     if sup is not None and hard_negatives:
         raise ConfigError(
             "hard_negatives= mines negatives for the pairs generated from documents, not for a supervision file; "
