@@ -251,3 +251,19 @@ def test_auto_epochs_trains_a_small_training_set_twice(docs: Path, tmp_path: Pat
     for bad in (0, -1.0, float("inf"), float("nan"), "two"):
         with pytest.raises(ConfigError, match=r"epochs=.* must be a positive finite number or 'auto'"):
             finetune([docs], output=tmp_path / "n", base=tiny_bert_dir, epochs=bad, progress=False)  # type: ignore[arg-type]
+
+
+def test_the_report_gives_the_epochs_trained_when_max_steps_stops_first(
+    docs: Path, tmp_path: Path, tiny_bert_dir: Path
+) -> None:
+    out = tmp_path / "m"
+    finetune([docs], output=out, base=tiny_bert_dir, max_steps=1, batch_size=4, heldout_fraction=0.3, progress=False)
+    report = json.loads((out / "report.json").read_text())
+    trained = report["training"]["metrics"]["epoch"]
+    assert 0 < trained < 2 and report["training"]["epochs"] == pytest.approx(trained)  # not the 2 "auto" planned
+    assert report["training"]["epochs_planned"] == 2
+    rows = report["data"]["train_pairs"]
+    assert (
+        f"| epochs | `auto` (2 for {rows} training rows); {trained:g} trained (max_steps=1) |"
+        in (out / "report.md").read_text()
+    )

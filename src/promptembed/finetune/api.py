@@ -382,7 +382,9 @@ def finetune(
                 "train_chunks": len(train_chunks), "heldout_chunks": len(held_chunks), "train_pairs": len(rows),
                 "pair_stats": pair_stats,
             },
-            training={"loss": chosen_loss, "matryoshka_dims": dims, "epochs": epochs_used, "batch_size": batch_size,
+            training={"loss": chosen_loss, "matryoshka_dims": dims,
+                      "epochs": _trained_epochs(train_metrics, epochs_used), "epochs_planned": epochs_used,
+                      "batch_size": batch_size,
                       "learning_rate": learning_rate, "seed": seed, "metrics": train_metrics,
                       "processes": world_size()},
             prompts=prompts,
@@ -409,6 +411,14 @@ def finetune(
         warnings.warn(result.verdict, FinetuneWorseWarning, stacklevel=2)
         logger.warning(result.verdict)
     return result
+
+
+def _trained_epochs(metrics: dict[str, Any], planned: float) -> float:
+    """The epochs the trainer ran (its ``epoch`` metric: fewer than planned when ``max_steps`` stopped it first)."""
+    epoch = metrics.get("epoch")
+    if isinstance(epoch, int | float) and not isinstance(epoch, bool) and epoch > 0:
+        return float(epoch)
+    return planned  # resumed after training had ended, before its metrics were written
 
 
 def _rows_sha256(rows: list[dict[str, Any]]) -> str:

@@ -129,10 +129,13 @@ def write_reports(folder: Path, report: dict[str, Any]) -> tuple[Path, Path, Pat
         lines += [f"Teacher: `{config['teacher']}` (margin-MSE on its scores; evaluated with its own prompts).", ""]
     lines += ["## Configuration", "", "| setting | value |", "|---|---|"]
     trained_epochs = report.get("training", {}).get("epochs")
+    planned_epochs = report.get("training", {}).get("epochs_planned", trained_epochs)
     for k, v in config.items():
         shown = f"`{v}`"
-        if k == "epochs" and v == "auto" and trained_epochs is not None:  # what "auto" chose
-            shown += f" ({trained_epochs:g} for {report['data']['train_pairs']} training rows)"
+        if k == "epochs" and v == "auto" and planned_epochs is not None:  # what "auto" chose
+            shown += f" ({planned_epochs:g} for {report['data']['train_pairs']} training rows)"
+        if k == "epochs" and trained_epochs is not None and trained_epochs != planned_epochs:  # max_steps came first
+            shown += f"; {trained_epochs:g} trained (max_steps={config.get('max_steps')})"
         lines.append(f"| {k} | {shown} |")
     lines += ["", "## Time by stage", "", "| stage | wall s | CPU s (all threads) |", "|---|---|---|"]
     timings = report.get("timings_s", {})
