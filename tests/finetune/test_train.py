@@ -180,6 +180,18 @@ def test_bad_output_checked_before_training(
         finetune([docs], output=tmp_path / "m", base=tiny_bert_dir, progress=False)
 
 
+def test_preflight_asks_for_room_for_two_checkpoints_and_the_model(
+    tmp_path: Path, tiny_bert_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    size = sum(p.stat().st_size for p in tiny_bert_dir.rglob("*") if p.is_file())
+    # 5x the model: enough for the 4x asked before, not for two checkpoints (3.7x each) during rotation
+    monkeypatch.setattr(shutil, "disk_usage", lambda _: shutil._ntuple_diskusage(10 * size, 5 * size, 5 * size))  # type: ignore[attr-defined]
+    with pytest.raises(ConfigError, match=r"Only \d+ MB free next to .*m; finetuning this \d+ MB model needs"):
+        finetune([tmp_path / "never-read"], output=tmp_path / "m", base=tiny_bert_dir, progress=False)
+
+
 def test_an_output_under_a_file_is_refused_before_any_document_is_read(tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
@@ -290,7 +302,7 @@ def test_checkpoints_of_another_run_are_not_resumed(
     run = {"output": out, "base": tiny_bert_dir, "max_steps": 4, "save_steps": 2, "batch_size": 4, "progress": False}
     with monkeypatch.context() as m:
         m.setattr(api, "write_card", crash)  # run A trains, then dies while saving: its checkpoints stay
-        with pytest.raises(OSError, match="disk full"):
+        with pytest.raises(ConfigError, match=r"failed \(OSError: disk full while saving\); nothing was written"):
             finetune([docs], **run)  # type: ignore[arg-type]
     assert (work / "checkpoint-4").is_dir() and not out.exists()
     other = tmp_path / "other-docs"
@@ -466,13 +478,22 @@ def test_a_run_killed_after_training_resumes_without_another_step(
            "batch_size": 4, "progress": False}  # fmt: skip
     clean = finetune([docs], output=tmp_path / "clean", **run)  # type: ignore[arg-type]
 
-    def disk_full(*args: object, **kwargs: object) -> None:
-        raise OSError("disk full")
+    from safetensors import SafetensorError
 
-    with monkeypatch.context() as m:  # killed while saving, after the final checkpoint-2
+    def disk_full(*args: object, **kwargs: object) -> None:  # what safetensors raises on ENOSPC: not an OSError
+        raise SafetensorError("Error while serializing: IoError(No space left on device (os error 28))")
+
+    out = tmp_path / "resumed"
+    with monkeypatch.context() as m:  # failed while saving, after the final checkpoint-2
         m.setattr(api, "write_card", disk_full)
-        with pytest.raises(OSError, match="disk full"):
-            finetune([docs], output=tmp_path / "resumed", **run)  # type: ignore[arg-type]
+        message = (
+            f"Saving the model to {out} failed (SafetensorError: Error while serializing: IoError(No space left on "
+            f"device (os error 28))); nothing was written there. The trained checkpoint is kept in "
+            f"{tmp_path / '.resumed.work'}: free space (or fix the cause) and rerun the same command to resume from it"
+        )
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            finetune([docs], output=out, **run)  # type: ignore[arg-type]
+    assert sorted(p.name for p in tmp_path.glob(".resumed*")) == [".resumed.work"]  # no half-written model
     resumed = finetune([docs], output=tmp_path / "resumed", **run)  # type: ignore[arg-type]
     metrics = json.loads((tmp_path / "resumed" / "report.json").read_text())["training"]["metrics"]
     assert metrics["resumed_from"] == "checkpoint-2" and metrics["global_step"] == 2  # it trained a third step

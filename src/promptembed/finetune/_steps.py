@@ -96,6 +96,13 @@ def _corpus_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
 _MODEL_MARKERS = ("modules.json", "config_sentence_transformers.json")
 
 
+#: Free space preflight asks for, in multiples of the base model's folder. A checkpoint is about 3.7 times the
+#: weights (the weights, AdamW's two moment tensors of the same size, scheduler and RNG state), and the trainer's
+#: rotation (save_total_limit=1) writes the new checkpoint before it deletes the old one, so two are on disk at
+#: once: 7.4 times. The final model (1x) is saved beside one checkpoint (4.7x), so 8x covers every moment.
+SPACE_PER_MODEL_SIZE = 8
+
+
 def preflight(output: Path, overwrite: bool, base_source: str, docs: Sequence[str | Path] = ()) -> None:
     parent = output.parent
     existing = next((p for p in output.parents if p.exists()), None)  # the nearest folder (or file) that exists
@@ -130,10 +137,11 @@ def preflight(output: Path, overwrite: bool, base_source: str, docs: Sequence[st
         sum(p.stat().st_size for p in Path(base_source).rglob("*") if p.is_file()) if Path(base_source).is_dir() else 0
     )
     free = shutil.disk_usage(parent).free
-    if size and free < 4 * size:
+    if size and free < SPACE_PER_MODEL_SIZE * size:
         raise ConfigError(
             f"Only {free / 2**20:.0f} MB free next to {output}; finetuning this {size / 2**20:.0f} MB model needs "
-            f"about {4 * size / 2**20:.0f} MB (checkpoints + the saved model). Free space or choose another --output"
+            f"about {SPACE_PER_MODEL_SIZE * size / 2**20:.0f} MB (checkpoints + the saved model). Free space or "
+            "choose another --output"
         )
 
 
