@@ -352,10 +352,15 @@ def test_an_interrupted_overwrite_puts_the_previous_model_back(
         with pytest.raises(KeyboardInterrupt):
             finetune([docs], **run, overwrite=True)  # type: ignore[arg-type]
     assert (out / "report.json").read_bytes() == before  # there was no model at the output before the fix
-    real_rename(out, tmp_path / ".m.old-999")  # a SIGKILL at that point: the next run puts it back
+    from promptembed.finetune._workdir import saving_folder
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = gone.stdout.strip()
+    real_rename(out, tmp_path / f".m.old-{dead}")  # a SIGKILL at that point: the next run puts it back
+    (tmp_path / (saving_folder(out).name.rsplit("-", 1)[0] + f"-{dead}")).mkdir()  # the new model, not yet in place
     with pytest.raises(ConfigError, match="already exists"):
         finetune([docs], **run)  # type: ignore[arg-type]
-    assert (out / "report.json").read_bytes() == before and not (tmp_path / ".m.old-999").exists()
+    assert (out / "report.json").read_bytes() == before and not (tmp_path / f".m.old-{dead}").exists()
     finetune([docs], **run, overwrite=True)  # type: ignore[arg-type]  # a whole overwrite leaves nothing hidden
     assert sorted(p.name for p in tmp_path.glob(".m*")) == []
 
@@ -463,9 +468,46 @@ def test_an_interrupted_overwrite_is_put_back_under_a_name_with_glob_characters(
     finetune([docs], output=out, base=tiny_bert_dir, max_steps=2, batch_size=4, progress=False)
     before = (out / "report.json").read_bytes()
     out.rename(tmp_path / ".model [v2].old-999")  # killed between the two renames of an overwrite
+    (tmp_path / ".model [v2].tmp-999").mkdir()  # (the new model not yet renamed into place)
     with pytest.raises(ConfigError, match="already exists"):
         finetune([docs], output=out, base=tiny_bert_dir, max_steps=2, batch_size=4, progress=False)
     assert (out / "report.json").read_bytes() == before  # put back (glob read "[v2]" as a character class)
+
+
+def test_a_stale_old_model_is_swept_not_restored(tmp_path: Path) -> None:
+    from promptembed.finetune._workdir import restore_interrupted_overwrite, saving_folder, sweep_leftovers
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = int(gone.stdout)
+    out = tmp_path / "m"
+
+    def model(name: str) -> Path:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "modules.json").write_text("[]")
+        return tmp_path / name
+
+    # killed after the new model was in place, before the old one went to the trash; then the user deleted
+    # the output: the old model must not come back
+    stale = model(f".m.old-{dead}")
+    restore_interrupted_overwrite(out)
+    assert not out.exists()
+    sweep_leftovers(out)
+    assert not stale.exists()
+    # the same with the output in place: swept too
+    stale = model(f".m.old-{dead}")
+    out.mkdir()
+    sweep_leftovers(out)
+    assert not stale.exists()
+    out.rmdir()
+    # killed between the two renames (its saving folder still holds the new model): put back
+    between = model(f".m.old-{dead}")
+    (saving_folder(out).parent / (saving_folder(out).name.rsplit("-", 1)[0] + f"-{dead}")).mkdir()
+    restore_interrupted_overwrite(out)
+    assert (out / "modules.json").is_file() and not between.exists()
+    # a live process's .old is left alone
+    alive = model(f".m.old-{os.getppid()}")
+    sweep_leftovers(out)
+    assert alive.exists()
 
 
 def test_a_run_killed_after_training_resumes_without_another_step(

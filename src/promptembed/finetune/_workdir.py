@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import glob
 import json
 import logging
 import os
@@ -32,16 +31,43 @@ LEFTOVER_IDLE_S = 3600
 
 
 def restore_interrupted_overwrite(output: Path) -> None:
-    """Put back a model that a killed overwrite left as ``.<name>.old-<pid>`` (the run died between two renames)."""
-    if output.exists() or not is_main_process():
+    """Put back a model that a killed overwrite left as ``.<name>.old-<pid>`` (the run died between two renames).
+
+    Only while that run's new model is still in its saving folder (``.<name>.tmp-<host>-<pid>``, see
+    :func:`saving_folder`): once it was renamed into place, the ``.old-<pid>`` is a stale previous model that a kill
+    kept from the trash, never to come back (:func:`sweep_leftovers` deletes it).
+    """
+    if output.exists() or not is_main_process() or not output.parent.is_dir():
         return
-    left = sorted(output.parent.glob(glob.escape(f".{output.name}") + ".old-*"), key=lambda p: p.stat().st_mtime)
-    if left and (left[-1] / "modules.json").is_file():
+    old = re.compile(re.escape(f".{output.name}") + r"\.old-(?P<pid>\d+)")
+    left = []
+    for p in output.parent.iterdir():
+        m = old.fullmatch(p.name)
+        if m and (p / "modules.json").is_file() and _between_renames(output, int(m.group("pid"))):
+            left.append(p)
+    if left:
+        newest = max(left, key=lambda p: p.stat().st_mtime)
         try:
-            left[-1].rename(output)
+            newest.rename(output)
         except OSError:  # another process got there first
             return
         logger.warning("restored %s: an earlier run was killed while it replaced that model", output)
+
+
+def _between_renames(output: Path, pid: int) -> bool:
+    """Whether the run ``pid`` died between its two renames: its new model still in its saving folder, no output.
+
+    The saving folder is ``.<name>.tmp-<host>-<pid>`` (``.<name>.tmp-<pid>`` from earlier versions).
+    """
+    if output.exists():
+        return False
+    tmp = re.compile(re.escape(f".{output.name}") + rf"\.tmp-(?:[A-Za-z0-9_-]+-)?{pid}")
+    here = _host()
+    for p in output.parent.iterdir():
+        if tmp.fullmatch(p.name) and p.is_dir():
+            # unless a run on this machine is between its renames right now
+            return not (p.name == f".{output.name}.tmp-{here}-{pid}" and _process_alive(pid))
+    return False
 
 
 def _host() -> str:
@@ -65,7 +91,9 @@ def saving_folder(output: Path) -> Path:
 def sweep_leftovers(output: Path) -> None:
     """Delete what killed runs left beside ``output``.
 
-    That is ``.<name>.trash-XXXXXXXX`` folders (a replaced model whose deletion was cut short), and a half-saved
+    That is ``.<name>.trash-XXXXXXXX`` folders (a replaced model whose deletion was cut short), a
+    ``.<name>.old-<pid>`` of a dead process that :func:`restore_interrupted_overwrite` would not put back (its run
+    was killed after the new model was in place, before the old one went to the trash), and a half-saved
     ``.<name>.tmp-<host>-<pid>`` whose process is gone: at once when it was this machine's, else once nothing has
     written to it for an hour (a run on another machine sharing the folder cannot be seen from here; so for the
     ``.<name>.tmp-<pid>`` of earlier versions). "This machine" is the host name and the pid namespace (:func:`_host`):
@@ -77,9 +105,12 @@ def sweep_leftovers(output: Path) -> None:
     here = _host()
     for left in output.parent.iterdir():
         trash = re.fullmatch(name + r"\.trash-[a-z0-9_]{8}", left.name)
+        old = re.fullmatch(name + r"\.old-(?P<pid>\d+)", left.name)
         tmp = re.fullmatch(name + r"\.tmp-(?:(?P<host>[A-Za-z0-9_-]+)-)?(?P<pid>\d+)", left.name)
         if trash:
             shutil.rmtree(left, ignore_errors=True)
+        elif old and not _process_alive(int(old.group("pid"))) and not _between_renames(output, int(old.group("pid"))):
+            shutil.rmtree(left, ignore_errors=True)  # a replaced model a kill kept from the trash
         elif tmp and not _process_alive(int(tmp.group("pid"))):
             ours = tmp.group("host") == here
             if ours or time.time() - left.stat().st_mtime > LEFTOVER_IDLE_S:
