@@ -16,6 +16,7 @@ from promptembed import (
     InputError,
     ModelLoadError,
     PromptEmbedder,
+    PromptEmbedError,
     PromptError,
     UnsafeModelError,
     _registry,
@@ -279,3 +280,24 @@ def test_config_round_trip(tiny_gemma_dir: Path) -> None:
         with PromptEmbedder(**emb.config()) as again:
             assert again.config() == emb.config()
             assert_same(again.embed(["a"], prompt_name="x"), emb.embed(["a"], prompt_name="x"))
+
+
+def test_nan_vectors_name_the_inputs_in_float32_and_the_dtype_otherwise(
+    tiny_bert_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A NaN from a float32 model is the input's doing (no overflow to blame); from bf16/fp16 it is the dtype's."""
+    from promptembed import _calls, engine
+
+    def nan_for_the_second(entry: object, texts: list[str], prompts: list[str], **_: object) -> engine.Encoded:
+        vectors = np.ones((len(texts), 32), dtype=np.float32)
+        vectors[1] = np.nan
+        return engine.Encoded(vectors, 0, "test")
+
+    monkeypatch.setattr(_calls.engine, "encode", nan_for_the_second)
+    with PromptEmbedder(model=tiny_bert_dir) as emb:
+        with pytest.raises(PromptEmbedError, match=r"positions \[1\] in float32; it cannot embed these inputs") as got:
+            emb.embed_queries(["mars", ""])
+        assert "dtype='float32'" not in str(got.value)  # the advice that cannot help a float32 model
+    with PromptEmbedder(model=tiny_bert_dir, dtype="bfloat16") as emb:
+        with pytest.raises(PromptEmbedError, match=r"dtype=bfloat16\); this usually means the dtype overflows"):
+            emb.embed_queries(["mars", ""])

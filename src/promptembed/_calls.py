@@ -88,6 +88,12 @@ def compute(
     vectors = result.vectors
     if not np.isfinite(vectors).all():
         bad = sorted({int(i) for i in np.argwhere(~np.isfinite(vectors))[:, 0]})
+        if entry.key.dtype == "float32":  # no overflow to blame: the model cannot embed these inputs
+            raise PromptEmbedError(
+                f"The model returned NaN or inf for texts at positions {bad[:10]} in float32; it cannot embed these "
+                "inputs (for example a text that leaves no token for its pooling, such as an empty text with a "
+                "tokenizer that adds no special tokens): check those texts."
+            )
         raise PromptEmbedError(
             f"The model returned NaN or inf for texts at positions {bad[:10]} (dtype={entry.key.dtype}); "
             "this usually means the dtype overflows for this model: use dtype='float32'."
