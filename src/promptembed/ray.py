@@ -228,9 +228,11 @@ def embed_dataset(
         schema = None
     if schema is not None:
         job.check_columns(list(schema.names))
-    if batch_size is not None:  # the actors' batches join blocks, which needs one type per column across blocks
+    if batch_size is not None and not _all_strings(schema, job):
+        # The actors' batches join blocks, which needs one type per column across blocks. No CPU of its own
+        # (num_cpus=0): the actor pools of earlier embed_dataset stages may hold every CPU of the cluster.
         ds = ds.map_batches(partial(_strings_only, job=job), batch_size=None, batch_format="pyarrow",
-                            zero_copy_batch=True)  # fmt: skip
+                            zero_copy_batch=True, num_cpus=0)  # fmt: skip
     from ray.data import ActorPoolStrategy
 
     pool = (
@@ -248,6 +250,22 @@ def embed_dataset(
         num_gpus=num_gpus,
         num_cpus=num_cpus,
     )
+
+
+def _all_strings(schema: Any, job: TableJob) -> bool:
+    """Whether the dataset's known schema gives the text (and title) column a string type in every block."""
+    import pyarrow as pa
+
+    if schema is None:
+        return False
+    names = list(schema.names)
+    for name in (job.column, job.title_column):
+        if name is None or name not in names:
+            continue
+        kind = schema.types[names.index(name)]
+        if not isinstance(kind, pa.DataType) or not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+            return False
+    return True
 
 
 def _strings_only(block: pa.Table, job: TableJob) -> pa.Table:

@@ -165,16 +165,22 @@ def test_missing_extra_names_the_pip_command(monkeypatch: pytest.MonkeyPatch) ->
 def test_engine_options_reach_each_actors_embedder(tiny_bert_dir: Path) -> None:
     """What embed_dataset hands Ray: the actor class and its options, which build the actor's PromptEmbedder."""
 
-    class RecordingDataset:  # the one Dataset call embed_dataset makes, recorded instead of run
-        def schema(self, fetch_if_missing: bool = False) -> None:
-            return None
+    class RecordingDataset:  # the Dataset calls embed_dataset makes, recorded instead of run
+        def __init__(self) -> None:
+            self.calls: list[dict[str, Any]] = []
 
-        def map_batches(self, fn: Any, **kwargs: Any) -> str:
+        def schema(self, fetch_if_missing: bool = False) -> None:
+            return None  # not known yet: the blocks' types are checked by a stage of their own
+
+        def map_batches(self, fn: Any, **kwargs: Any) -> RecordingDataset:
+            self.calls.append({"fn": fn, **kwargs})
             self.fn, self.kwargs = fn, kwargs
-            return "mapped"
+            return self
 
     ds = RecordingDataset()
-    assert embed_dataset(ds, model=str(tiny_bert_dir), engine="compile", max_batch_tokens=512) == "mapped"  # type: ignore[arg-type]
+    assert embed_dataset(ds, model=str(tiny_bert_dir), engine="compile", max_batch_tokens=512) is ds  # type: ignore[arg-type]
+    check, _ = ds.calls  # the per-block type check, then the actors
+    assert check["batch_size"] is None and check["num_cpus"] == 0  # never waits for a CPU the actors hold
     options, job = ds.kwargs["fn_constructor_kwargs"]["options"], ds.kwargs["fn_constructor_kwargs"]["job"]
     assert options["engine"] == "compile" and options["max_batch_tokens"] == 512
     actor = ds.fn(options, job)
