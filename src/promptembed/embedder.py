@@ -481,7 +481,10 @@ class PromptEmbedder:
                 if parts is not None:
                     self._closed_parts = None
             if parts is not None:  # close() ran during this call, the last one in flight: release now
-                _release(*parts)
+                try:
+                    _release(*parts)
+                except Exception:  # the call's own vectors (or error) must not be lost to a failed release
+                    logger.exception("releasing a closed PromptEmbedder's model after its last call failed")
 
     def _run_with(
         self,
@@ -522,7 +525,11 @@ class PromptEmbedder:
     def _guard(self) -> threading.Lock:
         """The lock over this embedder's state (calls in flight, close); a forked child gets a fresh one."""
         if self._lock_pid != os.getpid():  # the parent's other threads, and any lock they held, are gone here
-            self._calls_lock, self._lock_pid, self._active = threading.Lock(), os.getpid(), 0
+            with _child_reset[0]:  # two threads of the child reset once (the lock is new in every child)
+                if self._lock_pid != os.getpid():
+                    # A release the parent deferred to a call of its own is the parent's: its calls are not here.
+                    self._calls_lock, self._active, self._closed_parts = threading.Lock(), 0, None
+                    self._lock_pid = os.getpid()
         return self._calls_lock
 
     def close(self) -> None:
@@ -594,15 +601,25 @@ class PromptEmbedder:
         return f"PromptEmbedder(model={self._source!r}, dimension={self.dimension}, {state})"
 
 
+#: Serializes the reset of embedders' locks in a forked child; itself new in every child (register_at_fork).
+_child_reset = [threading.Lock()]
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=lambda: _child_reset.__setitem__(0, threading.Lock()))
+
+
 def _release(
     pool: dict[str, Any] | None, pool_pid: int | None, entry: _registry.LoadedModel | None, cache: VectorCache | None
 ) -> None:
-    if pool is not None and pool_pid == os.getpid():  # a forked child must not stop the parent's workers
-        stop_pool(pool)
-    if entry is not None:
-        _registry.release(entry)
-    if cache is not None:
-        cache.close()
+    try:
+        if pool is not None and pool_pid == os.getpid():  # a forked child must not stop the parent's workers
+            stop_pool(pool)
+    finally:
+        try:
+            if entry is not None:
+                _registry.release(entry)
+        finally:
+            if cache is not None:
+                cache.close()
 
 
 def _rebuild(config: dict[str, Any]) -> PromptEmbedder:

@@ -526,6 +526,15 @@ def test_a_run_killed_after_training_resumes_without_another_step(
         raise SafetensorError("Error while serializing: IoError(No space left on device (os error 28))")
 
     out = tmp_path / "resumed"
+
+    def a_bug(*args: object, **kwargs: object) -> None:
+        raise TypeError("a bug in the report")
+
+    with monkeypatch.context() as m:  # not a save failure: raised as it is, not as "free space and rerun"
+        m.setattr(api, "write_reports", a_bug)
+        with pytest.raises(TypeError, match="a bug in the report"):
+            finetune([docs], output=out, **run)  # type: ignore[arg-type]
+    assert not out.exists()
     with monkeypatch.context() as m:  # failed while saving, after the final checkpoint-2
         m.setattr(api, "write_card", disk_full)
         message = (

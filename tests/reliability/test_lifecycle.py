@@ -45,13 +45,26 @@ def test_gc_inside_another_models_load_finishes(
     assert not [k for k in left if k.source in sources]
 
 
-@pytest.mark.parametrize("cached", [False, True], ids=["no-cache", "cache"])
+@pytest.mark.parametrize(
+    ("cached", "close_fails"), [(False, False), (True, False), (True, True)], ids=["no-cache", "cache", "close-fails"]
+)
 def test_close_from_another_thread_lets_a_running_call_finish(
-    tiny_gemma_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bounded: Any, cached: bool
+    tiny_gemma_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    bounded: Any,
+    cached: bool,
+    close_fails: bool,
 ) -> None:
-    """close() while a call runs in another thread: the call returns its vectors, then the model is released."""
+    """close() while a call runs in another thread: the call returns its vectors, then the model is released.
+
+    With ``close_fails``, closing the cache raises during that deferred release: the call keeps its vectors, the model
+    is still released, and the failure is logged.
+    """
     import threading
 
+    from promptembed.cache import VectorCache
     from promptembed.errors import PromptEmbedError
 
     with PromptEmbedder(model=tiny_gemma_dir) as ref:
@@ -68,6 +81,12 @@ def test_close_from_another_thread_lets_a_running_call_finish(
         real_drain()
 
     monkeypatch.setattr(_registry, "drain", pausing_drain)
+    if close_fails:
+
+        def failing_close(self: VectorCache) -> None:
+            raise OSError("disk gone")
+
+        monkeypatch.setattr(VectorCache, "close", failing_close)
     box: dict[str, Any] = {}
 
     def call() -> None:
@@ -89,6 +108,7 @@ def test_close_from_another_thread_lets_a_running_call_finish(
     assert "error" not in box, box.get("error")
     assert (box["vectors"] == expected).all()
     assert key not in _registry.state().refs  # released by the call that finished last
+    assert ("releasing a closed PromptEmbedder" in caplog.text) == close_fails
     with pytest.raises(PromptEmbedError, match="closed"):
         emb.embed_queries(["again"])
     emb.close()  # a second close is a no-op

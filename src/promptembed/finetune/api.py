@@ -403,7 +403,9 @@ def finetune(
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         share_outcome(f"rank 0 failed to save the model: {exc!r}")  # the other ranks raise it too
-        if isinstance(exc, Exception) and not isinstance(exc, ConfigError):  # a full disk: OSError, SafetensorError
+        from safetensors import SafetensorError
+
+        if isinstance(exc, OSError | SafetensorError):  # a full disk, a quota, a folder gone: what saving can meet
             raise ConfigError(
                 f"Saving the model to {output} failed ({type(exc).__name__}: {exc}); nothing was written there. The "
                 f"trained checkpoint is kept in {work_dir}: free space (or fix the cause) and rerun the same command "

@@ -134,7 +134,8 @@ def write_reports(folder: Path, report: dict[str, Any]) -> tuple[Path, Path, Pat
         shown = f"`{v}`"
         if k == "epochs" and v == "auto" and planned_epochs is not None:  # what "auto" chose
             shown += f" ({planned_epochs:g} for {report['data']['train_pairs']} training rows)"
-        if k == "epochs" and trained_epochs is not None and trained_epochs != planned_epochs:  # max_steps came first
+        stopped = config.get("max_steps") is not None and trained_epochs not in (None, planned_epochs)
+        if k == "epochs" and stopped:  # max_steps came first
             shown += f"; {trained_epochs:g} trained (max_steps={config.get('max_steps')})"
         lines.append(f"| {k} | {shown} |")
     lines += ["", "## Time by stage", "", "| stage | wall s | CPU s (all threads) |", "|---|---|---|"]
