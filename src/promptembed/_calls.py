@@ -1,4 +1,4 @@
-"""One embedding call of a :class:`~promptembed.PromptEmbedder`: the cache, the engine, the checks on the result."""
+"""One embedding call of a :class:`~promptembed.PromptEmbedder`: the engine, and the checks on its result."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import logging
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -15,10 +15,7 @@ from promptembed import _registry, engine
 from promptembed.errors import PromptEmbedError
 from promptembed.prompts import Role
 
-if TYPE_CHECKING:
-    from promptembed.cache import VectorCache
-
-__all__ = ["CallSettings", "cached", "compute", "quiet_progress", "stop_pool"]
+__all__ = ["CallSettings", "compute", "quiet_progress", "stop_pool"]
 
 logger = logging.getLogger("promptembed")
 _QUIET = threading.local()  # set by quiet_progress() in this thread: no per-call bar
@@ -99,41 +96,6 @@ def compute(
             "this usually means the dtype overflows for this model: use dtype='float32'."
         )
     return vectors
-
-
-def cached(
-    cache: VectorCache,
-    entry: _registry.LoadedModel,
-    texts: list[str],
-    *,
-    role: Role | None,
-    prompts: list[str],
-    settings: CallSettings,
-    pool: dict[str, Any] | None,
-    variant: str,
-    dim: int,
-) -> np.ndarray:
-    """:func:`compute` through the vector cache: only the texts it lacks are encoded (and then stored)."""
-    from promptembed.cache import cached_embed
-
-    return cached_embed(
-        cache,
-        model=_registry.fingerprint(entry),
-        dtype=variant if role is None else f"{variant}|role={role}",  # a Router's route
-        truncate_dim=settings.truncate_dim,
-        normalize=settings.normalize,
-        prompts=prompts,
-        texts=texts,
-        compute=lambda idx: compute(
-            entry,
-            [texts[i] for i in idx],
-            role=role,
-            prompts=[prompts[i] for i in idx],
-            settings=settings,
-            pool=pool,
-        ),
-        dim=dim,
-    )
 
 
 def stop_pool(pool: dict[str, Any]) -> None:

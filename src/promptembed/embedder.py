@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from promptembed import _loading, _quantize, _registry, engine
-from promptembed._calls import CallSettings, cached, compute, stop_pool
+from promptembed._calls import CallSettings, compute, stop_pool
 from promptembed._inputs import check_forward_kwargs, check_options, check_texts, stream_chunks
 from promptembed._modelopts import ModelOptions, dtype_from_kwargs
 from promptembed._open import open_model
@@ -507,13 +507,30 @@ class PromptEmbedder:
             )
         if not texts:
             return _quantize.empty(self._precision, self.dimension)
+        settings = self._settings
         if cache is None:
-            vectors = compute(entry, texts, role=role, prompts=prompts, settings=self._settings, pool=pool)
-        else:
-            vectors = cached(
-                cache, entry, texts, role=role, prompts=prompts, settings=self._settings, pool=pool,
-                variant=self._cache_variant, dim=self.dimension,
-            )  # fmt: skip
+            vectors = compute(entry, texts, role=role, prompts=prompts, settings=settings, pool=pool)
+        else:  # only the texts the cache lacks are encoded (and then stored)
+            from promptembed.cache import cached_embed
+
+            vectors = cached_embed(
+                cache,
+                model=_registry.fingerprint(entry),
+                dtype=self._cache_variant if role is None else f"{self._cache_variant}|role={role}",  # a Router's route
+                truncate_dim=settings.truncate_dim,
+                normalize=settings.normalize,
+                prompts=prompts,
+                texts=texts,
+                compute=lambda idx: compute(
+                    entry,
+                    [texts[i] for i in idx],
+                    role=role,
+                    prompts=[prompts[i] for i in idx],
+                    settings=settings,
+                    pool=pool,
+                ),
+                dim=self.dimension,
+            )
         return _quantize.quantize(vectors, self._precision, self._ranges)
 
     # ----------------------------------------------------------------------------------------- lifecycle

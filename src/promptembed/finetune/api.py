@@ -277,9 +277,7 @@ def finetune(
             )  # fmt: skip
     chosen_loss = (
         ("cosent" if kind == "scored" else "margin_mse" if kind == "margin_mse" else "mnrl") if loss == "auto" else loss
-    )
-    if kind == "margin_mse" and chosen_loss != "margin_mse":
-        raise ConfigError(f"loss={loss!r} cannot train on teacher margins; use loss='auto' with teacher=")
+    )  # check_loss has refused an explicit loss= that these rows cannot train (teacher margins, scores or not)
 
     corpus_vectors: dict[str, Any] = {}
     with stage(timings, "evaluation"):
